@@ -1,0 +1,122 @@
+//! Everything that speaks to AWS. The only module that imports `aws_sdk_*`.
+//!
+//! `connect` builds one `SdkConfig` (one TLS stack, adaptive retries, the standard credential
+//! chain, `AWS_ENDPOINT_URL` overrides) and the service clients from it. `refresh` reads every
+//! kind concurrently, one batched call per kind. `s3_backend` stores state in S3.
+
+pub mod ec2;
+pub mod kinds;
+pub mod s3_backend;
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_types::request_id::RequestId;
+
+use crate::error::AwsError;
+use crate::plan::LiveResource;
+use crate::state::StateDoc;
+
+/// The clients of one environment's region, and what every adapter needs to know.
+#[derive(Clone)]
+pub struct Aws {
+    pub ec2: aws_sdk_ec2::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub region: String,
+    /// The environment whose resources are read and tagged.
+    pub environment: String,
+}
+
+/// Whether the endpoint is overridden (a local emulator): then S3 needs path-style addressing.
+fn endpoint_overridden() -> bool {
+    ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()))
+}
+
+/// Builds the SDK configuration once and every client from it.
+pub async fn connect(region: &str, environment: &str, max_attempts: Option<u32>) -> Aws {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut retry = RetryConfig::adaptive()
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(20));
+    if std::env::var("AWS_MAX_ATTEMPTS").is_err() {
+        retry = retry.with_max_attempts(max_attempts.unwrap_or(8));
+    }
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .http_client(http)
+        .retry_config(retry)
+        .load()
+        .await;
+    let s3_conf = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(endpoint_overridden())
+        .build();
+    Aws {
+        ec2: aws_sdk_ec2::Client::new(&sdk),
+        s3: aws_sdk_s3::Client::from_conf(s3_conf),
+        region: region.to_string(),
+        environment: environment.to_string(),
+    }
+}
+
+/// Turns an SDK error into an `AwsError` that keeps code, status and request id.
+pub fn sdk_error<E>(service: &'static str, operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    move |e| {
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        let request_id = e.request_id().map(str::to_string);
+        let code = e.code().map(str::to_string);
+        let message = match e.message() {
+            Some(m) => m.to_string(),
+            None => match &e {
+                SdkError::ServiceError(_) => String::new(),
+                other => aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),
+            },
+        };
+        AwsError {
+            service,
+            operation,
+            code,
+            message,
+            status,
+            request_id,
+        }
+    }
+}
+
+/// Reads every kind at once, each with one batched call (plus one for ids recorded in state
+/// but not found by tag). Returns every live resource of this environment.
+pub async fn refresh(aws: &Aws, state: &StateDoc) -> Result<Vec<LiveResource>, AwsError> {
+    let reads = kinds::ADAPTERS.iter().map(|adapter| {
+        let recorded: Vec<String> = state
+            .resources
+            .values()
+            .filter(|r| r.kind == adapter.kind())
+            .map(|r| r.physical_id.clone())
+            .collect();
+        async move {
+            let mut found = adapter.read_all(aws).await?;
+            let missing: Vec<String> = recorded
+                .into_iter()
+                .filter(|p| !found.iter().any(|l| &l.physical_id == p))
+                .collect();
+            if !missing.is_empty() {
+                found.extend(adapter.read_ids(aws, &missing).await?);
+            }
+            Ok::<_, AwsError>(found)
+        }
+    });
+    let results = futures::future::try_join_all(reads).await?;
+    Ok(results.into_iter().flatten().collect())
+}

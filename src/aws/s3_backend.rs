@@ -1,0 +1,276 @@
+//! State in S3. Writes are compare-and-swap on the ETag (`If-Match`, or `If-None-Match: *` for the
+//! first write); the lock is a sibling `<key>.lock` object created with `If-None-Match: *`, renewed
+//! and released with `If-Match` on its own ETag, so two processes can never both believe they hold
+//! it. A missing bucket is created with versioning, default encryption and public access blocked.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, VersioningConfiguration,
+};
+
+use super::{Aws, sdk_error};
+use crate::error::AwsError;
+use crate::state::{Backend, LockInfo, StateDoc, StateError, Version};
+
+pub struct S3Backend {
+    client: aws_sdk_s3::Client,
+    region: String,
+    bucket: String,
+    key: String,
+}
+
+impl S3Backend {
+    pub fn new(aws: &Aws, bucket: &str, key: &str) -> Self {
+        S3Backend {
+            client: aws.s3.clone(),
+            region: aws.region.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        }
+    }
+
+    fn lock_key(&self) -> String {
+        format!("{}.lock", self.key)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Version)>, AwsError> {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => {
+                let etag = Version(out.e_tag().unwrap_or_default().to_string());
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| AwsError::local("s3", "GetObject", format!("reading the body: {e}")))?
+                    .into_bytes()
+                    .to_vec();
+                Ok(Some((bytes, etag)))
+            }
+            Err(e) => {
+                let e = sdk_error("s3", "GetObject")(e);
+                if e.is_not_found() { Ok(None) } else { Err(e) }
+            }
+        }
+    }
+
+    /// A conditional put: `if_match` an ETag, or create only (`If-None-Match: *`).
+    async fn put(&self, key: &str, body: Vec<u8>, if_match: Option<&Version>) -> Result<Version, PutError> {
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(body));
+        let req = match if_match {
+            Some(v) => req.if_match(&v.0),
+            None => req.if_none_match("*"),
+        };
+        match req.send().await {
+            Ok(out) => Ok(Version(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) => {
+                let e = sdk_error("s3", "PutObject")(e);
+                // 412: the condition failed. 409: a concurrent conditional write won. 404: the
+                // object the condition named is gone.
+                if matches!(e.status, Some(412 | 409 | 404)) {
+                    Err(PutError::Condition)
+                } else {
+                    Err(PutError::Aws(e))
+                }
+            }
+        }
+    }
+}
+
+enum PutError {
+    Condition,
+    Aws(AwsError),
+}
+
+fn decode_lock(bytes: &[u8]) -> Result<LockInfo, StateError> {
+    serde_json::from_slice(bytes).map_err(|e| StateError::Io(format!("the lock object is not valid: {e}")))
+}
+
+#[async_trait::async_trait]
+impl Backend for S3Backend {
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    async fn exists(&self) -> Result<bool, StateError> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let e = sdk_error("s3", "HeadBucket")(e);
+                if e.status == Some(404) || e.is_not_found() {
+                    Ok(false)
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
+    async fn ensure(&self) -> Result<(), StateError> {
+        if self.exists().await? {
+            return Ok(());
+        }
+        let mut create = self.client.create_bucket().bucket(&self.bucket);
+        if self.region != "us-east-1" {
+            create = create.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(self.region.as_str()))
+                    .build(),
+            );
+        }
+        if let Err(e) = create.send().await {
+            let e = sdk_error("s3", "CreateBucket")(e);
+            if !e.code_is("BucketAlreadyOwnedByYou") {
+                return Err(e.into());
+            }
+        }
+        self.client
+            .put_bucket_versioning()
+            .bucket(&self.bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(sdk_error("s3", "PutBucketVersioning"))?;
+        let rule = ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(
+                ServerSideEncryptionByDefault::builder()
+                    .sse_algorithm(ServerSideEncryption::Aes256)
+                    .build()
+                    .map_err(|e| AwsError::local("s3", "PutBucketEncryption", e.to_string()))?,
+            )
+            .build();
+        self.client
+            .put_bucket_encryption()
+            .bucket(&self.bucket)
+            .server_side_encryption_configuration(
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(rule)
+                    .build()
+                    .map_err(|e| AwsError::local("s3", "PutBucketEncryption", e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(sdk_error("s3", "PutBucketEncryption"))?;
+        self.client
+            .put_public_access_block()
+            .bucket(&self.bucket)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(true)
+                    .restrict_public_buckets(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(sdk_error("s3", "PutPublicAccessBlock"))?;
+        Ok(())
+    }
+
+    async fn read(&self) -> Result<Option<(StateDoc, Version)>, StateError> {
+        match self.get(&self.key).await? {
+            None => Ok(None),
+            Some((bytes, v)) => Ok(Some((StateDoc::decode(&bytes)?, v))),
+        }
+    }
+
+    async fn write(&self, doc: &StateDoc, prev: Option<&Version>) -> Result<Version, StateError> {
+        match self.put(&self.key, doc.encode(), prev).await {
+            Ok(v) => Ok(v),
+            Err(PutError::Condition) => Err(StateError::Conflict),
+            Err(PutError::Aws(e)) => Err(e.into()),
+        }
+    }
+
+    async fn lock(&self, info: &LockInfo) -> Result<(Version, Option<LockInfo>), StateError> {
+        let body = serde_json::to_vec_pretty(info).expect("lock serialises");
+        match self.put(&self.lock_key(), body.clone(), None).await {
+            Ok(v) => return Ok((v, None)),
+            Err(PutError::Aws(e)) => return Err(e.into()),
+            Err(PutError::Condition) => {}
+        }
+        let Some((held, etag)) = self.lock_info().await? else {
+            // Released between our two calls: try once more.
+            return match self.put(&self.lock_key(), body, None).await {
+                Ok(v) => Ok((v, None)),
+                Err(PutError::Aws(e)) => Err(e.into()),
+                Err(PutError::Condition) => Err(StateError::Conflict),
+            };
+        };
+        if !held.expired() {
+            return Err(StateError::Locked(Box::new(held)));
+        }
+        // Take over the expired lease, but only if nobody else did first.
+        match self.put(&self.lock_key(), body, Some(&etag)).await {
+            Ok(v) => Ok((v, Some(held))),
+            Err(PutError::Aws(e)) => Err(e.into()),
+            Err(PutError::Condition) => match self.lock_info().await? {
+                Some((now, _)) => Err(StateError::Locked(Box::new(now))),
+                None => Err(StateError::Conflict),
+            },
+        }
+    }
+
+    async fn renew(&self, info: &LockInfo, held: &Version) -> Result<Version, StateError> {
+        let body = serde_json::to_vec_pretty(info).expect("lock serialises");
+        match self.put(&self.lock_key(), body, Some(held)).await {
+            Ok(v) => Ok(v),
+            Err(PutError::Condition) => Err(StateError::LockLost),
+            Err(PutError::Aws(e)) => Err(e.into()),
+        }
+    }
+
+    async fn unlock(&self, held: &Version) -> Result<(), StateError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.lock_key())
+            .if_match(&held.0)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = sdk_error("s3", "DeleteObject")(e);
+                if matches!(e.status, Some(412 | 404)) {
+                    Err(StateError::LockLost)
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
+    async fn lock_info(&self) -> Result<Option<(LockInfo, Version)>, StateError> {
+        match self.get(&self.lock_key()).await? {
+            None => Ok(None),
+            Some((bytes, v)) => Ok(Some((decode_lock(&bytes)?, v))),
+        }
+    }
+
+    async fn force_unlock(&self, id: &str) -> Result<LockInfo, StateError> {
+        match self.lock_info().await? {
+            Some((info, v)) if info.id == id => {
+                self.unlock(&v).await.map_err(|e| match e {
+                    StateError::LockLost => StateError::NoSuchLock(id.to_string()),
+                    other => other,
+                })?;
+                Ok(info)
+            }
+            _ => Err(StateError::NoSuchLock(id.to_string())),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "infra", version, about = "Plan and apply ECS Fargate platforms on AWS from one YAML file per environment")]
+pub struct Cli {
+    /// Folder holding the environment files.
+    #[arg(long, global = true, env = "INFRA_DIR", default_value = "environments")]
+    pub dir: PathBuf,
+    /// How many AWS operations may run at once during apply and destroy.
+    #[arg(long, global = true, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+    /// Never colour the output (also: NO_COLOR).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    /// Log what infra does (repeat for more detail).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check environment files offline (all of them when none is named).
+    Validate { envs: Vec<String> },
+    /// Refresh live state and show what apply would change.
+    Plan(PlanArgs),
+    /// Plan, confirm and carry out the changes.
+    Apply(ApplyArgs),
+    /// Delete everything the environment's state holds, in reverse dependency order.
+    Destroy(DestroyArgs),
+    /// Print values of the applied environment (from state).
+    Output(OutputArgs),
+    /// Inspect the state or break a lock.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    pub env: String,
+    /// Save the plan for `infra apply --plan FILE`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Only this logical id, or every id under a prefix, plus what it depends on. Repeatable.
+    #[arg(long = "target", value_name = "ID")]
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[arg(required_unless_present = "plan", conflicts_with = "plan")]
+    pub env: Option<String>,
+    /// Run a saved plan exactly as saved (refused if the state moved since).
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Only this logical id, or every id under a prefix, plus what it depends on. Repeatable.
+    #[arg(long = "target", value_name = "ID", conflicts_with = "plan")]
+    pub targets: Vec<String>,
+    /// Do not wait for ECS rollouts to finish.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    pub env: String,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    pub env: String,
+    /// One output only.
+    pub name: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the resources in state.
+    List { env: String },
+    /// Show one resource as recorded.
+    Show { env: String, id: String },
+    /// Remove a lock by its id (from the error that named it).
+    Unlock { env: String, lock_id: String },
+}

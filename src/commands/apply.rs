@@ -1,0 +1,100 @@
+//! `infra apply` and `infra destroy`: plan (or load a saved plan), confirm, run under the lock.
+
+use anyhow::Result;
+
+use crate::cli::{ApplyArgs, DestroyArgs};
+use crate::exit::ExitStatus;
+use crate::ops::{self, Globals};
+use crate::plan::{Operation, Plan};
+use crate::render;
+
+pub async fn apply(globals: &Globals, args: ApplyArgs) -> Result<ExitStatus> {
+    if let Some(path) = &args.plan {
+        let plan = ops::load_plan(path)?;
+        let session = ops::open(&plan.region, &plan.environment, &plan.state).await;
+        render::print(&render::plan_text(&plan, &session.backend.describe()));
+        if plan.is_empty() {
+            return Ok(ExitStatus::Success);
+        }
+        return finish(&session, &plan, None, globals, "apply").await;
+    }
+    let name = args.env.as_deref().expect("clap requires ENV without --plan");
+    let env = ops::load_env(globals, name)?;
+    ops::require_approval_possible(args.auto_approve, "apply")?;
+    interactive_run(globals, &env, Operation::Apply, &args.targets, args.auto_approve).await
+}
+
+pub async fn destroy(globals: &Globals, args: DestroyArgs) -> Result<ExitStatus> {
+    let env = ops::load_env(globals, &args.env)?;
+    ops::require_approval_possible(args.auto_approve, "destroy")?;
+    interactive_run(globals, &env, Operation::Destroy, &[], args.auto_approve).await
+}
+
+async fn interactive_run(
+    globals: &Globals,
+    env: &crate::config::Environment,
+    operation: Operation,
+    targets: &[String],
+    auto_approve: bool,
+) -> Result<ExitStatus> {
+    let verb = match operation {
+        Operation::Apply => "apply",
+        Operation::Destroy => "destroy",
+    };
+    let session = ops::open(&env.region, &env.name, &env.state).await;
+    // Plan under the lock when there is somewhere to hold it, so the plan cannot go stale
+    // between review and run.
+    let guard = if session.backend.exists().await? {
+        Some(ops::lock(&session, &env.name, verb).await?)
+    } else {
+        None
+    };
+    let planned = ops::make_plan(&session, env, operation, targets).await;
+    let (plan, _) = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(g) = guard {
+                let _ = g.release().await;
+            }
+            return Err(e);
+        }
+    };
+    render::print(&render::plan_text(&plan, &session.backend.describe()));
+    if plan.is_empty() {
+        if let Some(g) = guard {
+            g.release().await?;
+        }
+        return Ok(ExitStatus::Success);
+    }
+    if !auto_approve {
+        let question = match operation {
+            Operation::Apply => format!("Apply these changes to {}?", env.name),
+            Operation::Destroy => format!("Destroy every resource of {}? This cannot be undone.", env.name),
+        };
+        if !ops::confirm(&question)? {
+            if let Some(g) = guard {
+                g.release().await?;
+            }
+            render::eprint(&format!("{verb} cancelled: nothing was changed.\n"));
+            return Ok(ExitStatus::Failure);
+        }
+    }
+    finish(&session, &plan, guard, globals, verb).await
+}
+
+async fn finish(
+    session: &ops::Session,
+    plan: &Plan,
+    guard: Option<crate::state::lock::LockGuard>,
+    globals: &Globals,
+    verb: &str,
+) -> Result<ExitStatus> {
+    render::print("\n");
+    let report = ops::run_plan(session, plan, guard, globals, verb).await?;
+    let title = if verb == "destroy" { "Destroy" } else { "Apply" };
+    render::print(&render::report_text(&report, title));
+    if let Some(e) = report.state_error {
+        return Err(anyhow::Error::new(e).context(format!("writing state {}", session.backend.describe())));
+    }
+    Ok(if report.ok() { ExitStatus::Success } else { ExitStatus::Failure })
+}

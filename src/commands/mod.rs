@@ -1,0 +1,28 @@
+//! One module per command: parse → call `ops` → print through `render` → pick an exit status.
+
+pub mod apply;
+pub mod output;
+pub mod plan;
+pub mod state;
+pub mod validate;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::exit::ExitStatus;
+use crate::ops::Globals;
+
+pub async fn run(cli: Cli) -> Result<ExitStatus> {
+    let globals = Globals {
+        dir: cli.dir.clone(),
+        parallelism: usize::from(cli.parallelism),
+    };
+    match cli.command {
+        Command::Validate { envs } => validate::run(&globals, &envs),
+        Command::Plan(args) => plan::run(&globals, args).await,
+        Command::Apply(args) => apply::apply(&globals, args).await,
+        Command::Destroy(args) => apply::destroy(&globals, args).await,
+        Command::Output(args) => output::run(&globals, args).await,
+        Command::State(cmd) => state::run(&globals, cmd).await,
+    }
+}

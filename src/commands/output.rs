@@ -1,0 +1,50 @@
+//! `infra output ENV [NAME] [--json]`: values from state.
+
+use anyhow::{Result, bail};
+
+use crate::cli::OutputArgs;
+use crate::exit::ExitStatus;
+use crate::ops::{self, Globals};
+use crate::outputs::outputs;
+use crate::render;
+
+pub async fn run(globals: &Globals, args: OutputArgs) -> Result<ExitStatus> {
+    let env = ops::load_env(globals, &args.env)?;
+    let session = ops::open(&env.region, &env.name, &env.state).await;
+    let Some((doc, _)) = ops::read_state(&session, &env.name).await? else {
+        return Err(ops::hinted(
+            format!("environment `{}` has no state yet", env.name),
+            format!("run `infra apply {}` first", env.name),
+        ));
+    };
+    let all = outputs(&doc);
+    let text = match &args.name {
+        Some(name) => {
+            let Some(v) = all.get(name.as_str()) else {
+                bail!(
+                    "no output `{name}`; outputs are: {}",
+                    all.keys().copied().collect::<Vec<_>>().join(", ")
+                );
+            };
+            if args.json {
+                serde_json::to_string_pretty(v)? + "\n"
+            } else {
+                match v {
+                    serde_json::Value::String(s) => format!("{s}\n"),
+                    serde_json::Value::Array(items) => items
+                        .iter()
+                        .map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()) + "\n")
+                        .collect(),
+                    other => format!("{other}\n"),
+                }
+            }
+        }
+        None if args.json => serde_json::to_string_pretty(&all)? + "\n",
+        None => all
+            .iter()
+            .map(|(k, v)| format!("{k} = {}\n", render::show(v)))
+            .collect(),
+    };
+    render::print(&text);
+    Ok(ExitStatus::Success)
+}

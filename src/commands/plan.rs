@@ -1,0 +1,36 @@
+//! `infra plan ENV`: refresh, diff, show; optionally save the plan or report changes in the exit
+//! code.
+
+use anyhow::Result;
+
+use crate::cli::PlanArgs;
+use crate::exit::ExitStatus;
+use crate::ops::{self, Globals};
+use crate::plan::Operation;
+use crate::render;
+
+pub async fn run(globals: &Globals, args: PlanArgs) -> Result<ExitStatus> {
+    let env = ops::load_env(globals, &args.env)?;
+    let session = ops::open(&env.region, &env.name, &env.state).await;
+    let (plan, _) = ops::make_plan(&session, &env, Operation::Apply, &args.targets).await?;
+    if args.json {
+        render::print(&render::plan_json(&plan));
+    } else {
+        render::print(&render::plan_text(&plan, &session.backend.describe()));
+    }
+    if let Some(out) = &args.out {
+        ops::save_plan(&plan, out)?;
+        if !args.json {
+            render::print(&format!(
+                "\nSaved the plan to {}. Apply exactly this with `infra apply --plan {}`.\n",
+                out.display(),
+                out.display()
+            ));
+        }
+    }
+    Ok(if args.detailed_exitcode && !plan.is_empty() {
+        ExitStatus::Changes
+    } else {
+        ExitStatus::Success
+    })
+}

@@ -1,0 +1,41 @@
+//! `infra state list|show|unlock`.
+
+use anyhow::Result;
+
+use crate::cli::StateCommand;
+use crate::exit::ExitStatus;
+use crate::ops::{self, Globals};
+use crate::render;
+
+pub async fn run(globals: &Globals, cmd: StateCommand) -> Result<ExitStatus> {
+    let name = match &cmd {
+        StateCommand::List { env } | StateCommand::Show { env, .. } | StateCommand::Unlock { env, .. } => env,
+    };
+    let env = ops::load_env(globals, name)?;
+    let session = ops::open(&env.region, &env.name, &env.state).await;
+    match cmd {
+        StateCommand::List { .. } => {
+            let doc = ops::read_state(&session, &env.name).await?.map(|(d, _)| d);
+            let mut text = String::new();
+            for (id, r) in doc.iter().flat_map(|d| &d.resources) {
+                text.push_str(&format!("{id}\t{}\t{}\n", r.kind, r.physical_id));
+            }
+            render::print(&text);
+        }
+        StateCommand::Show { id, .. } => {
+            let doc = ops::read_state(&session, &env.name).await?.map(|(d, _)| d);
+            let Some(r) = doc.as_ref().and_then(|d| d.resources.get(&id)) else {
+                return Err(ops::hinted(
+                    format!("`{id}` is not in the state of {}", env.name),
+                    format!("`infra state list {}` lists what is", env.name),
+                ));
+            };
+            render::print(&(serde_json::to_string_pretty(r)? + "\n"));
+        }
+        StateCommand::Unlock { lock_id, .. } => {
+            let info = session.backend.force_unlock(&lock_id).await?;
+            render::print(&format!("Removed lock {}: {}\n", lock_id, info.describe()));
+        }
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,283 @@
+//! The environment file: its typed model, and the offline parse + validation that produces it.
+//!
+//! `parse` never stops at the first problem: it reads the whole file and returns every diagnostic,
+//! each naming the file, line and column. Nothing here does I/O except `load_file`, which only reads
+//! the file; nothing talks to AWS.
+
+mod expand;
+mod read;
+mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ipnet::{IpNet, Ipv4Net};
+use serde::{Deserialize, Serialize};
+
+use crate::diag::{Diagnostic, FileDiagnostics, Loc};
+
+pub use expand::expand_vars;
+
+/// One environment, fully validated, with every default filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Environment {
+    pub name: String,
+    pub region: String,
+    pub tags: BTreeMap<String, String>,
+    pub state: StateConfig,
+    pub network: Network,
+    pub load_balancer: Option<LoadBalancer>,
+    pub repositories: BTreeMap<String, Repository>,
+    pub cluster: Option<Cluster>,
+    pub services: BTreeMap<String, Service>,
+}
+
+/// Where the state document lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateConfig {
+    S3 { bucket: String, key: String },
+    Local { path: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NatMode {
+    None,
+    Single,
+    PerAz,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Network {
+    pub cidr: Ipv4Net,
+    pub availability_zones: Vec<String>,
+    pub public_subnets: Vec<Ipv4Net>,
+    pub private_subnets: Vec<Ipv4Net>,
+    pub nat: NatMode,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadBalancer {
+    pub http_port: u16,
+    pub https: Option<Https>,
+    pub ingress_cidrs: Vec<IpNet>,
+    pub idle_timeout_seconds: u32,
+    pub deletion_protection: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Https {
+    pub port: u16,
+    pub certificate_arn: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repository {
+    pub scan_on_push: bool,
+    pub immutable_tags: bool,
+    pub keep_last: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    pub container_insights: bool,
+}
+
+/// Where a service's image comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Image {
+    /// A repository of this environment (`web:1.2.3`): resolved to a digest at plan time.
+    Repository { key: String, tag: String },
+    /// Any other reference, used as written.
+    External(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    pub image: Image,
+    pub cpu: u32,
+    pub memory: u32,
+    pub port: Option<u16>,
+    pub desired_count: u32,
+    pub health_check_path: String,
+    pub path_patterns: Vec<String>,
+    pub environment: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, String>,
+    pub deployment: Deployment,
+    pub autoscaling: Option<Autoscaling>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    Rolling,
+    BlueGreen,
+    Canary,
+    Linear,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CircuitBreaker {
+    Off,
+    On,
+    Rollback,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    pub strategy: Strategy,
+    pub min_healthy_percent: u32,
+    pub max_percent: u32,
+    pub circuit_breaker: CircuitBreaker,
+    pub bake_minutes: u32,
+    pub canary_percent: Option<f64>,
+    pub step_percent: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Autoscaling {
+    pub min: u32,
+    pub max: u32,
+    pub cpu_percent: u32,
+}
+
+/// Why an environment could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no environment file `{}` (looked for {name}.yaml in {})", path.display(), dir.display())]
+    NotFound {
+        name: String,
+        dir: PathBuf,
+        path: PathBuf,
+    },
+    #[error("reading {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} has {} error{}", file.display(), diagnostics.diagnostics.len(), if diagnostics.diagnostics.len() == 1 { "" } else { "s" })]
+    Invalid {
+        file: PathBuf,
+        diagnostics: FileDiagnostics,
+    },
+}
+
+/// The path of an environment's file in `dir`.
+pub fn env_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.yaml"))
+}
+
+/// Every environment name in `dir` (files ending in `.yaml`), sorted.
+pub fn list_environments(dir: &Path) -> Result<Vec<String>, ConfigError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let path = e.path();
+            (path.extension()? == "yaml")
+                .then(|| path.file_stem()?.to_str().map(str::to_string))
+                .flatten()
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Reads and validates `dir/<name>.yaml`, expanding variables from the process environment.
+pub fn load(dir: &Path, name: &str) -> Result<Environment, ConfigError> {
+    let path = env_path(dir, name);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError::NotFound {
+                name: name.to_string(),
+                dir: dir.to_path_buf(),
+                path,
+            });
+        }
+        Err(source) => return Err(ConfigError::Io { path, source }),
+    };
+    let lookup = |var: &str| std::env::var(var).ok();
+    parse(&path, &text, &lookup).map_err(|diagnostics| ConfigError::Invalid {
+        file: path.clone(),
+        diagnostics: FileDiagnostics {
+            source: text,
+            diagnostics,
+        },
+    })
+}
+
+/// Parses and validates one environment file. `path` names the file in diagnostics and gives the
+/// expected environment name (its stem); `lookup` resolves `${VAR}`.
+pub fn parse(
+    path: &Path,
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Environment, Vec<Diagnostic>> {
+    use saphyr::LoadableYamlNode;
+    let docs = match saphyr::MarkedYaml::load_from_str(text) {
+        Ok(docs) => docs,
+        Err(e) => {
+            let m = e.marker();
+            return Err(vec![Diagnostic {
+                file: path.to_path_buf(),
+                loc: Loc {
+                    line: m.line(),
+                    column: m.col() + 1,
+                    len: 1,
+                },
+                message: format!("invalid YAML: {}", e.info()),
+                hint: None,
+            }]);
+        }
+    };
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let mut reader = yaml::Reader::new(path, lookup);
+    let env = match docs.as_slice() {
+        [doc] => read::environment(&mut reader, doc, &stem),
+        [] => {
+            reader.error_at(
+                Loc {
+                    line: 1,
+                    column: 1,
+                    len: 1,
+                },
+                "the file is empty: expected an environment mapping",
+                None,
+            );
+            None
+        }
+        [_, second, ..] => {
+            reader.error(second.span, "expected one YAML document, found several");
+            None
+        }
+    };
+    match env {
+        Some(env) if reader.errors.is_empty() => Ok(env),
+        _ => {
+            let mut errors = reader.errors;
+            errors.sort_by_key(|d| (d.loc.line, d.loc.column));
+            Err(errors)
+        }
+    }
+}
+
+impl Environment {
+    /// The ECS cluster name, when the environment has a cluster.
+    pub fn cluster_name(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|c| c.name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+//! Expands a validated `Environment` into the resources it describes, each with a stable logical
+//! id, its attributes and the references that order it. Pure and deterministic: the same file gives
+//! the same graph, byte for byte.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::config::{Environment, NatMode};
+use crate::model::{Kind, Resource, reference, tags_for};
+
+/// The desired resources of an environment, keyed by logical id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Desired {
+    pub resources: BTreeMap<String, Resource>,
+}
+
+impl Desired {
+    fn add(&mut self, env: &Environment, id: String, kind: Kind, mut attrs: serde_json::Value) {
+        attrs["tags"] = json!(tags_for(&env.name, &env.tags, &id));
+        self.resources.insert(
+            id.clone(),
+            Resource {
+                id,
+                kind,
+                attrs,
+                depends_on: Vec::new(),
+            },
+        );
+    }
+}
+
+/// The zones that get a NAT gateway under each mode.
+pub fn nat_zones(env: &Environment) -> Vec<&str> {
+    let zones = env.network.availability_zones.iter().map(String::as_str);
+    match env.network.nat {
+        NatMode::None => Vec::new(),
+        NatMode::Single => zones.take(1).collect(),
+        NatMode::PerAz => zones.collect(),
+    }
+}
+
+/// Expands the environment into its resource graph.
+pub fn expand(env: &Environment) -> Desired {
+    let mut d = Desired::default();
+    network(env, &mut d);
+    d
+}
+
+fn network(env: &Environment, d: &mut Desired) {
+    let net = &env.network;
+    d.add(
+        env,
+        "vpc".into(),
+        Kind::Vpc,
+        json!({
+            "cidr_block": net.cidr.to_string(),
+            "enable_dns_support": true,
+            "enable_dns_hostnames": true,
+        }),
+    );
+    d.add(
+        env,
+        "internet-gateway".into(),
+        Kind::InternetGateway,
+        json!({ "vpc_id": reference("vpc") }),
+    );
+    for (tier, cidrs, public) in [
+        ("public", &net.public_subnets, true),
+        ("private", &net.private_subnets, false),
+    ] {
+        for (zone, cidr) in net.availability_zones.iter().zip(cidrs) {
+            d.add(
+                env,
+                format!("subnet.{tier}.{zone}"),
+                Kind::Subnet,
+                json!({
+                    "vpc_id": reference("vpc"),
+                    "cidr_block": cidr.to_string(),
+                    "availability_zone": zone,
+                    "map_public_ip_on_launch": public,
+                }),
+            );
+        }
+    }
+    let nat_zones = nat_zones(env);
+    for zone in &nat_zones {
+        d.add(
+            env,
+            format!("elastic-ip.{zone}"),
+            Kind::ElasticIp,
+            json!({ "domain": "vpc" }),
+        );
+        let id = format!("nat.{zone}");
+        d.add(
+            env,
+            id.clone(),
+            Kind::NatGateway,
+            json!({
+                "subnet_id": reference(&format!("subnet.public.{zone}")),
+                "allocation_id": reference(&format!("elastic-ip.{zone}")),
+                "connectivity_type": "public",
+            }),
+        );
+        // A public NAT gateway needs the VPC's internet gateway attached before it can be created.
+        if let Some(nat) = d.resources.get_mut(&id) {
+            nat.depends_on.push("internet-gateway".into());
+        }
+    }
+    let public_subnets: Vec<_> = net
+        .availability_zones
+        .iter()
+        .map(|z| reference(&format!("subnet.public.{z}")))
+        .collect();
+    d.add(
+        env,
+        "route-table.public".into(),
+        Kind::RouteTable,
+        json!({
+            "vpc_id": reference("vpc"),
+            "routes": [{ "destination_cidr_block": "0.0.0.0/0", "gateway_id": reference("internet-gateway") }],
+            "subnet_ids": public_subnets,
+        }),
+    );
+    for zone in &net.availability_zones {
+        // Each private subnet routes to the NAT of its own zone, or to the single one.
+        let nat = match env.network.nat {
+            NatMode::None => None,
+            NatMode::Single => nat_zones.first().copied(),
+            NatMode::PerAz => Some(zone.as_str()),
+        };
+        let routes: Vec<_> = nat
+            .map(|z| json!({ "destination_cidr_block": "0.0.0.0/0", "nat_gateway_id": reference(&format!("nat.{z}")) }))
+            .into_iter()
+            .collect();
+        d.add(
+            env,
+            format!("route-table.private.{zone}"),
+            Kind::RouteTable,
+            json!({
+                "vpc_id": reference("vpc"),
+                "routes": routes,
+                "subnet_ids": [reference(&format!("subnet.private.{zone}"))],
+            }),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use std::path::Path;
+
+    pub(crate) fn env(nat: &str, zones: usize) -> Environment {
+        let zs = ["us-east-1a", "us-east-1b", "us-east-1c"];
+        let text = format!(
+            "environment: stage\nregion: us-east-1\nstate: {{local: s.json}}\nnetwork:\n  cidr: 10.0.0.0/16\n  availability_zones: [{}]\n  public_subnets: [{}]\n  private_subnets: [{}]\n  nat: {nat}\n",
+            zs[..zones].join(", "),
+            (0..zones).map(|i| format!("10.0.{i}.0/24")).collect::<Vec<_>>().join(", "),
+            (0..zones).map(|i| format!("10.0.1{i}.0/24")).collect::<Vec<_>>().join(", "),
+        );
+        config::parse(Path::new("stage.yaml"), &text, &|_| None).unwrap()
+    }
+
+    #[test]
+    fn resource_counts_follow_the_nat_mode() {
+        // (nat mode, zones) → (total resources, NAT gateways)
+        let table = [
+            ("none", 2, 1 + 1 + 4 + 3, 0),
+            ("single", 2, 1 + 1 + 4 + 2 + 3, 1),
+            ("per_az", 3, 1 + 1 + 6 + 6 + 4, 3),
+        ];
+        for (nat, zones, total, nats) in table {
+            let d = expand(&env(nat, zones));
+            assert_eq!(d.resources.len(), total, "{nat}/{zones}");
+            let n = d.resources.values().filter(|r| r.kind == Kind::NatGateway).count();
+            assert_eq!(n, nats, "{nat}/{zones}");
+        }
+    }
+
+    #[test]
+    fn private_routes_point_at_the_right_nat() {
+        let single = expand(&env("single", 2));
+        let rt = &single.resources["route-table.private.us-east-1b"];
+        assert_eq!(rt.attrs["routes"][0]["nat_gateway_id"], reference("nat.us-east-1a"));
+        let per_az = expand(&env("per_az", 2));
+        let rt = &per_az.resources["route-table.private.us-east-1b"];
+        assert_eq!(rt.attrs["routes"][0]["nat_gateway_id"], reference("nat.us-east-1b"));
+        let none = expand(&env("none", 2));
+        assert_eq!(none.resources["route-table.private.us-east-1b"].attrs["routes"], json!([]));
+    }
+
+    #[test]
+    fn every_resource_is_tagged_with_its_identity() {
+        for r in expand(&env("per_az", 3)).resources.values() {
+            let tags = &r.attrs["tags"];
+            assert_eq!(tags["infra:environment"], "stage");
+            assert_eq!(tags["infra:id"], r.id.as_str());
+            assert_eq!(tags["managed-by"], "infra");
+        }
+    }
+
+    #[test]
+    fn every_dependency_exists() {
+        let d = expand(&env("per_az", 3));
+        for r in d.resources.values() {
+            for dep in r.deps() {
+                assert!(d.resources.contains_key(&dep), "{} needs missing {dep}", r.id);
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The `infra` binary: parse arguments, set up output and logging, run the command, and turn
+//! errors into `error:` / `caused by:` / `hint:` lines and an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use infra::cli::Cli;
+use infra::config::ConfigError;
+use infra::exit::ExitStatus;
+use infra::ops::Hinted;
+use infra::render;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.no_color {
+        anstream::ColorChoice::Never.write_global();
+    }
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info,infra=debug",
+        _ => "debug,infra=trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let status = match runtime.block_on(infra::commands::run(cli)) {
+        Ok(status) => status,
+        Err(e) => {
+            report(&e);
+            ExitStatus::Failure
+        }
+    };
+    status.into()
+}
+
+fn report(e: &anyhow::Error) {
+    if let Some(ConfigError::Invalid { diagnostics, file }) = e.downcast_ref::<ConfigError>() {
+        render::eprint(&diagnostics.render());
+        let n = diagnostics.diagnostics.len();
+        render::eprint(&format!(
+            "error: {} has {n} error{}; nothing was sent to AWS\n",
+            file.display(),
+            if n == 1 { "" } else { "s" }
+        ));
+        return;
+    }
+    let mut text = format!("error: {e}\n");
+    for cause in e.chain().skip(1) {
+        text.push_str(&format!("  caused by: {cause}\n"));
+    }
+    if let Some(h) = e.chain().find_map(|c| c.downcast_ref::<Hinted>()) {
+        text.push_str(&format!("  hint: {}\n", h.hint));
+    }
+    render::eprint(&text);
+}

@@ -1,0 +1,244 @@
+//! The vocabulary shared by every stage: resource kinds and their diff rules, logical ids, desired
+//! resources, references between them, and the tags that make a resource findable.
+//!
+//! Attributes are JSON objects so that plans and state serialise as they are. A reference to another
+//! resource is the object `{"ref": "<logical id>"}`; it becomes that resource's physical id when the
+//! value is resolved. Pure: no I/O, no AWS types.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Tag keys that give a resource its identity. A resource is ours when it carries all of them.
+pub const TAG_ENVIRONMENT: &str = "infra:environment";
+pub const TAG_ID: &str = "infra:id";
+pub const TAG_MANAGED_BY: &str = "managed-by";
+pub const MANAGED_BY: &str = "infra";
+
+/// What a value shows when it depends on a resource that does not exist yet.
+pub const UNKNOWN: &str = "(known after apply)";
+
+/// Every kind of resource `infra` manages. Adding one: a variant here with its `Schema`, the desired
+/// resources in `desired.rs`, and an adapter in `aws/kinds/` listed in its registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Vpc,
+    InternetGateway,
+    Subnet,
+    ElasticIp,
+    NatGateway,
+    RouteTable,
+}
+
+/// How the diff treats a kind's attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    /// Attributes that cannot change in place: a difference means replace.
+    pub replace_on: &'static [&'static str],
+    /// List attributes whose order carries no meaning: compared as sorted sets.
+    pub set_fields: &'static [&'static str],
+}
+
+impl Kind {
+    pub const ALL: &'static [Kind] = &[
+        Kind::Vpc,
+        Kind::InternetGateway,
+        Kind::Subnet,
+        Kind::ElasticIp,
+        Kind::NatGateway,
+        Kind::RouteTable,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Vpc => "vpc",
+            Kind::InternetGateway => "internet-gateway",
+            Kind::Subnet => "subnet",
+            Kind::ElasticIp => "elastic-ip",
+            Kind::NatGateway => "nat-gateway",
+            Kind::RouteTable => "route-table",
+        }
+    }
+
+    pub fn schema(self) -> Schema {
+        match self {
+            Kind::Vpc => Schema {
+                replace_on: &["cidr_block"],
+                set_fields: &[],
+            },
+            Kind::InternetGateway => Schema {
+                replace_on: &[],
+                set_fields: &[],
+            },
+            Kind::Subnet => Schema {
+                replace_on: &["vpc_id", "cidr_block", "availability_zone"],
+                set_fields: &[],
+            },
+            Kind::ElasticIp => Schema {
+                replace_on: &["domain"],
+                set_fields: &[],
+            },
+            Kind::NatGateway => Schema {
+                replace_on: &["subnet_id", "allocation_id", "connectivity_type"],
+                set_fields: &[],
+            },
+            Kind::RouteTable => Schema {
+                replace_on: &["vpc_id"],
+                set_fields: &["routes", "subnet_ids"],
+            },
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One resource the environment file asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub id: String,
+    pub kind: Kind,
+    /// Attributes, possibly holding references (`{"ref": id}`).
+    pub attrs: Value,
+    /// Ordering-only dependencies that no attribute expresses (a NAT gateway needs the internet
+    /// gateway attached first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+}
+
+impl Resource {
+    /// Every logical id this resource needs to exist first: references plus `depends_on`.
+    pub fn deps(&self) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = self.depends_on.iter().cloned().collect();
+        collect_refs(&self.attrs, &mut out);
+        out
+    }
+}
+
+/// A reference to another resource's physical id.
+pub fn reference(id: &str) -> Value {
+    let mut m = Map::new();
+    m.insert("ref".into(), Value::String(id.into()));
+    Value::Object(m)
+}
+
+/// The logical id a value refers to, if it is a reference.
+pub fn as_ref(v: &Value) -> Option<&str> {
+    match v {
+        Value::Object(m) if m.len() == 1 => m.get("ref")?.as_str(),
+        _ => None,
+    }
+}
+
+fn collect_refs(v: &Value, out: &mut BTreeSet<String>) {
+    if let Some(id) = as_ref(v) {
+        out.insert(id.to_string());
+        return;
+    }
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| collect_refs(i, out)),
+        Value::Object(m) => m.values().for_each(|i| collect_refs(i, out)),
+        _ => {}
+    }
+}
+
+/// Replaces every reference by the physical id `lookup` gives, or by `UNKNOWN`.
+pub fn resolve(v: &Value, lookup: &dyn Fn(&str) -> Option<String>) -> Value {
+    if let Some(id) = as_ref(v) {
+        return Value::String(lookup(id).unwrap_or_else(|| UNKNOWN.to_string()));
+    }
+    match v {
+        Value::Array(items) => Value::Array(items.iter().map(|i| resolve(i, lookup)).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), resolve(v, lookup)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Whether a resolved value still holds an unknown.
+pub fn has_unknown(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s == UNKNOWN,
+        Value::Array(items) => items.iter().any(has_unknown),
+        Value::Object(m) => m.values().any(has_unknown),
+        _ => false,
+    }
+}
+
+/// Puts attributes in the canonical form the diff compares: set-like lists sorted.
+pub fn normalize(kind: Kind, attrs: &Value) -> Value {
+    let mut out = attrs.clone();
+    if let Value::Object(m) = &mut out {
+        for field in kind.schema().set_fields {
+            if let Some(Value::Array(items)) = m.get_mut(*field) {
+                items.sort_by_key(|v| v.to_string());
+                items.dedup();
+            }
+        }
+    }
+    out
+}
+
+/// The tags every resource of `env` carries: the user's, then the identity tags.
+pub fn tags_for(env: &str, user: &BTreeMap<String, String>, id: &str) -> BTreeMap<String, String> {
+    let mut tags = user.clone();
+    tags.insert(TAG_ENVIRONMENT.into(), env.into());
+    tags.insert(TAG_ID.into(), id.into());
+    tags.insert(TAG_MANAGED_BY.into(), MANAGED_BY.into());
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn refs_are_collected_and_resolved() {
+        let r = Resource {
+            id: "route-table.public".into(),
+            kind: Kind::RouteTable,
+            attrs: json!({
+                "vpc_id": reference("vpc"),
+                "routes": [{"destination": "0.0.0.0/0", "gateway_id": reference("internet-gateway")}],
+                "subnet_ids": [reference("subnet.public.a"), reference("subnet.public.b")],
+            }),
+            depends_on: vec!["extra".into()],
+        };
+        let deps: Vec<String> = r.deps().into_iter().collect();
+        assert_eq!(
+            deps,
+            ["extra", "internet-gateway", "subnet.public.a", "subnet.public.b", "vpc"]
+        );
+        let lookup = |id: &str| (id != "subnet.public.b").then(|| format!("phys-{id}"));
+        let resolved = resolve(&r.attrs, &lookup);
+        assert_eq!(resolved["vpc_id"], "phys-vpc");
+        assert_eq!(resolved["routes"][0]["gateway_id"], "phys-internet-gateway");
+        assert_eq!(resolved["subnet_ids"][1], UNKNOWN);
+        assert!(has_unknown(&resolved));
+    }
+
+    #[test]
+    fn set_fields_compare_in_any_order() {
+        let a = json!({"subnet_ids": ["b", "a"], "vpc_id": "v"});
+        let b = json!({"subnet_ids": ["a", "b"], "vpc_id": "v"});
+        assert_eq!(normalize(Kind::RouteTable, &a), normalize(Kind::RouteTable, &b));
+        // Not a set field on subnets: order is kept.
+        assert_ne!(normalize(Kind::Subnet, &a), normalize(Kind::Subnet, &b));
+    }
+
+    #[test]
+    fn kind_names_are_unique() {
+        let names: BTreeSet<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), Kind::ALL.len());
+    }
+}

@@ -1,0 +1,269 @@
+//! The workflows behind the commands: open a session (config, AWS clients, state backend), make a
+//! plan, and carry one out under the state lock. Commands stay thin: they parse flags, call these,
+//! print, and pick an exit status.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+
+use crate::aws::{self, Aws, s3_backend::S3Backend};
+use crate::config::{self, Environment, StateConfig};
+use crate::desired::{self, Desired};
+use crate::exec::{self, Report, StateWriter};
+use crate::plan::{self, Base, Operation, Plan, PLAN_FORMAT};
+use crate::render;
+use crate::state::lock::LockGuard;
+use crate::state::{Backend, LocalBackend, StateDoc, StateError, Version};
+
+/// An error with a hint the user can act on; printed as `error:` then `hint:`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Hinted {
+    pub message: String,
+    pub hint: String,
+}
+
+pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    Hinted {
+        message: message.into(),
+        hint: hint.into(),
+    }
+    .into()
+}
+
+/// Settings every command shares.
+#[derive(Debug, Clone)]
+pub struct Globals {
+    pub dir: PathBuf,
+    pub parallelism: usize,
+}
+
+/// What a command works on: the clients of the environment's region and its state backend.
+pub struct Session {
+    pub aws: Aws,
+    pub backend: Arc<dyn Backend>,
+}
+
+pub fn load_env(globals: &Globals, name: &str) -> Result<Environment> {
+    Ok(config::load(&globals.dir, name)?)
+}
+
+pub async fn open(region: &str, environment: &str, state: &StateConfig) -> Session {
+    let aws = aws::connect(region, environment, None).await;
+    let backend: Arc<dyn Backend> = match state {
+        StateConfig::S3 { bucket, key } => Arc::new(S3Backend::new(&aws, bucket, key)),
+        StateConfig::Local { path } => Arc::new(LocalBackend::new(path.clone())),
+    };
+    Session { aws, backend }
+}
+
+/// The stored state, if any, checked to belong to this environment.
+pub async fn read_state(session: &Session, environment: &str) -> Result<Option<(StateDoc, Version)>> {
+    let where_ = session.backend.describe();
+    if !session
+        .backend
+        .exists()
+        .await
+        .with_context(|| format!("checking state storage {where_}"))?
+    {
+        return Ok(None);
+    }
+    let stored = session
+        .backend
+        .read()
+        .await
+        .with_context(|| format!("reading state {where_}"))?;
+    if let Some((doc, _)) = &stored {
+        if doc.environment != environment {
+            bail!(
+                "state {where_} belongs to environment `{}`, not `{environment}`",
+                doc.environment
+            );
+        }
+    }
+    Ok(stored)
+}
+
+/// Refreshes live state and diffs it against the file (or against nothing, for destroy).
+pub async fn make_plan(
+    session: &Session,
+    env: &Environment,
+    operation: Operation,
+    targets: &[String],
+) -> Result<(Plan, StateDoc)> {
+    let backend_exists = session
+        .backend
+        .exists()
+        .await
+        .with_context(|| format!("checking state storage {}", session.backend.describe()))?;
+    let stored = read_state(session, &env.name).await?;
+    let base = stored.as_ref().map(|(d, _)| Base {
+        lineage: d.lineage.clone(),
+        serial: d.serial,
+    });
+    let state = stored
+        .map(|(d, _)| d)
+        .unwrap_or_else(|| StateDoc::new(&env.name));
+    let live = aws::refresh(&session.aws, &state)
+        .await
+        .context("reading live resources from AWS")?;
+    let desired = match operation {
+        Operation::Apply => desired::expand(env),
+        Operation::Destroy => Desired::default(),
+    };
+    let options = plan::Options {
+        targets: targets.to_vec(),
+    };
+    let (changes, warnings) = plan::diff(&desired, &state, &live, &options)?;
+    Ok((
+        Plan {
+            format: PLAN_FORMAT,
+            environment: env.name.clone(),
+            region: env.region.clone(),
+            state: env.state.clone(),
+            operation,
+            base,
+            create_backend: !backend_exists,
+            changes,
+            warnings,
+        },
+        state,
+    ))
+}
+
+/// Asks "yes" on the terminal.
+pub fn confirm(question: &str) -> Result<bool> {
+    render::print(&format!("\n{question}\n  Only 'yes' will be accepted: "));
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("reading the confirmation")?;
+    Ok(answer.trim() == "yes")
+}
+
+/// Refuses to go on without a terminal to confirm on, unless approval was given up front.
+pub fn require_approval_possible(auto_approve: bool, verb: &str) -> Result<()> {
+    if !auto_approve && !std::io::stdin().is_terminal() {
+        return Err(hinted(
+            format!("`infra {verb}` needs confirmation, and there is no terminal to ask on"),
+            format!("review with `infra plan`, then run `infra {verb} --auto-approve`, or save a plan with `--out FILE` and run `infra apply --plan FILE`"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn save_plan(plan: &Plan, path: &Path) -> Result<()> {
+    let text = serde_json::to_vec_pretty(plan).expect("plan serialises");
+    std::fs::write(path, text).with_context(|| format!("writing plan {}", path.display()))
+}
+
+pub fn load_plan(path: &Path) -> Result<Plan> {
+    let text = std::fs::read(path).with_context(|| format!("reading plan {}", path.display()))?;
+    let plan: Plan = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not an infra plan file", path.display()))?;
+    if plan.format != PLAN_FORMAT {
+        bail!(
+            "{} is plan format {}, this infra reads format {PLAN_FORMAT}",
+            path.display(),
+            plan.format
+        );
+    }
+    Ok(plan)
+}
+
+fn lock_error(e: StateError, backend: &dyn Backend, env: &str) -> anyhow::Error {
+    match e {
+        StateError::Locked(info) => hinted(
+            format!("state {} is locked: {}", backend.describe(), info.describe()),
+            format!(
+                "wait for it to finish; if that process is gone, run `infra state unlock {env} {}`",
+                info.id
+            ),
+        ),
+        other => anyhow::Error::new(other).context(format!("locking state {}", backend.describe())),
+    }
+}
+
+/// Takes the state lock, saying so when an expired one is taken over.
+pub async fn lock(session: &Session, env: &str, operation: &str) -> Result<LockGuard> {
+    let guard = LockGuard::acquire(session.backend.clone(), operation)
+        .await
+        .map_err(|e| lock_error(e, session.backend.as_ref(), env))?;
+    if let Some(dead) = &guard.took_over {
+        render::eprint(&format!(
+            "note: took over an expired lock: {}\n",
+            dead.describe()
+        ));
+    }
+    Ok(guard)
+}
+
+/// Runs a plan that the user has approved. Creates the state storage if the plan says so, takes
+/// the lock unless `held` already holds it, refuses if the state moved since the plan, and
+/// releases the lock at the end.
+pub async fn run_plan(
+    session: &Session,
+    plan: &Plan,
+    held: Option<LockGuard>,
+    globals: &Globals,
+    verb: &str,
+) -> Result<Report> {
+    let guard = match held {
+        Some(g) => g,
+        None => {
+            if plan.create_backend {
+                render::print(&format!(
+                    "Creating state storage {} (versioning on, default encryption, public access blocked).\n",
+                    session.backend.describe()
+                ));
+            }
+            session
+                .backend
+                .ensure()
+                .await
+                .with_context(|| format!("creating state storage {}", session.backend.describe()))?;
+            lock(session, &plan.environment, verb).await?
+        }
+    };
+    let result = run_locked(session, plan, &guard, globals).await;
+    let released = guard.release().await;
+    let report = result?;
+    released.with_context(|| format!("releasing the lock on {}", session.backend.describe()))?;
+    Ok(report)
+}
+
+async fn run_locked(session: &Session, plan: &Plan, guard: &LockGuard, globals: &Globals) -> Result<Report> {
+    let stored = read_state(session, &plan.environment).await?;
+    let base = stored.as_ref().map(|(d, _)| Base {
+        lineage: d.lineage.clone(),
+        serial: d.serial,
+    });
+    if base != plan.base {
+        let show = |b: &Option<Base>| match b {
+            Some(b) => format!("serial {} of lineage {}", b.serial, b.lineage),
+            None => "no state".to_string(),
+        };
+        return Err(hinted(
+            format!(
+                "the state moved since this plan was made (plan: {}; now: {})",
+                show(&plan.base),
+                show(&base)
+            ),
+            "make a new plan and review it",
+        ));
+    }
+    let (doc, version) = match stored {
+        Some((d, v)) => (d, Some(v)),
+        None => (StateDoc::new(&plan.environment), None),
+    };
+    let mut writer = StateWriter {
+        backend: session.backend.as_ref(),
+        doc,
+        version,
+        lock: Some(guard),
+    };
+    let progress = Arc::new(render::Reporter::new(std::io::stderr().is_terminal()));
+    Ok(exec::execute(plan, &session.aws, &mut writer, globals.parallelism, progress).await)
+}

@@ -1,0 +1,61 @@
+//! `infra output`: values of the applied environment, read from state (no AWS call).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::model::Kind;
+use crate::state::StateDoc;
+
+/// Every output, by name.
+pub fn outputs(state: &StateDoc) -> BTreeMap<&'static str, Value> {
+    let mut out = BTreeMap::new();
+    let ids = |kind: Kind, prefix: &str| -> Vec<Value> {
+        state
+            .resources
+            .iter()
+            .filter(|(id, r)| r.kind == kind && id.starts_with(prefix))
+            .map(|(_, r)| Value::String(r.physical_id.clone()))
+            .collect()
+    };
+    if let Some(vpc) = state.physical_id("vpc") {
+        out.insert("vpc_id", json!(vpc));
+    }
+    out.insert("public_subnet_ids", Value::Array(ids(Kind::Subnet, "subnet.public.")));
+    out.insert("private_subnet_ids", Value::Array(ids(Kind::Subnet, "subnet.private.")));
+    let nat_ips: Vec<Value> = state
+        .resources
+        .values()
+        .filter(|r| r.kind == Kind::ElasticIp)
+        .filter_map(|r| r.attributes.get("public_ip").cloned())
+        .collect();
+    out.insert("nat_public_ips", Value::Array(nat_ips));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateResource;
+
+    #[test]
+    fn outputs_come_from_state() {
+        let mut doc = StateDoc::new("stage");
+        for (id, kind, phys, attrs) in [
+            ("vpc", Kind::Vpc, "vpc-1", json!({})),
+            ("subnet.public.us-east-1a", Kind::Subnet, "subnet-a", json!({})),
+            ("subnet.private.us-east-1a", Kind::Subnet, "subnet-b", json!({})),
+            ("elastic-ip.us-east-1a", Kind::ElasticIp, "eipalloc-1", json!({"public_ip": "1.2.3.4"})),
+        ] {
+            doc.resources.insert(
+                id.into(),
+                StateResource { kind, physical_id: phys.into(), attributes: attrs, depends_on: vec![] },
+            );
+        }
+        let o = outputs(&doc);
+        assert_eq!(o["vpc_id"], "vpc-1");
+        assert_eq!(o["public_subnet_ids"], json!(["subnet-a"]));
+        assert_eq!(o["private_subnet_ids"], json!(["subnet-b"]));
+        assert_eq!(o["nat_public_ips"], json!(["1.2.3.4"]));
+    }
+}

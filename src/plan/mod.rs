@@ -1,0 +1,485 @@
+//! The three-way diff: what the file wants (desired), what infra last wrote (recorded state) and
+//! what AWS has now (live), turned into a `Plan` — a serialisable list of changes with the drift
+//! that explains them. Pure: the same three inputs always give the same plan.
+//!
+//! Identity: a recorded resource is matched to live by its physical id; a resource missing from
+//! state is matched by its `infra:id` tag (a crash between "created" and "state written") and
+//! adopted. Two live resources claiming one id are a conflict that stops the plan: nothing is
+//! deleted on a guess.
+
+pub mod graph;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::StateConfig;
+use crate::desired::Desired;
+use crate::model::{Kind, UNKNOWN, has_unknown, normalize, resolve};
+use crate::state::StateDoc;
+
+/// The plan file format this build writes and accepts.
+pub const PLAN_FORMAT: u32 = 1;
+
+/// A resource as read from AWS, its attributes normalised to the desired shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveResource {
+    pub kind: Kind,
+    pub physical_id: String,
+    /// The `infra:id` tag, when present.
+    pub id: Option<String>,
+    pub attrs: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Apply,
+    Destroy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    /// Found by tag, matches the file: only recorded in state.
+    Adopt,
+    /// Recorded but gone from AWS and from the file: only removed from state.
+    Forget,
+}
+
+/// Why a change is there, beyond "the file says so".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "note")]
+pub enum Note {
+    DeletedOutside,
+    ChangedOutside { fields: Vec<String> },
+    FoundByTag,
+    RemovedFromFile,
+    /// Carries this environment's tags but is neither in the file nor in state.
+    UntrackedByTag,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldDiff {
+    pub field: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub forces_replacement: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub id: String,
+    pub kind: Kind,
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Note>,
+    /// The existing resource, for everything but a create.
+    pub physical_id: Option<String>,
+    /// Desired attributes, references unresolved (they are resolved when the step runs).
+    pub after: Option<Value>,
+    /// Live attributes at plan time.
+    pub before: Option<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diffs: Vec<FieldDiff>,
+    /// What the desired resource needs first.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// What the recorded resource depended on (orders deletes).
+    #[serde(default)]
+    pub recorded_deps: Vec<String>,
+}
+
+/// The state a plan was made against; a saved plan is refused if it moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Base {
+    pub lineage: String,
+    pub serial: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format: u32,
+    pub environment: String,
+    pub region: String,
+    pub state: StateConfig,
+    pub operation: Operation,
+    pub base: Option<Base>,
+    /// The state storage (S3 bucket) does not exist yet and apply will create it.
+    pub create_backend: bool,
+    pub changes: Vec<Change>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+    pub adopt: usize,
+    pub forget: usize,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for c in &self.changes {
+            match c.action {
+                Action::Create => s.add += 1,
+                Action::Update => s.change += 1,
+                Action::Replace => {
+                    s.add += 1;
+                    s.destroy += 1;
+                }
+                Action::Delete => s.destroy += 1,
+                Action::Adopt => s.adopt += 1,
+                Action::Forget => s.forget += 1,
+            }
+        }
+        s
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlanError {
+    #[error("{count} live {kind} resources claim the id `{id}` ({}); infra will not guess which is real", physical.join(", "))]
+    Conflict {
+        id: String,
+        kind: Kind,
+        count: usize,
+        physical: Vec<String>,
+    },
+    #[error("`{id}` is a {recorded} in state but a {desired} in the file")]
+    KindChanged {
+        id: String,
+        recorded: Kind,
+        desired: Kind,
+    },
+    #[error("no resource matches --target `{0}`")]
+    UnknownTarget(String),
+}
+
+/// Options that shape a plan.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only these logical ids (or every id under a prefix), plus what they depend on.
+    pub targets: Vec<String>,
+}
+
+/// Computes the changes that take live AWS to the desired graph.
+pub fn diff(
+    desired: &Desired,
+    state: &StateDoc,
+    live: &[LiveResource],
+    options: &Options,
+) -> Result<(Vec<Change>, Vec<String>), PlanError> {
+    let mut warnings = Vec::new();
+    let by_physical: HashMap<(Kind, &str), &LiveResource> = live
+        .iter()
+        .map(|l| ((l.kind, l.physical_id.as_str()), l))
+        .collect();
+    let mut by_tag: BTreeMap<&str, Vec<&LiveResource>> = BTreeMap::new();
+    for l in live {
+        if let Some(id) = &l.id {
+            by_tag.entry(id.as_str()).or_default().push(l);
+        }
+    }
+
+    // Match every id that any side knows to its live resource.
+    let mut matched: HashMap<&str, (&LiveResource, bool)> = HashMap::new(); // (live, found by tag)
+    let ids: BTreeSet<&str> = desired
+        .resources
+        .keys()
+        .map(String::as_str)
+        .chain(state.resources.keys().map(String::as_str))
+        .chain(by_tag.keys().copied())
+        .collect();
+    for &id in &ids {
+        let recorded = state.resources.get(id);
+        let kind = desired
+            .resources
+            .get(id)
+            .map(|r| r.kind)
+            .or(recorded.map(|r| r.kind));
+        if let (Some(d), Some(r)) = (desired.resources.get(id), recorded) {
+            if d.kind != r.kind {
+                return Err(PlanError::KindChanged {
+                    id: id.to_string(),
+                    recorded: r.kind,
+                    desired: d.kind,
+                });
+            }
+        }
+        let tagged: Vec<&LiveResource> = by_tag
+            .get(id)
+            .map(|v| v.iter().copied().filter(|l| Some(l.kind) == kind || kind.is_none()).collect())
+            .unwrap_or_default();
+        if let Some(r) = recorded {
+            if let Some(l) = by_physical.get(&(r.kind, r.physical_id.as_str())) {
+                matched.insert(id, (l, false));
+                let twins: Vec<String> = tagged
+                    .iter()
+                    .filter(|t| t.physical_id != r.physical_id)
+                    .map(|t| t.physical_id.clone())
+                    .collect();
+                if !twins.is_empty() {
+                    warnings.push(format!(
+                        "{} also carry the id `{id}` but state records {}; they are left alone",
+                        twins.join(", "),
+                        r.physical_id
+                    ));
+                }
+                continue;
+            }
+        }
+        match tagged.as_slice() {
+            [] => {}
+            [one] => {
+                matched.insert(id, (one, true));
+            }
+            many => {
+                return Err(PlanError::Conflict {
+                    id: id.to_string(),
+                    kind: many[0].kind,
+                    count: many.len(),
+                    physical: many.iter().map(|l| l.physical_id.clone()).collect(),
+                });
+            }
+        }
+    }
+
+    let mut changes: BTreeMap<String, Change> = BTreeMap::new();
+    // Desired resources in dependency order, so a reference knows whether its target is being
+    // (re)created and its physical id is therefore not known yet.
+    for id in topo_order(desired) {
+        let want = &desired.resources[id];
+        let recorded = state.resources.get(id);
+        let found = matched.get(id).copied();
+        let lookup = |dep: &str| -> Option<String> {
+            match changes.get(dep).map(|c| c.action) {
+                Some(Action::Create | Action::Replace) => None,
+                _ => matched.get(dep).map(|(l, _)| l.physical_id.clone()),
+            }
+        };
+        let after = normalize(want.kind, &resolve(&want.attrs, &lookup));
+        let mut notes = Vec::new();
+        let change = match found {
+            None => {
+                if recorded.is_some() {
+                    notes.push(Note::DeletedOutside);
+                }
+                Some((Action::Create, None, None, Vec::new()))
+            }
+            Some((l, by_tag)) => {
+                if by_tag {
+                    notes.push(Note::FoundByTag);
+                }
+                let before = normalize(want.kind, &l.attrs);
+                if let Some(r) = recorded.filter(|_| !by_tag) {
+                    let recorded_attrs = normalize(want.kind, &r.attributes);
+                    let drifted: Vec<String> = field_diffs(want.kind, &recorded_attrs, &before)
+                        .into_iter()
+                        .map(|d| d.field)
+                        .collect();
+                    if !drifted.is_empty() {
+                        notes.push(Note::ChangedOutside { fields: drifted });
+                    }
+                }
+                let diffs = field_diffs(want.kind, &before, &after);
+                let action = if diffs.iter().any(|d| d.forces_replacement) {
+                    Some(Action::Replace)
+                } else if !diffs.is_empty() {
+                    Some(Action::Update)
+                } else if by_tag {
+                    Some(Action::Adopt)
+                } else {
+                    None
+                };
+                action.map(|a| (a, Some(l.physical_id.clone()), Some(before), diffs))
+            }
+        };
+        if let Some((action, physical_id, before, diffs)) = change {
+            changes.insert(
+                id.to_string(),
+                Change {
+                    id: id.to_string(),
+                    kind: want.kind,
+                    action,
+                    notes,
+                    physical_id,
+                    after: Some(want.attrs.clone()),
+                    before,
+                    diffs,
+                    depends_on: want.deps().into_iter().collect(),
+                    recorded_deps: recorded.map(|r| r.depends_on.clone()).unwrap_or_default(),
+                },
+            );
+        }
+    }
+
+    // Everything recorded or tagged that the file no longer wants.
+    for &id in &ids {
+        if desired.resources.contains_key(id) {
+            continue;
+        }
+        let recorded = state.resources.get(id);
+        let found = matched.get(id).copied();
+        let (action, notes, physical, kind, before) = match (recorded, found) {
+            (Some(r), Some((l, _))) => (
+                Action::Delete,
+                vec![Note::RemovedFromFile],
+                l.physical_id.clone(),
+                r.kind,
+                Some(l.attrs.clone()),
+            ),
+            (Some(r), None) => (
+                Action::Forget,
+                vec![Note::DeletedOutside],
+                r.physical_id.clone(),
+                r.kind,
+                None,
+            ),
+            (None, Some((l, _))) => (
+                Action::Delete,
+                vec![Note::UntrackedByTag],
+                l.physical_id.clone(),
+                l.kind,
+                Some(l.attrs.clone()),
+            ),
+            (None, None) => continue,
+        };
+        changes.insert(
+            id.to_string(),
+            Change {
+                id: id.to_string(),
+                kind,
+                action,
+                notes,
+                physical_id: Some(physical),
+                after: None,
+                before,
+                diffs: Vec::new(),
+                depends_on: Vec::new(),
+                recorded_deps: recorded.map(|r| r.depends_on.clone()).unwrap_or_default(),
+            },
+        );
+    }
+
+    let mut changes: Vec<Change> = changes.into_values().collect();
+    if !options.targets.is_empty() {
+        changes = select_targets(desired, state, changes, &options.targets)?;
+    }
+    Ok((changes, warnings))
+}
+
+/// Keeps the changes of the targeted ids (an exact id, or a prefix ending at a `.`) and of what
+/// they depend on.
+fn select_targets(
+    desired: &Desired,
+    state: &StateDoc,
+    changes: Vec<Change>,
+    targets: &[String],
+) -> Result<Vec<Change>, PlanError> {
+    let known: BTreeSet<&str> = desired
+        .resources
+        .keys()
+        .chain(state.resources.keys())
+        .map(String::as_str)
+        .collect();
+    let matches = |t: &str, id: &str| id == t || id.strip_prefix(t).is_some_and(|r| r.starts_with('.'));
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    for t in targets {
+        let hits: Vec<&str> = known.iter().copied().filter(|id| matches(t, id)).collect();
+        if hits.is_empty() {
+            return Err(PlanError::UnknownTarget(t.clone()));
+        }
+        wanted.extend(hits.into_iter().map(str::to_string));
+    }
+    let mut stack: Vec<String> = wanted.iter().cloned().collect();
+    while let Some(id) = stack.pop() {
+        if let Some(r) = desired.resources.get(&id) {
+            for dep in r.deps() {
+                if wanted.insert(dep.clone()) {
+                    stack.push(dep);
+                }
+            }
+        }
+    }
+    Ok(changes.into_iter().filter(|c| wanted.contains(&c.id)).collect())
+}
+
+/// Desired ids, dependencies first (ties broken by id, so the order is stable).
+pub fn topo_order(desired: &Desired) -> Vec<&str> {
+    let mut indegree: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (id, r) in &desired.resources {
+        let deps: Vec<String> = r
+            .deps()
+            .into_iter()
+            .filter(|d| desired.resources.contains_key(d))
+            .collect();
+        indegree.insert(id, deps.len());
+        for d in deps {
+            let (key, _) = desired.resources.get_key_value(&d).expect("checked");
+            dependents.entry(key.as_str()).or_default().push(id);
+        }
+    }
+    let mut ready: BTreeSet<&str> = indegree
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(id, _)| *id)
+        .collect();
+    let mut out = Vec::with_capacity(indegree.len());
+    while let Some(id) = ready.pop_first() {
+        out.push(id);
+        for &next in dependents.get(id).into_iter().flatten() {
+            let n = indegree.get_mut(next).expect("known");
+            *n -= 1;
+            if *n == 0 {
+                ready.insert(next);
+            }
+        }
+    }
+    assert_eq!(out.len(), desired.resources.len(), "desired graph has a cycle");
+    out
+}
+
+/// Top-level attributes that differ between `before` and `after` (only those `after` sets).
+pub fn field_diffs(kind: Kind, before: &Value, after: &Value) -> Vec<FieldDiff> {
+    let schema = kind.schema();
+    let empty = serde_json::Map::new();
+    let b = before.as_object().unwrap_or(&empty);
+    let a = after.as_object().unwrap_or(&empty);
+    let mut out = Vec::new();
+    for (field, want) in a {
+        let have = b.get(field);
+        let same = have == Some(want) && !has_unknown(want);
+        if !same {
+            out.push(FieldDiff {
+                field: field.clone(),
+                before: have.cloned(),
+                after: Some(want.clone()),
+                forces_replacement: schema.replace_on.contains(&field.as_str()),
+            });
+        }
+    }
+    out
+}
+
+/// Whether any value of a diff is still unknown (shown as such).
+pub fn is_unknown(v: &Value) -> bool {
+    v.as_str() == Some(UNKNOWN)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,296 @@
+//! The only code that prints: plans as text (with colour when the terminal takes it) or JSON,
+//! live progress of an apply, and the closing summary.
+//!
+//! Text is built as `String`s by pure functions (snapshot-tested); printing goes through
+//! `anstream`, which strips colour when stdout is not a terminal, `NO_COLOR` is set or
+//! `--no-color` was given.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anstyle::{AnsiColor, Style};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
+
+use crate::exec::{Progress, Report};
+use crate::model::as_ref;
+use crate::plan::graph::Op;
+use crate::plan::{Action, Change, Note, Plan};
+
+const GREEN: Style = AnsiColor::Green.on_default();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
+const RED: Style = AnsiColor::Red.on_default();
+const BOLD: Style = Style::new().bold();
+const DIM: Style = Style::new().dimmed();
+
+fn paint(style: Style, text: &str) -> String {
+    format!("{style}{text}{style:#}")
+}
+
+/// A value as shown in a plan: JSON, with references written `ref(id)`.
+pub fn show(v: &Value) -> String {
+    if let Some(id) = as_ref(v) {
+        return format!("ref({id})");
+    }
+    match v {
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(show).collect();
+            format!("[{}]", inner.join(", "))
+        }
+        Value::Object(m) => {
+            let inner: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", show(v)))
+                .collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn symbol(action: Action) -> (&'static str, Style) {
+    match action {
+        Action::Create => ("+", GREEN),
+        Action::Update => ("~", YELLOW),
+        Action::Replace => ("-/+", RED),
+        Action::Delete => ("-", RED),
+        Action::Adopt => ("=", GREEN),
+        Action::Forget => ("-", DIM),
+    }
+}
+
+fn note_text(n: &Note) -> String {
+    match n {
+        Note::DeletedOutside => "deleted outside infra".into(),
+        Note::ChangedOutside { fields } => format!("changed outside infra: {}", fields.join(", ")),
+        Note::FoundByTag => "found by tag, adopted".into(),
+        Note::RemovedFromFile => "removed from the file".into(),
+        Note::UntrackedByTag => "tagged for this environment but in neither state nor file".into(),
+    }
+}
+
+fn change_text(c: &Change, out: &mut String) {
+    let (sym, style) = symbol(c.action);
+    let mut head = format!("  {} {}", paint(style, sym), paint(BOLD, &c.id));
+    if let Some(p) = &c.physical_id {
+        let _ = write!(head, "  {p}");
+    }
+    let mut notes: Vec<String> = c.notes.iter().map(note_text).collect();
+    match c.action {
+        Action::Replace => notes.push("must be replaced".into()),
+        Action::Forget => notes.push("will be removed from state".into()),
+        _ => {}
+    }
+    if !notes.is_empty() {
+        let _ = write!(head, "  {}", paint(DIM, &format!("({})", notes.join("; "))));
+    }
+    out.push_str(&head);
+    out.push('\n');
+    match c.action {
+        Action::Create if c.diffs.is_empty() => {
+            if let Some(Value::Object(attrs)) = &c.after {
+                let width = attrs.keys().map(String::len).max().unwrap_or(0);
+                for (k, v) in attrs {
+                    let _ = writeln!(out, "      {k:width$} = {}", show(v));
+                }
+            }
+        }
+        Action::Create | Action::Update | Action::Replace | Action::Adopt => {
+            for d in &c.diffs {
+                let before = d.before.as_ref().map(show).unwrap_or_else(|| "(none)".into());
+                let after = d.after.as_ref().map(show).unwrap_or_else(|| "(none)".into());
+                let _ = write!(out, "      {} {} = {before} → {after}", paint(YELLOW, "~"), d.field);
+                if d.forces_replacement {
+                    let _ = write!(out, "  {}", paint(RED, "# forces replacement"));
+                }
+                out.push('\n');
+            }
+        }
+        Action::Delete | Action::Forget => {}
+    }
+}
+
+/// The whole plan as text, ending with the summary line.
+pub fn plan_text(plan: &Plan, backend: &str) -> String {
+    let mut out = String::new();
+    for w in &plan.warnings {
+        let _ = writeln!(out, "{} {w}", paint(YELLOW, "warning:"));
+    }
+    if plan.create_backend {
+        let _ = writeln!(
+            out,
+            "State storage {backend} does not exist yet: apply will create it (versioning on, default encryption, public access blocked)."
+        );
+    }
+    if plan.base.is_none() && !plan.create_backend {
+        let _ = writeln!(out, "No state at {backend} yet: this is the first apply.");
+    }
+    if plan.changes.is_empty() {
+        out.push_str("\nNo changes. AWS matches the file.\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\n{} of {} ({}):\n",
+        if plan.operation == crate::plan::Operation::Destroy { "Destroy" } else { "Changes" },
+        paint(BOLD, &plan.environment),
+        plan.region
+    );
+    for c in &plan.changes {
+        change_text(c, &mut out);
+    }
+    let s = plan.summary();
+    let _ = write!(
+        out,
+        "\nPlan: {} to add, {} to change, {} to destroy.",
+        s.add, s.change, s.destroy
+    );
+    if s.adopt > 0 || s.forget > 0 {
+        let _ = write!(out, " ({} to adopt, {} to forget from state.)", s.adopt, s.forget);
+    }
+    out.push('\n');
+    out
+}
+
+/// The plan as JSON for machines: the plan itself plus its summary.
+pub fn plan_json(plan: &Plan) -> String {
+    let mut v = serde_json::to_value(plan).expect("plan serialises");
+    v["summary"] = serde_json::to_value(plan.summary()).expect("summary serialises");
+    serde_json::to_string_pretty(&v).expect("json") + "\n"
+}
+
+pub fn print(text: &str) {
+    let mut out = anstream::stdout();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+pub fn eprint(text: &str) {
+    let mut out = anstream::stderr();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+fn op_words(op: Op) -> (&'static str, &'static str) {
+    match op {
+        Op::Create => ("creating", "created"),
+        Op::Update => ("updating", "updated"),
+        Op::Delete => ("deleting", "deleted"),
+        Op::Adopt => ("adopting", "adopted"),
+        Op::Forget => ("forgetting", "forgotten"),
+    }
+}
+
+/// Shows an apply as it runs: a spinner per running step on a terminal, a line per event always.
+pub struct Reporter {
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<(String, Op), ProgressBar>>,
+}
+
+impl Reporter {
+    pub fn new(interactive: bool) -> Self {
+        let multi = interactive.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Reporter {
+            multi,
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn line(&self, text: String) {
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(anstream::adapter::strip_str(&text).to_string());
+            }
+            None => print(&(text + "\n")),
+        }
+    }
+
+    fn end_bar(&self, change: &Change, op: Op) {
+        if let Some(bar) = self.bars.lock().expect("bars").remove(&(change.id.clone(), op)) {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Reporter {
+    fn started(&self, change: &Change, op: Op) {
+        let (doing, _) = op_words(op);
+        if let Some(m) = &self.multi {
+            let bar = m.add(ProgressBar::new_spinner());
+            bar.set_style(ProgressStyle::with_template("  {spinner} {msg} [{elapsed}]").expect("template"));
+            bar.set_message(format!("{}: {doing}…", change.id));
+            bar.enable_steady_tick(Duration::from_millis(120));
+            self.bars.lock().expect("bars").insert((change.id.clone(), op), bar);
+        } else {
+            self.line(format!("  {}: {doing}…", change.id));
+        }
+    }
+
+    fn finished(&self, change: &Change, op: Op, physical: Option<&str>, elapsed: Duration) {
+        self.end_bar(change, op);
+        let (_, done) = op_words(op);
+        let what = physical.map(|p| format!(" ({p})")).unwrap_or_default();
+        self.line(format!(
+            "  {}: {}{what} [{:.1}s]",
+            change.id,
+            paint(GREEN, done),
+            elapsed.as_secs_f64()
+        ));
+    }
+
+    fn failed(&self, change: &Change, op: Op, error: &crate::error::AwsError) {
+        self.end_bar(change, op);
+        let (doing, _) = op_words(op);
+        self.line(format!("  {}: {} {doing}: {error}", change.id, paint(RED, "failed")));
+    }
+
+    fn skipped(&self, change: &Change, op: Op, because: &str) {
+        let (doing, _) = op_words(op);
+        self.line(format!(
+            "  {}: {} ({doing} needs {because}, which failed)",
+            change.id,
+            paint(DIM, "skipped")
+        ));
+    }
+
+    fn note(&self, message: &str) {
+        self.line(format!("{} {message}", paint(YELLOW, "note:")));
+    }
+}
+
+/// The closing lines of an apply or destroy.
+pub fn report_text(report: &Report, verb: &str) -> String {
+    let count = |op: Op| report.done.iter().filter(|(_, o)| *o == op).count();
+    let mut out = String::new();
+    let done = format!(
+        "{} created, {} updated, {} deleted",
+        count(Op::Create),
+        count(Op::Update),
+        count(Op::Delete)
+    );
+    if report.ok() {
+        let _ = writeln!(out, "\n{} {done}.", paint(GREEN, &format!("{verb} complete:")));
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\n{} {done}; {} failed, {} skipped.",
+        paint(RED, &format!("{verb} incomplete:")),
+        report.failed.len(),
+        report.skipped.len()
+    );
+    for (id, _, e) in &report.failed {
+        let _ = writeln!(out, "  failed: {id}: {e}");
+    }
+    for (id, _) in &report.skipped {
+        let _ = writeln!(out, "  skipped: {id}");
+    }
+    if report.interrupted {
+        let _ = writeln!(out, "  interrupted before the remaining steps started");
+    }
+    out.push_str("Everything that completed is recorded in state; run the command again to continue.\n");
+    out
+}

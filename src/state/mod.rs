@@ -1,0 +1,198 @@
+//! The state document and the storage it lives in.
+//!
+//! The document is versioned JSON: a format `version`, a `serial` bumped on every write, a `lineage`
+//! fixed when it is first created, and per logical id the kind, physical id, last applied attributes
+//! and dependencies. `decode` reads every format this build knows and upgrades it; `encode` always
+//! writes the current one.
+//!
+//! A `Backend` stores the document with compare-and-swap writes and guards it with a lease lock.
+//! The S3 backend lives in `aws::s3_backend` (it needs the SDK); the local one is here.
+
+pub mod lock;
+mod local;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::Kind;
+
+pub use local::LocalBackend;
+
+/// The format this build writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateDoc {
+    pub version: u32,
+    pub serial: u64,
+    pub lineage: String,
+    pub environment: String,
+    pub resources: BTreeMap<String, StateResource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateResource {
+    pub kind: Kind,
+    pub physical_id: String,
+    pub attributes: Value,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
+impl StateDoc {
+    /// A fresh document for an environment that has never been applied.
+    pub fn new(environment: &str) -> Self {
+        StateDoc {
+            version: FORMAT_VERSION,
+            serial: 0,
+            lineage: uuid::Uuid::new_v4().to_string(),
+            environment: environment.to_string(),
+            resources: BTreeMap::new(),
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("state serialises");
+        out.push(b'\n');
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
+        let raw: Value = serde_json::from_slice(bytes).map_err(StateError::Corrupt)?;
+        let version = raw.get("version").and_then(Value::as_u64).unwrap_or(0);
+        match version {
+            1 => serde_json::from_value(raw).map_err(StateError::Corrupt),
+            v if v > u64::from(FORMAT_VERSION) => Err(StateError::TooNew(v)),
+            v => Err(StateError::UnknownVersion(v)),
+        }
+    }
+
+    pub fn physical_id(&self, id: &str) -> Option<&str> {
+        self.resources.get(id).map(|r| r.physical_id.as_str())
+    }
+}
+
+/// An opaque version of the stored document (an S3 ETag, a content hash): what a compare-and-swap
+/// write must still find there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version(pub String);
+
+/// Who holds a lock, for how long, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub id: String,
+    pub operation: String,
+    pub who: String,
+    pub host: String,
+    pub pid: u32,
+    pub created: jiff::Timestamp,
+    pub expires: jiff::Timestamp,
+}
+
+impl LockInfo {
+    pub fn new(operation: &str, lease: std::time::Duration) -> Self {
+        let now = jiff::Timestamp::now();
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            operation: operation.to_string(),
+            who: format!("{user}@{host}"),
+            host,
+            pid: std::process::id(),
+            created: now,
+            expires: now + jiff::SignedDuration::try_from(lease).unwrap_or_default(),
+        }
+    }
+
+    pub fn expired(&self) -> bool {
+        self.expires < jiff::Timestamp::now()
+    }
+
+    /// "apply by ana@ci-7 (pid 42), started 3m ago, lock id …"
+    pub fn describe(&self) -> String {
+        let age = jiff::Timestamp::now().duration_since(self.created);
+        format!(
+            "`{}` by {} (pid {}), started {}s ago, lease until {}; lock id {}",
+            self.operation,
+            self.who,
+            self.pid,
+            age.as_secs().max(0),
+            self.expires,
+            self.id
+        )
+    }
+}
+
+/// Why a state operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("the state document is not valid: {0}")]
+    Corrupt(serde_json::Error),
+    #[error("the state was written by a newer infra (format {0}); upgrade infra")]
+    TooNew(u64),
+    #[error("the state has unknown format version {0}")]
+    UnknownVersion(u64),
+    #[error("the state is locked: {}", .0.describe())]
+    Locked(Box<LockInfo>),
+    #[error("the state changed since it was read (another writer won the race); nothing was overwritten")]
+    Conflict,
+    #[error("this process no longer holds the lock (its lease expired and was taken over)")]
+    LockLost,
+    #[error("no lock {0} is held on this state")]
+    NoSuchLock(String),
+    #[error("{0}")]
+    Io(String),
+    #[error(transparent)]
+    Aws(#[from] crate::error::AwsError),
+}
+
+/// Where state is kept. Every write is conditional on the version last read.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    /// `s3://bucket/key` or a file path: for messages.
+    fn describe(&self) -> String;
+    /// Whether the storage exists (the S3 bucket); `ensure` creates it.
+    async fn exists(&self) -> Result<bool, StateError>;
+    async fn ensure(&self) -> Result<(), StateError>;
+    async fn read(&self) -> Result<Option<(StateDoc, Version)>, StateError>;
+    /// Writes `doc` only if the stored version is still `prev` (`None`: only if nothing is stored).
+    async fn write(&self, doc: &StateDoc, prev: Option<&Version>) -> Result<Version, StateError>;
+    /// Takes the lock, or takes over one whose lease expired (returning the dead holder).
+    async fn lock(&self, info: &LockInfo) -> Result<(Version, Option<LockInfo>), StateError>;
+    /// Extends a held lock; fails with `LockLost` if someone else holds it now.
+    async fn renew(&self, info: &LockInfo, held: &Version) -> Result<Version, StateError>;
+    async fn unlock(&self, held: &Version) -> Result<(), StateError>;
+    /// The current lock, if any.
+    async fn lock_info(&self) -> Result<Option<(LockInfo, Version)>, StateError>;
+    /// Removes a lock by id, whoever holds it (`infra state unlock`).
+    async fn force_unlock(&self, id: &str) -> Result<LockInfo, StateError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_newer_formats() {
+        let mut doc = StateDoc::new("stage");
+        doc.resources.insert(
+            "vpc".into(),
+            StateResource {
+                kind: Kind::Vpc,
+                physical_id: "vpc-1".into(),
+                attributes: serde_json::json!({"cidr_block": "10.0.0.0/16"}),
+                depends_on: vec![],
+            },
+        );
+        let back = StateDoc::decode(&doc.encode()).unwrap();
+        assert_eq!(back, doc);
+        let newer = br#"{"version": 99, "serial": 1}"#;
+        assert!(matches!(StateDoc::decode(newer), Err(StateError::TooNew(99))));
+        assert!(matches!(StateDoc::decode(b"{"), Err(StateError::Corrupt(_))));
+    }
+}
