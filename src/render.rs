@@ -16,7 +16,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
 use crate::exec::{Progress, Report};
-use crate::model::as_ref;
+use crate::model::{UNKNOWN, as_ref};
 use crate::plan::graph::Op;
 use crate::plan::{Action, Change, Note, Plan};
 
@@ -47,6 +47,7 @@ pub fn show(v: &Value) -> String {
                 .collect();
             format!("{{{}}}", inner.join(", "))
         }
+        Value::String(s) if s == UNKNOWN => s.clone(),
         other => other.to_string(),
     }
 }
@@ -100,6 +101,10 @@ fn change_text(c: &Change, out: &mut String) {
         }
         Action::Create | Action::Update | Action::Replace | Action::Adopt => {
             for d in &c.diffs {
+                if let (Some(Value::Object(b)), Some(Value::Object(a))) = (&d.before, &d.after) {
+                    map_diff(&d.field, b, a, out);
+                    continue;
+                }
                 let before = d.before.as_ref().map(show).unwrap_or_else(|| "(none)".into());
                 let after = d.after.as_ref().map(show).unwrap_or_else(|| "(none)".into());
                 let _ = write!(out, "      {} {} = {before} → {after}", paint(YELLOW, "~"), d.field);
@@ -110,6 +115,26 @@ fn change_text(c: &Change, out: &mut String) {
             }
         }
         Action::Delete | Action::Forget => {}
+    }
+}
+
+/// A map attribute (tags) shown key by key: only what changes.
+fn map_diff(field: &str, before: &serde_json::Map<String, Value>, after: &serde_json::Map<String, Value>, out: &mut String) {
+    for (k, v) in after {
+        match before.get(k) {
+            Some(old) if old == v => {}
+            Some(old) => {
+                let _ = writeln!(out, "      {} {field}.{k} = {} → {}", paint(YELLOW, "~"), show(old), show(v));
+            }
+            None => {
+                let _ = writeln!(out, "      {} {field}.{k} = {}", paint(GREEN, "+"), show(v));
+            }
+        }
+    }
+    for (k, old) in before {
+        if !after.contains_key(k) {
+            let _ = writeln!(out, "      {} {field}.{k} = {}", paint(RED, "-"), show(old));
+        }
     }
 }
 
@@ -129,7 +154,10 @@ pub fn plan_text(plan: &Plan, backend: &str) -> String {
         let _ = writeln!(out, "No state at {backend} yet: this is the first apply.");
     }
     if plan.changes.is_empty() {
-        out.push_str("\nNo changes. AWS matches the file.\n");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str("No changes. AWS matches the file.\n");
         return out;
     }
     let _ = writeln!(

@@ -1,0 +1,168 @@
+//! Table tests of the parser and snapshots of the exact diagnostics users see for each file of the
+//! broken-input corpus in `tests/corpus/invalid`.
+
+use std::path::Path;
+
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn parse_str(name: &str, text: &str) -> Result<Environment, Vec<Diagnostic>> {
+    parse(Path::new(&format!("environments/{name}.yaml")), text, &no_env)
+}
+
+const MINIMAL: &str = "environment: stage
+region: us-east-1
+state: {s3: {bucket: acme-infra-state}}
+network:
+  cidr: 10.0.0.0/16
+  availability_zones: [us-east-1a, us-east-1b]
+  public_subnets: [10.0.0.0/24, 10.0.1.0/24]
+  private_subnets: [10.0.10.0/24, 10.0.11.0/24]
+";
+
+#[test]
+fn minimal_file_gets_every_default() {
+    let env = parse_str("stage", MINIMAL).unwrap();
+    assert_eq!(env.name, "stage");
+    assert_eq!(
+        env.state,
+        StateConfig::S3 {
+            bucket: "acme-infra-state".into(),
+            key: "stage.json".into()
+        }
+    );
+    assert_eq!(env.network.nat, NatMode::Single);
+    assert!(env.load_balancer.is_none());
+    assert!(env.cluster.is_none(), "a network-only environment has no cluster");
+    assert!(env.services.is_empty() && env.repositories.is_empty());
+}
+
+#[test]
+fn the_shipped_environments_are_valid() {
+    for name in ["stage", "prod"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("environments/{name}.yaml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let env = parse(&path, &text, &no_env).unwrap_or_else(|d| panic!("{name}: {d:#?}"));
+        assert_eq!(env.name, name);
+    }
+}
+
+#[test]
+fn full_contract_example_parses_with_its_values() {
+    let text = "environment: stage
+region: us-east-1
+tags: {team: platform, env: stage}
+state:
+  s3: {bucket: acme-infra-state, key: stage.json}
+network:
+  cidr: 10.0.0.0/16
+  availability_zones: [us-east-1a, us-east-1b]
+  public_subnets: [10.0.0.0/24, 10.0.1.0/24]
+  private_subnets: [10.0.10.0/24, 10.0.11.0/24]
+  nat: single
+load_balancer:
+  http_port: 80
+  https: {port: 443, certificate_arn: \"arn:aws:acm:us-east-1:123456789012:certificate/abc\"}
+  ingress_cidrs: [0.0.0.0/0]
+  idle_timeout_seconds: 60
+  deletion_protection: false
+repositories:
+  web: {scan_on_push: true, immutable_tags: true, keep_last: 30}
+cluster:
+  name: stage
+  container_insights: true
+services:
+  web:
+    image: web:${IMAGE_TAG:-latest}
+    cpu: 256
+    memory: 512
+    port: 3333
+    desired_count: 3
+    health_check_path: /health
+    path_patterns: [\"/*\"]
+    environment: {NODE_ENV: production}
+    secrets: {DB_PASSWORD: \"arn:aws:secretsmanager:us-east-1:123456789012:secret:db\"}
+    deployment:
+      strategy: rolling
+      min_healthy_percent: 50
+      max_percent: 200
+      circuit_breaker: rollback
+    autoscaling: {min: 3, max: 10, cpu_percent: 60}
+";
+    let lookup = |v: &str| (v == "IMAGE_TAG").then(|| "3f2a9c1".to_string());
+    let env = parse(Path::new("environments/stage.yaml"), text, &lookup).unwrap();
+    let web = &env.services["web"];
+    assert_eq!(
+        web.image,
+        Image::Repository {
+            key: "web".into(),
+            tag: "3f2a9c1".into()
+        }
+    );
+    assert_eq!((web.cpu, web.memory, web.port, web.desired_count), (256, 512, Some(3333), 3));
+    assert_eq!(web.deployment.min_healthy_percent, 50);
+    assert_eq!(web.deployment.circuit_breaker, CircuitBreaker::Rollback);
+    assert_eq!(web.autoscaling.as_ref().map(|a| (a.min, a.max, a.cpu_percent)), Some((3, 10, 60)));
+    let lb = env.load_balancer.as_ref().unwrap();
+    assert_eq!(lb.https.as_ref().map(|h| h.port), Some(443));
+    assert_eq!(env.tags["team"], "platform");
+    assert_eq!(env.cluster_name(), Some("stage"));
+}
+
+#[test]
+fn fargate_sizes() {
+    let table = [
+        (256, 512, true),
+        (256, 2048, true),
+        (256, 3072, false),
+        (512, 4096, true),
+        (1024, 1024, false),
+        (2048, 16384, true),
+        (4096, 30720, true),
+        (8192, 20480, true),
+        (8192, 18432, false),
+        (300, 512, false),
+    ];
+    for (cpu, mem, ok) in table {
+        assert_eq!(read::fargate_memory_ok(cpu, mem), ok, "{cpu}/{mem}");
+    }
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_at_once() {
+    let text = MINIMAL
+        .replace("10.0.1.0/24]", "10.9.1.0/24]")
+        .replace("us-east-1b]", "us-west-2b]")
+        .replace("region: us-east-1\n", "region: us-east-1\ncolour: blue\n");
+    let errors = parse_str("stage", &text).unwrap_err();
+    let lines: Vec<String> = errors.iter().map(Diagnostic::headline).collect();
+    assert_eq!(
+        lines,
+        [
+            "environments/stage.yaml:3:1: unknown key `colour`",
+            "environments/stage.yaml:7:36: availability zone `us-west-2b` is not in region `us-east-1` (zones look like us-east-1a)",
+            "environments/stage.yaml:8:33: subnet 10.9.1.0/24 is outside the VPC CIDR block 10.0.0.0/16",
+        ]
+    );
+}
+
+/// Each corpus file, with its diagnostics rendered exactly as `infra validate` prints them.
+#[test]
+fn invalid_corpus() {
+    insta::glob!("../../tests/corpus/invalid", "*.yaml", |path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let shown = Path::new("environments").join(name);
+        let errors = parse(&shown, &text, &no_env).expect_err("corpus files are invalid");
+        assert!(!errors.is_empty());
+        let rendered = FileDiagnostics {
+            source: text,
+            diagnostics: errors,
+        }
+        .render();
+        insta::assert_snapshot!(rendered);
+    });
+}
