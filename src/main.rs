@@ -1,6 +1,7 @@
 //! The `infra` binary: parse arguments, set up output and logging, run the command, and turn
 //! errors into `error:` / `caused by:` / `hint:` lines and an exit code.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(!cli.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal())
         .with_target(false)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -51,7 +51,7 @@ pub fn load_env(globals: &Globals, name: &str) -> Result<Environment> {
 }
 
 pub async fn open(region: &str, environment: &str, state: &StateConfig) -> Session {
-    let aws = aws::connect(region, environment, None).await;
+    let aws = aws::connect(region, environment).await;
     let backend: Arc<dyn Backend> = match state {
         StateConfig::S3 { bucket, key } => Arc::new(S3Backend::new(&aws, bucket, key)),
         StateConfig::Local { path } => Arc::new(LocalBackend::new(path.clone())),
@@ -62,14 +62,6 @@ pub async fn open(region: &str, environment: &str, state: &StateConfig) -> Sessi
 /// The stored state, if any, checked to belong to this environment.
 pub async fn read_state(session: &Session, environment: &str) -> Result<Option<(StateDoc, Version)>> {
     let where_ = session.backend.describe();
-    if !session
-        .backend
-        .exists()
-        .await
-        .with_context(|| format!("checking state storage {where_}"))?
-    {
-        return Ok(None);
-    }
     let stored = session
         .backend
         .read()

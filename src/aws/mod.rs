@@ -12,12 +12,18 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_types::request_id::RequestId;
 
 use crate::error::AwsError;
+use crate::model::TAG_ENVIRONMENT;
 use crate::plan::LiveResource;
 use crate::state::StateDoc;
 
@@ -38,8 +44,42 @@ fn endpoint_overridden() -> bool {
         .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()))
 }
 
-/// Builds the SDK configuration once and every client from it.
-pub async fn connect(region: &str, environment: &str, max_attempts: Option<u32>) -> Aws {
+/// Logs every AWS operation at debug level under the `infra::aws::call` target, so
+/// `-v` (or `RUST_LOG=infra::aws::call=debug`) shows exactly which calls a command makes.
+#[derive(Debug)]
+struct CallLog;
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(m) = cfg.load::<Metadata>() {
+            tracing::debug!(target: "infra::aws::call", "aws call: {} {}", m.service(), m.name());
+        }
+        Ok(())
+    }
+}
+
+/// Builds the SDK configuration once and every client from it, from the standard credential
+/// chain and `AWS_*` variables.
+pub async fn connect(region: &str, environment: &str) -> Aws {
+    build(region, environment, None).await
+}
+
+/// Clients for an emulator at `endpoint` (tests, benchmarks): dummy static credentials and
+/// path-style S3, whatever the process environment says.
+pub async fn connect_emulator(region: &str, environment: &str, endpoint: &str) -> Aws {
+    build(region, environment, Some(endpoint)).await
+}
+
+async fn build(region: &str, environment: &str, emulator: Option<&str>) -> Aws {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -49,19 +89,27 @@ pub async fn connect(region: &str, environment: &str, max_attempts: Option<u32>)
         .with_initial_backoff(Duration::from_millis(200))
         .with_max_backoff(Duration::from_secs(20));
     if std::env::var("AWS_MAX_ATTEMPTS").is_err() {
-        retry = retry.with_max_attempts(max_attempts.unwrap_or(8));
+        retry = retry.with_max_attempts(8);
     }
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()))
         .http_client(http)
-        .retry_config(retry)
-        .load()
-        .await;
+        .retry_config(retry);
+    if let Some(url) = emulator {
+        loader = loader
+            .endpoint_url(url)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "emulator"));
+    }
+    let sdk = loader.load().await;
     let s3_conf = aws_sdk_s3::config::Builder::from(&sdk)
-        .force_path_style(endpoint_overridden())
+        .force_path_style(emulator.is_some() || endpoint_overridden())
+        .interceptor(CallLog)
+        .build();
+    let ec2_conf = aws_sdk_ec2::config::Builder::from(&sdk)
+        .interceptor(CallLog)
         .build();
     Aws {
-        ec2: aws_sdk_ec2::Client::new(&sdk),
+        ec2: aws_sdk_ec2::Client::from_conf(ec2_conf),
         s3: aws_sdk_s3::Client::from_conf(s3_conf),
         region: region.to_string(),
         environment: environment.to_string(),
@@ -106,7 +154,14 @@ pub async fn refresh(aws: &Aws, state: &StateDoc) -> Result<Vec<LiveResource>, A
             .map(|r| r.physical_id.clone())
             .collect();
         async move {
-            let mut found = adapter.read_all(aws).await?;
+            // The describe filters by the environment tag; checking it again here means a
+            // service that ignores a tag filter can never make infra touch what is not its own.
+            let mut found: Vec<LiveResource> = adapter
+                .read_all(aws)
+                .await?
+                .into_iter()
+                .filter(|l| l.attrs["tags"][TAG_ENVIRONMENT].as_str() == Some(aws.environment.as_str()))
+                .collect();
             let missing: Vec<String> = recorded
                 .into_iter()
                 .filter(|p| !found.iter().any(|l| &l.physical_id == p))

@@ -1,0 +1,66 @@
+//! Broken environment files through the real binary: each gives `file:line:column` errors and exit
+//! 1, never a panic, and never a single byte sent to AWS.
+
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::path::Path;
+
+use crate::harness::Ctx;
+
+#[test]
+fn every_corpus_file_fails_offline_with_a_position() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/invalid");
+    let ctx = Ctx::new("bad");
+    // A listener standing in for AWS: any connection to it would be an AWS call.
+    let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let trap_url = format!("http://{}", trap.local_addr().unwrap());
+    let mut files: Vec<_> = std::fs::read_dir(&corpus).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 15);
+    for file in files {
+        let stem = file.file_stem().unwrap().to_str().unwrap().to_string();
+        for args in [vec!["validate", stem.as_str()], vec!["plan", stem.as_str()], vec!["apply", stem.as_str(), "--auto-approve"]] {
+            let out = ctx
+                .command(&[&["--dir", corpus.to_str().unwrap()], args.as_slice()].concat())
+                .env("AWS_ENDPOINT_URL", &trap_url)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{stem} {args:?}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{stem}: {stderr}");
+            let position = format!("{stem}.yaml:");
+            let located = stderr.lines().any(|l| {
+                l.strip_prefix("error: ")
+                    .and_then(|l| l.split_once(&position))
+                    .and_then(|(_, rest)| rest.split(':').next())
+                    .is_some_and(|line| line.parse::<usize>().is_ok())
+            });
+            assert!(located, "{stem} {args:?}: no file:line:column in\n{stderr}");
+        }
+        match trap.accept() {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            other => panic!("{stem}: infra connected to AWS: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn validate_checks_every_file_when_none_is_named() {
+    let ctx = Ctx::new("val");
+    ctx.write_env(crate::harness::TWO_ZONES);
+    std::fs::write(
+        ctx.path("environments/broken.yaml"),
+        "environment: broken\nregion: mars-1\n",
+    )
+    .unwrap();
+    let run = ctx.infra(&["validate"]);
+    run.code(1);
+    assert!(run.stdout.contains(&format!("{}.yaml: valid", ctx.env)), "{}", run.stdout);
+    assert!(run.stderr.contains("broken.yaml:2:9: `mars-1` is not an AWS region name"), "{}", run.stderr);
+    assert!(run.stderr.contains("missing required key `state`"), "{}", run.stderr);
+    ctx.infra(&["validate", "{env}"]).success();
+    let missing = ctx.infra(&["validate", "nope"]);
+    missing.code(1);
+    assert!(missing.stderr.contains("nope.yaml"), "{}", missing.stderr);
+}
