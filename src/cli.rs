@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "infra", version, about = "Plan and apply ECS Fargate platforms on AWS from one YAML file per environment")]
+#[command(
+    name = "infra",
+    version,
+    about = "Plan and apply ECS Fargate platforms on AWS from one YAML file per environment"
+)]
 pub struct Cli {
     /// Folder holding the environment files.
     #[arg(long, global = true, env = "INFRA_DIR", default_value = "environments")]

@@ -13,6 +13,8 @@ use crate::model::{Kind, Resource, reference, tags_for};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
     pub resources: BTreeMap<String, Resource>,
+    /// Parts of the file this version validates but does not provision yet: the plan says so.
+    pub not_provisioned: Vec<&'static str>,
 }
 
 impl Desired {
@@ -44,6 +46,17 @@ pub fn nat_zones(env: &Environment) -> Vec<&str> {
 pub fn expand(env: &Environment) -> Desired {
     let mut d = Desired::default();
     network(env, &mut d);
+    let sections = [
+        ("load_balancer", env.load_balancer.is_some()),
+        ("repositories", !env.repositories.is_empty()),
+        ("cluster", env.cluster.is_some()),
+        ("services", !env.services.is_empty()),
+    ];
+    d.not_provisioned = sections
+        .into_iter()
+        .filter(|(_, present)| *present)
+        .map(|(name, _)| name)
+        .collect();
     d
 }
 
@@ -157,8 +170,14 @@ mod tests {
         let text = format!(
             "environment: stage\nregion: us-east-1\nstate: {{local: s.json}}\nnetwork:\n  cidr: 10.0.0.0/16\n  availability_zones: [{}]\n  public_subnets: [{}]\n  private_subnets: [{}]\n  nat: {nat}\n",
             zs[..zones].join(", "),
-            (0..zones).map(|i| format!("10.0.{i}.0/24")).collect::<Vec<_>>().join(", "),
-            (0..zones).map(|i| format!("10.0.1{i}.0/24")).collect::<Vec<_>>().join(", "),
+            (0..zones)
+                .map(|i| format!("10.0.{i}.0/24"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            (0..zones)
+                .map(|i| format!("10.0.1{i}.0/24"))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         config::parse(Path::new("stage.yaml"), &text, &|_| None).unwrap()
     }
@@ -174,7 +193,11 @@ mod tests {
         for (nat, zones, total, nats) in table {
             let d = expand(&env(nat, zones));
             assert_eq!(d.resources.len(), total, "{nat}/{zones}");
-            let n = d.resources.values().filter(|r| r.kind == Kind::NatGateway).count();
+            let n = d
+                .resources
+                .values()
+                .filter(|r| r.kind == Kind::NatGateway)
+                .count();
             assert_eq!(n, nats, "{nat}/{zones}");
         }
     }
@@ -183,12 +206,21 @@ mod tests {
     fn private_routes_point_at_the_right_nat() {
         let single = expand(&env("single", 2));
         let rt = &single.resources["route-table.private.us-east-1b"];
-        assert_eq!(rt.attrs["routes"][0]["nat_gateway_id"], reference("nat.us-east-1a"));
+        assert_eq!(
+            rt.attrs["routes"][0]["nat_gateway_id"],
+            reference("nat.us-east-1a")
+        );
         let per_az = expand(&env("per_az", 2));
         let rt = &per_az.resources["route-table.private.us-east-1b"];
-        assert_eq!(rt.attrs["routes"][0]["nat_gateway_id"], reference("nat.us-east-1b"));
+        assert_eq!(
+            rt.attrs["routes"][0]["nat_gateway_id"],
+            reference("nat.us-east-1b")
+        );
         let none = expand(&env("none", 2));
-        assert_eq!(none.resources["route-table.private.us-east-1b"].attrs["routes"], json!([]));
+        assert_eq!(
+            none.resources["route-table.private.us-east-1b"].attrs["routes"],
+            json!([])
+        );
     }
 
     #[test]
@@ -206,7 +238,11 @@ mod tests {
         let d = expand(&env("per_az", 3));
         for r in d.resources.values() {
             for dep in r.deps() {
-                assert!(d.resources.contains_key(&dep), "{} needs missing {dep}", r.id);
+                assert!(
+                    d.resources.contains_key(&dep),
+                    "{} needs missing {dep}",
+                    r.id
+                );
             }
         }
     }

@@ -16,7 +16,11 @@ pub struct AwsError {
 
 impl AwsError {
     /// An error raised by infra itself while talking to a service (e.g. a waiter gave up).
-    pub fn local(service: &'static str, operation: &'static str, message: impl Into<String>) -> Self {
+    pub fn local(
+        service: &'static str,
+        operation: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         AwsError {
             service,
             operation,
@@ -33,10 +37,9 @@ impl AwsError {
 
     pub fn is_not_found(&self) -> bool {
         self.status == Some(404)
-            || self
-                .code
-                .as_deref()
-                .is_some_and(|c| c.ends_with(".NotFound") || c.ends_with("NotFound") || c == "NoSuchKey")
+            || self.code.as_deref().is_some_and(|c| {
+                c.ends_with(".NotFound") || c.ends_with("NotFound") || c == "NoSuchKey"
+            })
     }
 }
 

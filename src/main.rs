@@ -28,7 +28,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(!cli.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal())
+        .with_ansi(
+            !cli.no_color
+                && std::env::var_os("NO_COLOR").is_none()
+                && std::io::stderr().is_terminal(),
+        )
         .with_target(false)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -217,7 +217,13 @@ mod tests {
         let deps: Vec<String> = r.deps().into_iter().collect();
         assert_eq!(
             deps,
-            ["extra", "internet-gateway", "subnet.public.a", "subnet.public.b", "vpc"]
+            [
+                "extra",
+                "internet-gateway",
+                "subnet.public.a",
+                "subnet.public.b",
+                "vpc"
+            ]
         );
         let lookup = |id: &str| (id != "subnet.public.b").then(|| format!("phys-{id}"));
         let resolved = resolve(&r.attrs, &lookup);
@@ -231,7 +237,10 @@ mod tests {
     fn set_fields_compare_in_any_order() {
         let a = json!({"subnet_ids": ["b", "a"], "vpc_id": "v"});
         let b = json!({"subnet_ids": ["a", "b"], "vpc_id": "v"});
-        assert_eq!(normalize(Kind::RouteTable, &a), normalize(Kind::RouteTable, &b));
+        assert_eq!(
+            normalize(Kind::RouteTable, &a),
+            normalize(Kind::RouteTable, &b)
+        );
         // Not a set field on subnets: order is kept.
         assert_ne!(normalize(Kind::Subnet, &a), normalize(Kind::Subnet, &b));
     }

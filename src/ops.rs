@@ -12,7 +12,7 @@ use crate::aws::{self, Aws, s3_backend::S3Backend};
 use crate::config::{self, Environment, StateConfig};
 use crate::desired::{self, Desired};
 use crate::exec::{self, Report, StateWriter};
-use crate::plan::{self, Base, Operation, Plan, PLAN_FORMAT};
+use crate::plan::{self, Base, Operation, PLAN_FORMAT, Plan};
 use crate::render;
 use crate::state::lock::LockGuard;
 use crate::state::{Backend, LocalBackend, StateDoc, StateError, Version};
@@ -60,20 +60,23 @@ pub async fn open(region: &str, environment: &str, state: &StateConfig) -> Sessi
 }
 
 /// The stored state, if any, checked to belong to this environment.
-pub async fn read_state(session: &Session, environment: &str) -> Result<Option<(StateDoc, Version)>> {
+pub async fn read_state(
+    session: &Session,
+    environment: &str,
+) -> Result<Option<(StateDoc, Version)>> {
     let where_ = session.backend.describe();
     let stored = session
         .backend
         .read()
         .await
         .with_context(|| format!("reading state {where_}"))?;
-    if let Some((doc, _)) = &stored {
-        if doc.environment != environment {
-            bail!(
-                "state {where_} belongs to environment `{}`, not `{environment}`",
-                doc.environment
-            );
-        }
+    if let Some((doc, _)) = &stored
+        && doc.environment != environment
+    {
+        bail!(
+            "state {where_} belongs to environment `{}`, not `{environment}`",
+            doc.environment
+        );
     }
     Ok(stored)
 }
@@ -108,7 +111,18 @@ pub async fn make_plan(
     let options = plan::Options {
         targets: targets.to_vec(),
     };
-    let (changes, warnings) = plan::diff(&desired, &state, &live, &options)?;
+    let (changes, mut warnings) = plan::diff(&desired, &state, &live, &options)?;
+    if !desired.not_provisioned.is_empty() {
+        warnings.push(format!(
+            "{} validated but not provisioned by this version of infra; the plan covers the network only",
+            desired
+                .not_provisioned
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     Ok((
         Plan {
             format: PLAN_FORMAT,
@@ -140,7 +154,9 @@ pub fn require_approval_possible(auto_approve: bool, verb: &str) -> Result<()> {
     if !auto_approve && !std::io::stdin().is_terminal() {
         return Err(hinted(
             format!("`infra {verb}` needs confirmation, and there is no terminal to ask on"),
-            format!("review with `infra plan`, then run `infra {verb} --auto-approve`, or save a plan with `--out FILE` and run `infra apply --plan FILE`"),
+            format!(
+                "review with `infra plan`, then run `infra {verb} --auto-approve`, or save a plan with `--out FILE` and run `infra apply --plan FILE`"
+            ),
         ));
     }
     Ok(())
@@ -168,7 +184,11 @@ pub fn load_plan(path: &Path) -> Result<Plan> {
 fn lock_error(e: StateError, backend: &dyn Backend, env: &str) -> anyhow::Error {
     match e {
         StateError::Locked(info) => hinted(
-            format!("state {} is locked: {}", backend.describe(), info.describe()),
+            format!(
+                "state {} is locked: {}",
+                backend.describe(),
+                info.describe()
+            ),
             format!(
                 "wait for it to finish; if that process is gone, run `infra state unlock {env} {}`",
                 info.id
@@ -211,11 +231,9 @@ pub async fn run_plan(
                     session.backend.describe()
                 ));
             }
-            session
-                .backend
-                .ensure()
-                .await
-                .with_context(|| format!("creating state storage {}", session.backend.describe()))?;
+            session.backend.ensure().await.with_context(|| {
+                format!("creating state storage {}", session.backend.describe())
+            })?;
             lock(session, &plan.environment, verb).await?
         }
     };
@@ -226,7 +244,12 @@ pub async fn run_plan(
     Ok(report)
 }
 
-async fn run_locked(session: &Session, plan: &Plan, guard: &LockGuard, globals: &Globals) -> Result<Report> {
+async fn run_locked(
+    session: &Session,
+    plan: &Plan,
+    guard: &LockGuard,
+    globals: &Globals,
+) -> Result<Report> {
     let stored = read_state(session, &plan.environment).await?;
     let base = stored.as_ref().map(|(d, _)| Base {
         lineage: d.lineage.clone(),
@@ -257,5 +280,12 @@ async fn run_locked(session: &Session, plan: &Plan, guard: &LockGuard, globals: 
         lock: Some(guard),
     };
     let progress = Arc::new(render::Reporter::new(std::io::stderr().is_terminal()));
-    Ok(exec::execute(plan, &session.aws, &mut writer, globals.parallelism, progress).await)
+    Ok(exec::execute(
+        plan,
+        &session.aws,
+        &mut writer,
+        globals.parallelism,
+        progress,
+    )
+    .await)
 }

@@ -21,8 +21,14 @@ pub fn outputs(state: &StateDoc) -> BTreeMap<&'static str, Value> {
     if let Some(vpc) = state.physical_id("vpc") {
         out.insert("vpc_id", json!(vpc));
     }
-    out.insert("public_subnet_ids", Value::Array(ids(Kind::Subnet, "subnet.public.")));
-    out.insert("private_subnet_ids", Value::Array(ids(Kind::Subnet, "subnet.private.")));
+    out.insert(
+        "public_subnet_ids",
+        Value::Array(ids(Kind::Subnet, "subnet.public.")),
+    );
+    out.insert(
+        "private_subnet_ids",
+        Value::Array(ids(Kind::Subnet, "subnet.private.")),
+    );
     let nat_ips: Vec<Value> = state
         .resources
         .values()
@@ -43,13 +49,33 @@ mod tests {
         let mut doc = StateDoc::new("stage");
         for (id, kind, phys, attrs) in [
             ("vpc", Kind::Vpc, "vpc-1", json!({})),
-            ("subnet.public.us-east-1a", Kind::Subnet, "subnet-a", json!({})),
-            ("subnet.private.us-east-1a", Kind::Subnet, "subnet-b", json!({})),
-            ("elastic-ip.us-east-1a", Kind::ElasticIp, "eipalloc-1", json!({"public_ip": "1.2.3.4"})),
+            (
+                "subnet.public.us-east-1a",
+                Kind::Subnet,
+                "subnet-a",
+                json!({}),
+            ),
+            (
+                "subnet.private.us-east-1a",
+                Kind::Subnet,
+                "subnet-b",
+                json!({}),
+            ),
+            (
+                "elastic-ip.us-east-1a",
+                Kind::ElasticIp,
+                "eipalloc-1",
+                json!({"public_ip": "1.2.3.4"}),
+            ),
         ] {
             doc.resources.insert(
                 id.into(),
-                StateResource { kind, physical_id: phys.into(), attributes: attrs, depends_on: vec![] },
+                StateResource {
+                    kind,
+                    physical_id: phys.into(),
+                    attributes: attrs,
+                    depends_on: vec![],
+                },
             );
         }
         let o = outputs(&doc);

@@ -41,10 +41,7 @@ pub fn show(v: &Value) -> String {
             format!("[{}]", inner.join(", "))
         }
         Value::Object(m) => {
-            let inner: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{k}: {}", show(v)))
-                .collect();
+            let inner: Vec<String> = m.iter().map(|(k, v)| format!("{k}: {}", show(v))).collect();
             format!("{{{}}}", inner.join(", "))
         }
         Value::String(s) if s == UNKNOWN => s.clone(),
@@ -105,9 +102,22 @@ fn change_text(c: &Change, out: &mut String) {
                     map_diff(&d.field, b, a, out);
                     continue;
                 }
-                let before = d.before.as_ref().map(show).unwrap_or_else(|| "(none)".into());
-                let after = d.after.as_ref().map(show).unwrap_or_else(|| "(none)".into());
-                let _ = write!(out, "      {} {} = {before} → {after}", paint(YELLOW, "~"), d.field);
+                let before = d
+                    .before
+                    .as_ref()
+                    .map(show)
+                    .unwrap_or_else(|| "(none)".into());
+                let after = d
+                    .after
+                    .as_ref()
+                    .map(show)
+                    .unwrap_or_else(|| "(none)".into());
+                let _ = write!(
+                    out,
+                    "      {} {} = {before} → {after}",
+                    paint(YELLOW, "~"),
+                    d.field
+                );
                 if d.forces_replacement {
                     let _ = write!(out, "  {}", paint(RED, "# forces replacement"));
                 }
@@ -119,12 +129,23 @@ fn change_text(c: &Change, out: &mut String) {
 }
 
 /// A map attribute (tags) shown key by key: only what changes.
-fn map_diff(field: &str, before: &serde_json::Map<String, Value>, after: &serde_json::Map<String, Value>, out: &mut String) {
+fn map_diff(
+    field: &str,
+    before: &serde_json::Map<String, Value>,
+    after: &serde_json::Map<String, Value>,
+    out: &mut String,
+) {
     for (k, v) in after {
         match before.get(k) {
             Some(old) if old == v => {}
             Some(old) => {
-                let _ = writeln!(out, "      {} {field}.{k} = {} → {}", paint(YELLOW, "~"), show(old), show(v));
+                let _ = writeln!(
+                    out,
+                    "      {} {field}.{k} = {} → {}",
+                    paint(YELLOW, "~"),
+                    show(old),
+                    show(v)
+                );
             }
             None => {
                 let _ = writeln!(out, "      {} {field}.{k} = {}", paint(GREEN, "+"), show(v));
@@ -163,7 +184,11 @@ pub fn plan_text(plan: &Plan, backend: &str) -> String {
     let _ = writeln!(
         out,
         "\n{} of {} ({}):\n",
-        if plan.operation == crate::plan::Operation::Destroy { "Destroy" } else { "Changes" },
+        if plan.operation == crate::plan::Operation::Destroy {
+            "Destroy"
+        } else {
+            "Changes"
+        },
         paint(BOLD, &plan.environment),
         plan.region
     );
@@ -177,7 +202,11 @@ pub fn plan_text(plan: &Plan, backend: &str) -> String {
         s.add, s.change, s.destroy
     );
     if s.adopt > 0 || s.forget > 0 {
-        let _ = write!(out, " ({} to adopt, {} to forget from state.)", s.adopt, s.forget);
+        let _ = write!(
+            out,
+            " ({} to adopt, {} to forget from state.)",
+            s.adopt, s.forget
+        );
     }
     out.push('\n');
     out
@@ -220,7 +249,8 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(interactive: bool) -> Self {
-        let multi = interactive.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let multi =
+            interactive.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Reporter {
             multi,
             bars: Mutex::new(HashMap::new()),
@@ -237,7 +267,12 @@ impl Reporter {
     }
 
     fn end_bar(&self, change: &Change, op: Op) {
-        if let Some(bar) = self.bars.lock().expect("bars").remove(&(change.id.clone(), op)) {
+        if let Some(bar) = self
+            .bars
+            .lock()
+            .expect("bars")
+            .remove(&(change.id.clone(), op))
+        {
             bar.finish_and_clear();
         }
     }
@@ -248,10 +283,15 @@ impl Progress for Reporter {
         let (doing, _) = op_words(op);
         if let Some(m) = &self.multi {
             let bar = m.add(ProgressBar::new_spinner());
-            bar.set_style(ProgressStyle::with_template("  {spinner} {msg} [{elapsed}]").expect("template"));
+            bar.set_style(
+                ProgressStyle::with_template("  {spinner} {msg} [{elapsed}]").expect("template"),
+            );
             bar.set_message(format!("{}: {doing}…", change.id));
             bar.enable_steady_tick(Duration::from_millis(120));
-            self.bars.lock().expect("bars").insert((change.id.clone(), op), bar);
+            self.bars
+                .lock()
+                .expect("bars")
+                .insert((change.id.clone(), op), bar);
         } else {
             self.line(format!("  {}: {doing}…", change.id));
         }
@@ -272,7 +312,11 @@ impl Progress for Reporter {
     fn failed(&self, change: &Change, op: Op, error: &crate::error::AwsError) {
         self.end_bar(change, op);
         let (doing, _) = op_words(op);
-        self.line(format!("  {}: {} {doing}: {error}", change.id, paint(RED, "failed")));
+        self.line(format!(
+            "  {}: {} {doing}: {error}",
+            change.id,
+            paint(RED, "failed")
+        ));
     }
 
     fn skipped(&self, change: &Change, op: Op, because: &str) {
@@ -300,7 +344,11 @@ pub fn report_text(report: &Report, verb: &str) -> String {
         count(Op::Delete)
     );
     if report.ok() {
-        let _ = writeln!(out, "\n{} {done}.", paint(GREEN, &format!("{verb} complete:")));
+        let _ = writeln!(
+            out,
+            "\n{} {done}.",
+            paint(GREEN, &format!("{verb} complete:"))
+        );
         return out;
     }
     let _ = writeln!(
@@ -319,6 +367,8 @@ pub fn report_text(report: &Report, verb: &str) -> String {
     if report.interrupted {
         let _ = writeln!(out, "  interrupted before the remaining steps started");
     }
-    out.push_str("Everything that completed is recorded in state; run the command again to continue.\n");
+    out.push_str(
+        "Everything that completed is recorded in state; run the command again to continue.\n",
+    );
     out
 }

@@ -32,7 +32,12 @@ fn tag_list(tags: &Value) -> Vec<Tag> {
     tags.as_object()
         .into_iter()
         .flatten()
-        .map(|(k, v)| Tag::builder().key(k).value(v.as_str().unwrap_or_default()).build())
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v.as_str().unwrap_or_default())
+                .build()
+        })
         .collect()
 }
 
@@ -61,14 +66,24 @@ pub fn id_tag(tags: &[Tag]) -> Option<String> {
 }
 
 /// Makes the resource's tags exactly `want`: adds and changes in one call, removes in another.
-pub async fn sync_tags(aws: &Aws, physical: &str, have: &Value, want: &Value) -> Result<(), AwsError> {
+pub async fn sync_tags(
+    aws: &Aws,
+    physical: &str,
+    have: &Value,
+    want: &Value,
+) -> Result<(), AwsError> {
     let empty = serde_json::Map::new();
     let have = have.as_object().unwrap_or(&empty);
     let want_map = want.as_object().unwrap_or(&empty);
     let set: Vec<Tag> = want_map
         .iter()
         .filter(|(k, v)| have.get(*k) != Some(v))
-        .map(|(k, v)| Tag::builder().key(k).value(v.as_str().unwrap_or_default()).build())
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v.as_str().unwrap_or_default())
+                .build()
+        })
         .collect();
     let remove: Vec<Tag> = have
         .keys()

@@ -16,8 +16,8 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_types::request_id::RequestId;
@@ -96,9 +96,12 @@ async fn build(region: &str, environment: &str, emulator: Option<&str>) -> Aws {
         .http_client(http)
         .retry_config(retry);
     if let Some(url) = emulator {
-        loader = loader
-            .endpoint_url(url)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "emulator"));
+        loader =
+            loader
+                .endpoint_url(url)
+                .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    "test", "test", None, None, "emulator",
+                ));
     }
     let sdk = loader.load().await;
     let s3_conf = aws_sdk_s3::config::Builder::from(&sdk)
@@ -117,7 +120,10 @@ async fn build(region: &str, environment: &str, emulator: Option<&str>) -> Aws {
 }
 
 /// Turns an SDK error into an `AwsError` that keeps code, status and request id.
-pub fn sdk_error<E>(service: &'static str, operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> AwsError
+pub fn sdk_error<E>(
+    service: &'static str,
+    operation: &'static str,
+) -> impl FnOnce(SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -160,7 +166,9 @@ pub async fn refresh(aws: &Aws, state: &StateDoc) -> Result<Vec<LiveResource>, A
                 .read_all(aws)
                 .await?
                 .into_iter()
-                .filter(|l| l.attrs["tags"][TAG_ENVIRONMENT].as_str() == Some(aws.environment.as_str()))
+                .filter(|l| {
+                    l.attrs["tags"][TAG_ENVIRONMENT].as_str() == Some(aws.environment.as_str())
+                })
                 .collect();
             let missing: Vec<String> = recorded
                 .into_iter()

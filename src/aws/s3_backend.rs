@@ -36,14 +36,23 @@ impl S3Backend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Version)>, AwsError> {
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => {
                 let etag = Version(out.e_tag().unwrap_or_default().to_string());
                 let bytes = out
                     .body
                     .collect()
                     .await
-                    .map_err(|e| AwsError::local("s3", "GetObject", format!("reading the body: {e}")))?
+                    .map_err(|e| {
+                        AwsError::local("s3", "GetObject", format!("reading the body: {e}"))
+                    })?
                     .into_bytes()
                     .to_vec();
                 Ok(Some((bytes, etag)))
@@ -56,7 +65,12 @@ impl S3Backend {
     }
 
     /// A conditional put: `if_match` an ETag, or create only (`If-None-Match: *`).
-    async fn put(&self, key: &str, body: Vec<u8>, if_match: Option<&Version>) -> Result<Version, PutError> {
+    async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        if_match: Option<&Version>,
+    ) -> Result<Version, PutError> {
         let req = self
             .client
             .put_object()
@@ -90,7 +104,8 @@ enum PutError {
 }
 
 fn decode_lock(bytes: &[u8]) -> Result<LockInfo, StateError> {
-    serde_json::from_slice(bytes).map_err(|e| StateError::Io(format!("the lock object is not valid: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| StateError::Io(format!("the lock object is not valid: {e}")))
 }
 
 #[async_trait::async_trait]

@@ -18,10 +18,20 @@ pub async fn apply(globals: &Globals, args: ApplyArgs) -> Result<ExitStatus> {
         }
         return finish(&session, &plan, None, globals, "apply").await;
     }
-    let name = args.env.as_deref().expect("clap requires ENV without --plan");
+    let name = args
+        .env
+        .as_deref()
+        .expect("clap requires ENV without --plan");
     let env = ops::load_env(globals, name)?;
     ops::require_approval_possible(args.auto_approve, "apply")?;
-    interactive_run(globals, &env, Operation::Apply, &args.targets, args.auto_approve).await
+    interactive_run(
+        globals,
+        &env,
+        Operation::Apply,
+        &args.targets,
+        args.auto_approve,
+    )
+    .await
 }
 
 pub async fn destroy(globals: &Globals, args: DestroyArgs) -> Result<ExitStatus> {
@@ -69,7 +79,10 @@ async fn interactive_run(
     if !auto_approve {
         let question = match operation {
             Operation::Apply => format!("Apply these changes to {}?", env.name),
-            Operation::Destroy => format!("Destroy every resource of {}? This cannot be undone.", env.name),
+            Operation::Destroy => format!(
+                "Destroy every resource of {}? This cannot be undone.",
+                env.name
+            ),
         };
         if !ops::confirm(&question)? {
             if let Some(g) = guard {
@@ -91,10 +104,20 @@ async fn finish(
 ) -> Result<ExitStatus> {
     render::print("\n");
     let report = ops::run_plan(session, plan, guard, globals, verb).await?;
-    let title = if verb == "destroy" { "Destroy" } else { "Apply" };
+    let title = if verb == "destroy" {
+        "Destroy"
+    } else {
+        "Apply"
+    };
     render::print(&render::report_text(&report, title));
     if let Some(e) = report.state_error {
-        return Err(anyhow::Error::new(e).context(format!("writing state {}", session.backend.describe())));
+        return Err(
+            anyhow::Error::new(e).context(format!("writing state {}", session.backend.describe()))
+        );
     }
-    Ok(if report.ok() { ExitStatus::Success } else { ExitStatus::Failure })
+    Ok(if report.ok() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
 }

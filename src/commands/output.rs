@@ -33,7 +33,12 @@ pub async fn run(globals: &Globals, args: OutputArgs) -> Result<ExitStatus> {
                     serde_json::Value::String(s) => format!("{s}\n"),
                     serde_json::Value::Array(items) => items
                         .iter()
-                        .map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()) + "\n")
+                        .map(|i| {
+                            i.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| i.to_string())
+                                + "\n"
+                        })
                         .collect(),
                     other => format!("{other}\n"),
                 }

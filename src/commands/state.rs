@@ -9,7 +9,9 @@ use crate::render;
 
 pub async fn run(globals: &Globals, cmd: StateCommand) -> Result<ExitStatus> {
     let name = match &cmd {
-        StateCommand::List { env } | StateCommand::Show { env, .. } | StateCommand::Unlock { env, .. } => env,
+        StateCommand::List { env }
+        | StateCommand::Show { env, .. }
+        | StateCommand::Unlock { env, .. } => env,
     };
     let env = ops::load_env(globals, name)?;
     let session = ops::open(&env.region, &env.name, &env.state).await;

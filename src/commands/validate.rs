@@ -20,7 +20,10 @@ pub fn run(globals: &Globals, envs: &[String]) -> Result<ExitStatus> {
     let mut status = ExitStatus::Success;
     for name in &names {
         match config::load(&globals.dir, name) {
-            Ok(_) => render::print(&format!("{}: valid\n", config::env_path(&globals.dir, name).display())),
+            Ok(_) => render::print(&format!(
+                "{}: valid\n",
+                config::env_path(&globals.dir, name).display()
+            )),
             Err(ConfigError::Invalid { diagnostics, .. }) => {
                 render::eprint(&diagnostics.render());
                 status = ExitStatus::Failure;

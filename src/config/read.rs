@@ -38,15 +38,15 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
         if !valid_name(&name, 1, 24) {
             r.error(
                 n.span,
-                format!("environment `{name}` must be 1-24 of a-z, 0-9 and `-`, starting with a letter"),
+                format!(
+                    "environment `{name}` must be 1-24 of a-z, 0-9 and `-`, starting with a letter"
+                ),
             );
             return None;
         }
         Some(name)
     });
-    let region = r
-        .require(&top, "region")
-        .and_then(|n| region(r, n));
+    let region = r.require(&top, "region").and_then(|n| region(r, n));
     let tags = top.get("tags").map(|n| tags(r, n)).unwrap_or_default();
     let state = r
         .require(&top, "state")
@@ -162,11 +162,17 @@ fn state(r: &mut Reader<'_>, n: &Node<'_>, env: &str) -> Option<StateConfig> {
     let f = r.mapping(n, &["s3", "local"])?;
     match (f.get("s3"), f.get("local")) {
         (Some(_), Some(local)) => {
-            r.error(local.span, "`state` takes exactly one of `s3` or `local`, not both");
+            r.error(
+                local.span,
+                "`state` takes exactly one of `s3` or `local`, not both",
+            );
             None
         }
         (None, None) => {
-            r.error(f.span, "`state` needs one of `s3: {bucket: …}` or `local: PATH`");
+            r.error(
+                f.span,
+                "`state` needs one of `s3: {bucket: …}` or `local: PATH`",
+            );
             None
         }
         (Some(s3), None) => {
@@ -174,15 +180,17 @@ fn state(r: &mut Reader<'_>, n: &Node<'_>, env: &str) -> Option<StateConfig> {
             let bucket = r.require(&f, "bucket").and_then(|b| {
                 let name = r.string(b)?;
                 let ok = (3..=63).contains(&name.len())
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                    && name.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
+                    })
                     && name.starts_with(|c: char| c.is_ascii_alphanumeric())
                     && name.ends_with(|c: char| c.is_ascii_alphanumeric());
                 if !ok {
                     r.error(
                         b.span,
-                        format!("`{name}` is not a valid S3 bucket name (3-63 of a-z, 0-9, `-`, `.`)"),
+                        format!(
+                            "`{name}` is not a valid S3 bucket name (3-63 of a-z, 0-9, `-`, `.`)"
+                        ),
                     );
                     return None;
                 }
@@ -253,7 +261,10 @@ fn network(r: &mut Reader<'_>, n: &Node<'_>, region: Option<&str>) -> Option<Net
         if !(16..=28).contains(&net.prefix_len()) {
             r.error(
                 c.span,
-                format!("a VPC CIDR block must be between /16 and /28, not /{}", net.prefix_len()),
+                format!(
+                    "a VPC CIDR block must be between /16 and /28, not /{}",
+                    net.prefix_len()
+                ),
             );
             return None;
         }
@@ -287,7 +298,10 @@ fn network(r: &mut Reader<'_>, n: &Node<'_>, region: Option<&str>) -> Option<Net
                         }
                     }
                     if zones.contains(&z) {
-                        r.error(item.span, format!("availability zone `{z}` is listed twice"));
+                        r.error(
+                            item.span,
+                            format!("availability zone `{z}` is listed twice"),
+                        );
                         zones_ok = false;
                         continue;
                     }
@@ -322,20 +336,23 @@ fn network(r: &mut Reader<'_>, n: &Node<'_>, region: Option<&str>) -> Option<Net
                 ok = false;
                 continue;
             };
-            if let Some(vpc) = vpc {
-                if !vpc.contains(&net) {
-                    r.error(
-                        item.span,
-                        format!("subnet {net} is outside the VPC CIDR block {vpc}"),
-                    );
-                    ok = false;
-                    continue;
-                }
+            if let Some(vpc) = vpc
+                && !vpc.contains(&net)
+            {
+                r.error(
+                    item.span,
+                    format!("subnet {net} is outside the VPC CIDR block {vpc}"),
+                );
+                ok = false;
+                continue;
             }
             if !(16..=28).contains(&net.prefix_len()) {
                 r.error(
                     item.span,
-                    format!("a subnet must be between /16 and /28, not /{}", net.prefix_len()),
+                    format!(
+                        "a subnet must be between /16 and /28, not /{}",
+                        net.prefix_len()
+                    ),
                 );
                 ok = false;
                 continue;
@@ -351,7 +368,14 @@ fn network(r: &mut Reader<'_>, n: &Node<'_>, region: Option<&str>) -> Option<Net
                 ok = false;
                 continue;
             }
-            seen.push((net, if key == "public_subnets" { "public" } else { "private" }));
+            seen.push((
+                net,
+                if key == "public_subnets" {
+                    "public"
+                } else {
+                    "private"
+                },
+            ));
             out.push(net);
         }
         (ok && (!zones_ok || items.len() == zones.len())).then_some(out)
@@ -411,12 +435,12 @@ fn load_balancer(r: &mut Reader<'_>, n: &Node<'_>) -> Option<LoadBalancer> {
                 }
                 Some(arn)
             });
-            if let (Some(p), Some(hp)) = (port, http_port) {
-                if p == hp {
-                    let at = hf.get("port").map(|n| n.span).unwrap_or(hf.span);
-                    r.error(at, format!("HTTPS port {p} is also the HTTP port"));
-                    return None;
-                }
+            if let (Some(p), Some(hp)) = (port, http_port)
+                && p == hp
+            {
+                let at = hf.get("port").map(|n| n.span).unwrap_or(hf.span);
+                r.error(at, format!("HTTPS port {p} is also the HTTP port"));
+                return None;
             }
             Some(Some(Https {
                 port: port?,
@@ -428,7 +452,10 @@ fn load_balancer(r: &mut Reader<'_>, n: &Node<'_>) -> Option<LoadBalancer> {
         None => Some(vec!["0.0.0.0/0".parse::<IpNet>().expect("literal CIDR")]),
         Some(list) => r.sequence(list).and_then(|items| {
             if items.is_empty() {
-                r.error(list.span, "`ingress_cidrs` is empty: nobody could reach the load balancer");
+                r.error(
+                    list.span,
+                    "`ingress_cidrs` is empty: nobody could reach the load balancer",
+                );
                 return None;
             }
             let mut out = Vec::new();
@@ -497,7 +524,10 @@ fn repositories(r: &mut Reader<'_>, n: &Node<'_>) -> Option<BTreeMap<String, Rep
                 });
             }
             let rf = r.mapping(value, &["scan_on_push", "immutable_tags", "keep_last"])?;
-            let scan = rf.get("scan_on_push").map(|n| r.boolean(n)).unwrap_or(Some(true));
+            let scan = rf
+                .get("scan_on_push")
+                .map(|n| r.boolean(n))
+                .unwrap_or(Some(true));
             let immutable = rf
                 .get("immutable_tags")
                 .map(|n| r.boolean(n))
@@ -556,12 +586,12 @@ pub fn fargate_memory_ok(cpu: u32, memory: u32) -> bool {
     let gib = |g: u32| g * 1024;
     match cpu {
         256 => [512, 1024, 2048].contains(&memory),
-        512 => (gib(1)..=gib(4)).contains(&memory) && memory % 1024 == 0,
-        1024 => (gib(2)..=gib(8)).contains(&memory) && memory % 1024 == 0,
-        2048 => (gib(4)..=gib(16)).contains(&memory) && memory % 1024 == 0,
-        4096 => (gib(8)..=gib(30)).contains(&memory) && memory % 1024 == 0,
-        8192 => (gib(16)..=gib(60)).contains(&memory) && memory % gib(4) == 0,
-        16384 => (gib(32)..=gib(120)).contains(&memory) && memory % gib(8) == 0,
+        512 => (gib(1)..=gib(4)).contains(&memory) && memory.is_multiple_of(1024),
+        1024 => (gib(2)..=gib(8)).contains(&memory) && memory.is_multiple_of(1024),
+        2048 => (gib(4)..=gib(16)).contains(&memory) && memory.is_multiple_of(1024),
+        4096 => (gib(8)..=gib(30)).contains(&memory) && memory.is_multiple_of(1024),
+        8192 => (gib(16)..=gib(60)).contains(&memory) && memory.is_multiple_of(gib(4)),
+        16384 => (gib(32)..=gib(120)).contains(&memory) && memory.is_multiple_of(gib(8)),
         _ => false,
     }
 }
@@ -608,7 +638,18 @@ fn services(
             ok = false;
             continue;
         }
-        match service(r, name, key_span, value, repos, lb, lb_given, region, &mut paths, &mut default_action) {
+        match service(
+            r,
+            name,
+            key_span,
+            value,
+            repos,
+            lb,
+            lb_given,
+            region,
+            &mut paths,
+            &mut default_action,
+        ) {
             Some(s) => {
                 out.insert(name.to_string(), s);
             }
@@ -637,28 +678,28 @@ fn service(
     let cpu = cpu_node.and_then(|n| r.int(n, 256, 16384).map(|v| v as u32));
     let memory_node = r.require(&f, "memory");
     let memory = memory_node.and_then(|n| r.int(n, 512, 122880).map(|v| v as u32));
-    if let (Some(c), Some(m), Some(mn)) = (cpu, memory, memory_node) {
-        if !fargate_memory_ok(c, m) {
-            r.error_hint(
+    if let (Some(c), Some(m), Some(mn)) = (cpu, memory, memory_node)
+        && !fargate_memory_ok(c, m)
+    {
+        r.error_hint(
                 mn.span,
                 format!("Fargate has no task size with cpu {c} and memory {m}"),
                 "cpu 256 takes 512, 1024 or 2048; cpu 512 takes 1024-4096; cpu 1024 takes 2048-8192; cpu 2048 takes 4096-16384; cpu 4096 takes 8192-30720 (steps of 1024)",
             );
-        }
     }
     let port_node = f.get("port");
     let port = match port_node {
         Some(p) => port(r, p).map(Some),
         None => Some(None),
     };
-    if let (Some(Some(_)), Some(pn)) = (port, port_node) {
-        if !lb_given {
-            r.error_hint(
-                pn.span,
-                format!("service `{name}` has a port but the environment has no `load_balancer`"),
-                "add `load_balancer: {}` to use the defaults",
-            );
-        }
+    if let (Some(Some(_)), Some(pn)) = (port, port_node)
+        && !lb_given
+    {
+        r.error_hint(
+            pn.span,
+            format!("service `{name}` has a port but the environment has no `load_balancer`"),
+            "add `load_balancer: {}` to use the defaults",
+        );
     }
     let desired_count = f
         .get("desired_count")
@@ -667,7 +708,10 @@ fn service(
     let health_check_path = match f.get("health_check_path") {
         Some(n) => r.string(n).and_then(|p| {
             if !p.starts_with('/') || p.len() > 1024 {
-                r.error(n.span, format!("health check path `{p}` must start with `/`"));
+                r.error(
+                    n.span,
+                    format!("health check path `{p}` must start with `/`"),
+                );
                 return None;
             }
             Some(p)
@@ -681,7 +725,12 @@ fn service(
             for item in items {
                 let Some(p) = r.string(item) else { continue };
                 if !p.starts_with('/') || p.len() > 128 {
-                    r.error(item.span, format!("path pattern `{p}` must start with `/` and be at most 128 characters"));
+                    r.error(
+                        item.span,
+                        format!(
+                            "path pattern `{p}` must start with `/` and be at most 128 characters"
+                        ),
+                    );
                     continue;
                 }
                 if let Some(other) = paths.get(&p) {
@@ -700,27 +749,34 @@ fn service(
             out
         }),
     };
-    if let (Some(Some(_)), Some(patterns)) = (port, &path_patterns) {
-        if patterns.is_empty() && lb.is_some() {
-            if let Some(other) = default_action.as_ref() {
-                r.error_hint(
+    if let (Some(Some(_)), Some(patterns)) = (port, &path_patterns)
+        && patterns.is_empty()
+        && lb.is_some()
+    {
+        if let Some(other) = default_action.as_ref() {
+            r.error_hint(
                     key_span,
                     format!("services `{other}` and `{name}` both have a port and no `path_patterns`; only one can take the listener's default action"),
                     "give one of them `path_patterns`",
                 );
-            } else {
-                *default_action = Some(name.to_string());
-            }
+        } else {
+            *default_action = Some(name.to_string());
         }
     }
-    let environment = f.get("environment").map(|n| env_vars(r, n)).unwrap_or_default();
+    let environment = f
+        .get("environment")
+        .map(|n| env_vars(r, n))
+        .unwrap_or_default();
     let secrets = f
         .get("secrets")
         .map(|n| secrets(r, n, region))
         .unwrap_or_default();
     if let Some(dup) = secrets.keys().find(|k| environment.contains_key(*k)) {
         let at = f.get("secrets").map(|n| n.span).unwrap_or(f.span);
-        r.error(at, format!("`{dup}` is both an environment variable and a secret"));
+        r.error(
+            at,
+            format!("`{dup}` is both an environment variable and a secret"),
+        );
     }
     let deployment = match f.get("deployment") {
         Some(n) => deployment(r, n),
@@ -753,7 +809,11 @@ fn service(
     })
 }
 
-fn image(r: &mut Reader<'_>, n: &Node<'_>, repos: Option<&BTreeMap<String, Repository>>) -> Option<Image> {
+fn image(
+    r: &mut Reader<'_>,
+    n: &Node<'_>,
+    repos: Option<&BTreeMap<String, Repository>>,
+) -> Option<Image> {
     let text = r.string(n)?;
     if text.is_empty() || text.chars().any(char::is_whitespace) {
         r.error(n.span, format!("`{text}` is not an image reference"));
@@ -799,7 +859,10 @@ fn env_vars(r: &mut Reader<'_>, n: &Node<'_>) -> BTreeMap<String, String> {
     };
     for (key, key_span, value) in f.iter() {
         if !valid_env_name(key) {
-            r.error(key_span, format!("`{key}` is not a valid environment variable name"));
+            r.error(
+                key_span,
+                format!("`{key}` is not a valid environment variable name"),
+            );
             continue;
         }
         if let Some(v) = r.scalar_string(value) {
@@ -822,7 +885,10 @@ fn secrets(r: &mut Reader<'_>, n: &Node<'_>, region: Option<&str>) -> BTreeMap<S
     };
     for (key, key_span, value) in f.iter() {
         if !valid_env_name(key) {
-            r.error(key_span, format!("`{key}` is not a valid environment variable name"));
+            r.error(
+                key_span,
+                format!("`{key}` is not a valid environment variable name"),
+            );
             continue;
         }
         let Some(arn) = r.string(value) else { continue };
@@ -838,14 +904,17 @@ fn secrets(r: &mut Reader<'_>, n: &Node<'_>, region: Option<&str>) -> BTreeMap<S
             );
             continue;
         }
-        if let Some(region) = region {
-            if parts[3] != region {
-                r.error(
-                    value.span,
-                    format!("secret `{key}` is in region `{}`, not the environment's `{region}`", parts[3]),
-                );
-                continue;
-            }
+        if let Some(region) = region
+            && parts[3] != region
+        {
+            r.error(
+                value.span,
+                format!(
+                    "secret `{key}` is in region `{}`, not the environment's `{region}`",
+                    parts[3]
+                ),
+            );
+            continue;
         }
         out.insert(key.to_string(), arn);
     }
@@ -887,11 +956,15 @@ fn deployment(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Deployment> {
         .get("max_percent")
         .map(|n| r.int(n, 100, 200).map(|v| v as u32))
         .unwrap_or(Some(200));
-    if let (Some(lo), Some(hi)) = (min, max) {
-        if lo == 100 && hi == 100 {
-            let at = f.get("max_percent").map(|n| n.span).unwrap_or(f.span);
-            r.error(at, "min_healthy_percent 100 with max_percent 100 leaves ECS no room to deploy");
-        }
+    if let (Some(lo), Some(hi)) = (min, max)
+        && lo == 100
+        && hi == 100
+    {
+        let at = f.get("max_percent").map(|n| n.span).unwrap_or(f.span);
+        r.error(
+            at,
+            "min_healthy_percent 100 with max_percent 100 leaves ECS no room to deploy",
+        );
     }
     let cb = f
         .get("circuit_breaker")
@@ -909,14 +982,22 @@ fn deployment(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Deployment> {
     let bake = f
         .get("bake_minutes")
         .map(|n| r.int(n, 0, 1440).map(|v| v as u32));
-    let canary = f.get("canary_percent").map(|n| (n, r.number(n, 0.1, 100.0)));
+    let canary = f
+        .get("canary_percent")
+        .map(|n| (n, r.number(n, 0.1, 100.0)));
     let step = f.get("step_percent").map(|n| (n, r.number(n, 3.0, 100.0)));
     if let Some(s) = strategy {
         if let (Some(b), true) = (f.get("bake_minutes"), s == Strategy::Rolling) {
-            r.error(b.span, "`bake_minutes` applies to blue_green, canary and linear, not rolling");
+            r.error(
+                b.span,
+                "`bake_minutes` applies to blue_green, canary and linear, not rolling",
+            );
         }
         if let Some((cn, _)) = canary.filter(|_| s != Strategy::Canary) {
-            r.error(cn.span, "`canary_percent` applies only to `strategy: canary`");
+            r.error(
+                cn.span,
+                "`canary_percent` applies only to `strategy: canary`",
+            );
         }
         if let Some((sn, _)) = step.filter(|_| s != Strategy::Linear) {
             r.error(sn.span, "`step_percent` applies only to `strategy: linear`");
@@ -956,8 +1037,12 @@ impl<T> TransposeOpt<T> for Option<Option<T>> {
 
 fn autoscaling(r: &mut Reader<'_>, n: &Node<'_>, desired: Option<u32>) -> Option<Autoscaling> {
     let f = r.mapping(n, &["min", "max", "cpu_percent"])?;
-    let min = r.require(&f, "min").and_then(|n| r.int(n, 0, 5000).map(|v| v as u32));
-    let max = r.require(&f, "max").and_then(|n| r.int(n, 1, 5000).map(|v| v as u32));
+    let min = r
+        .require(&f, "min")
+        .and_then(|n| r.int(n, 0, 5000).map(|v| v as u32));
+    let max = r
+        .require(&f, "max")
+        .and_then(|n| r.int(n, 1, 5000).map(|v| v as u32));
     let cpu = f
         .get("cpu_percent")
         .map(|n| r.int(n, 1, 100).map(|v| v as u32))

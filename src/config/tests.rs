@@ -10,7 +10,11 @@ fn no_env(_: &str) -> Option<String> {
 }
 
 fn parse_str(name: &str, text: &str) -> Result<Environment, Vec<Diagnostic>> {
-    parse(Path::new(&format!("environments/{name}.yaml")), text, &no_env)
+    parse(
+        Path::new(&format!("environments/{name}.yaml")),
+        text,
+        &no_env,
+    )
 }
 
 const MINIMAL: &str = "environment: stage
@@ -36,7 +40,10 @@ fn minimal_file_gets_every_default() {
     );
     assert_eq!(env.network.nat, NatMode::Single);
     assert!(env.load_balancer.is_none());
-    assert!(env.cluster.is_none(), "a network-only environment has no cluster");
+    assert!(
+        env.cluster.is_none(),
+        "a network-only environment has no cluster"
+    );
     assert!(env.services.is_empty() && env.repositories.is_empty());
 }
 
@@ -102,10 +109,18 @@ services:
             tag: "3f2a9c1".into()
         }
     );
-    assert_eq!((web.cpu, web.memory, web.port, web.desired_count), (256, 512, Some(3333), 3));
+    assert_eq!(
+        (web.cpu, web.memory, web.port, web.desired_count),
+        (256, 512, Some(3333), 3)
+    );
     assert_eq!(web.deployment.min_healthy_percent, 50);
     assert_eq!(web.deployment.circuit_breaker, CircuitBreaker::Rollback);
-    assert_eq!(web.autoscaling.as_ref().map(|a| (a.min, a.max, a.cpu_percent)), Some((3, 10, 60)));
+    assert_eq!(
+        web.autoscaling
+            .as_ref()
+            .map(|a| (a.min, a.max, a.cpu_percent)),
+        Some((3, 10, 60))
+    );
     let lb = env.load_balancer.as_ref().unwrap();
     assert_eq!(lb.https.as_ref().map(|h| h.port), Some(443));
     assert_eq!(env.tags["team"], "platform");

@@ -46,7 +46,10 @@ pub struct Report {
 
 impl Report {
     pub fn ok(&self) -> bool {
-        self.failed.is_empty() && self.skipped.is_empty() && self.state_error.is_none() && !self.interrupted
+        self.failed.is_empty()
+            && self.skipped.is_empty()
+            && self.state_error.is_none()
+            && !self.interrupted
     }
 }
 
@@ -75,10 +78,18 @@ enum Effect {
     Remove,
 }
 
-async fn run_step(aws: Aws, change: Change, op: Op, lookup: Vec<(String, String)>) -> Result<Effect, AwsError> {
+async fn run_step(
+    aws: Aws,
+    change: Change,
+    op: Op,
+    lookup: Vec<(String, String)>,
+) -> Result<Effect, AwsError> {
     let a = adapter(change.kind);
     let resolved = || {
-        let attrs = change.after.as_ref().expect("create/update carries attributes");
+        let attrs = change
+            .after
+            .as_ref()
+            .expect("create/update carries attributes");
         let lookup = |id: &str| lookup.iter().find(|(k, _)| k == id).map(|(_, v)| v.clone());
         let value = resolve(attrs, &lookup);
         if has_unknown(&value) {
@@ -92,8 +103,12 @@ async fn run_step(aws: Aws, change: Change, op: Op, lookup: Vec<(String, String)
     };
     let physical = || change.physical_id.clone().unwrap_or_default();
     match op {
-        Op::Create => Ok(Effect::Record(a.create(&aws, &change.id, &resolved()?).await?)),
-        Op::Update => Ok(Effect::Record(a.update(&aws, &physical(), &resolved()?).await?)),
+        Op::Create => Ok(Effect::Record(
+            a.create(&aws, &change.id, &resolved()?).await?,
+        )),
+        Op::Update => Ok(Effect::Record(
+            a.update(&aws, &physical(), &resolved()?).await?,
+        )),
         Op::Delete => {
             a.delete(&aws, &physical()).await?;
             Ok(Effect::Remove)

@@ -57,7 +57,9 @@ pub enum Action {
 #[serde(rename_all = "snake_case", tag = "note")]
 pub enum Note {
     DeletedOutside,
-    ChangedOutside { fields: Vec<String> },
+    ChangedOutside {
+        fields: Vec<String>,
+    },
     FoundByTag,
     RemovedFromFile,
     /// Carries this environment's tags but is neither in the file nor in state.
@@ -211,36 +213,41 @@ pub fn diff(
             .get(id)
             .map(|r| r.kind)
             .or(recorded.map(|r| r.kind));
-        if let (Some(d), Some(r)) = (desired.resources.get(id), recorded) {
-            if d.kind != r.kind {
-                return Err(PlanError::KindChanged {
-                    id: id.to_string(),
-                    recorded: r.kind,
-                    desired: d.kind,
-                });
-            }
+        if let (Some(d), Some(r)) = (desired.resources.get(id), recorded)
+            && d.kind != r.kind
+        {
+            return Err(PlanError::KindChanged {
+                id: id.to_string(),
+                recorded: r.kind,
+                desired: d.kind,
+            });
         }
         let tagged: Vec<&LiveResource> = by_tag
             .get(id)
-            .map(|v| v.iter().copied().filter(|l| Some(l.kind) == kind || kind.is_none()).collect())
+            .map(|v| {
+                v.iter()
+                    .copied()
+                    .filter(|l| Some(l.kind) == kind || kind.is_none())
+                    .collect()
+            })
             .unwrap_or_default();
-        if let Some(r) = recorded {
-            if let Some(l) = by_physical.get(&(r.kind, r.physical_id.as_str())) {
-                matched.insert(id, (l, false));
-                let twins: Vec<String> = tagged
-                    .iter()
-                    .filter(|t| t.physical_id != r.physical_id)
-                    .map(|t| t.physical_id.clone())
-                    .collect();
-                if !twins.is_empty() {
-                    warnings.push(format!(
-                        "{} also carry the id `{id}` but state records {}; they are left alone",
-                        twins.join(", "),
-                        r.physical_id
-                    ));
-                }
-                continue;
+        if let Some(r) = recorded
+            && let Some(l) = by_physical.get(&(r.kind, r.physical_id.as_str()))
+        {
+            matched.insert(id, (l, false));
+            let twins: Vec<String> = tagged
+                .iter()
+                .filter(|t| t.physical_id != r.physical_id)
+                .map(|t| t.physical_id.clone())
+                .collect();
+            if !twins.is_empty() {
+                warnings.push(format!(
+                    "{} also carry the id `{id}` but state records {}; they are left alone",
+                    twins.join(", "),
+                    r.physical_id
+                ));
             }
+            continue;
         }
         match tagged.as_slice() {
             [] => {}
@@ -396,7 +403,8 @@ fn select_targets(
         .chain(state.resources.keys())
         .map(String::as_str)
         .collect();
-    let matches = |t: &str, id: &str| id == t || id.strip_prefix(t).is_some_and(|r| r.starts_with('.'));
+    let matches =
+        |t: &str, id: &str| id == t || id.strip_prefix(t).is_some_and(|r| r.starts_with('.'));
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     for t in targets {
         let hits: Vec<&str> = known.iter().copied().filter(|id| matches(t, id)).collect();
@@ -415,7 +423,10 @@ fn select_targets(
             }
         }
     }
-    Ok(changes.into_iter().filter(|c| wanted.contains(&c.id)).collect())
+    Ok(changes
+        .into_iter()
+        .filter(|c| wanted.contains(&c.id))
+        .collect())
 }
 
 /// Desired ids, dependencies first (ties broken by id, so the order is stable).
@@ -450,7 +461,11 @@ pub fn topo_order(desired: &Desired) -> Vec<&str> {
             }
         }
     }
-    assert_eq!(out.len(), desired.resources.len(), "desired graph has a cycle");
+    assert_eq!(
+        out.len(),
+        desired.resources.len(),
+        "desired graph has a cycle"
+    );
     out
 }
 

@@ -89,7 +89,10 @@ fn first_plan_creates_everything() {
     let (changes, _) = diff(&d, &StateDoc::new("stage"), &[], &Options::default()).unwrap();
     assert_eq!(changes.len(), d.resources.len());
     assert!(changes.iter().all(|c| c.action == Action::Create));
-    let text = strip(crate::render::plan_text(&plan_of(changes, vec![]), "s3://acme-infra-state/stage.json"));
+    let text = strip(crate::render::plan_text(
+        &plan_of(changes, vec![]),
+        "s3://acme-infra-state/stage.json",
+    ));
     insta::assert_snapshot!(text);
 }
 
@@ -117,7 +120,10 @@ fn drift_is_named_and_repaired() {
             ("vpc", Action::Update),
         ])
     );
-    let text = strip(crate::render::plan_text(&plan_of(changes, vec![]), "s3://acme-infra-state/stage.json"));
+    let text = strip(crate::render::plan_text(
+        &plan_of(changes, vec![]),
+        "s3://acme-infra-state/stage.json",
+    ));
     insta::assert_snapshot!(text);
 }
 
@@ -140,7 +146,10 @@ fn nat_single_to_per_az() {
         .iter()
         .position(|s| changes[s.change].id == "route-table.private.us-east-1b")
         .unwrap();
-    let waits: Vec<&str> = deps[rt].iter().map(|&i| changes[steps[i].change].id.as_str()).collect();
+    let waits: Vec<&str> = deps[rt]
+        .iter()
+        .map(|&i| changes[steps[i].change].id.as_str())
+        .collect();
     assert_eq!(waits, ["nat.us-east-1b"]);
 }
 
@@ -159,10 +168,20 @@ fn per_az_to_single_deletes_after_routes_move() {
     );
     let (steps, deps) = graph::steps(&changes);
     let id = |i: usize| changes[steps[i].change].id.as_str();
-    let nat = (0..steps.len()).find(|&i| id(i) == "nat.us-east-1b").unwrap();
-    let eip = (0..steps.len()).find(|&i| id(i) == "elastic-ip.us-east-1b").unwrap();
-    assert_eq!(deps[nat].iter().map(|&i| id(i)).collect::<Vec<_>>(), ["route-table.private.us-east-1b"]);
-    assert_eq!(deps[eip].iter().map(|&i| id(i)).collect::<Vec<_>>(), ["nat.us-east-1b"]);
+    let nat = (0..steps.len())
+        .find(|&i| id(i) == "nat.us-east-1b")
+        .unwrap();
+    let eip = (0..steps.len())
+        .find(|&i| id(i) == "elastic-ip.us-east-1b")
+        .unwrap();
+    assert_eq!(
+        deps[nat].iter().map(|&i| id(i)).collect::<Vec<_>>(),
+        ["route-table.private.us-east-1b"]
+    );
+    assert_eq!(
+        deps[eip].iter().map(|&i| id(i)).collect::<Vec<_>>(),
+        ["nat.us-east-1b"]
+    );
 }
 
 #[test]
@@ -182,8 +201,16 @@ fn cidr_change_replaces_the_subnet_and_what_lives_in_it() {
             ("subnet.public.us-east-1a", Action::Replace),
         ])
     );
-    let subnet = changes.iter().find(|c| c.id == "subnet.public.us-east-1a").unwrap();
-    assert!(subnet.diffs.iter().any(|d| d.field == "cidr_block" && d.forces_replacement));
+    let subnet = changes
+        .iter()
+        .find(|c| c.id == "subnet.public.us-east-1a")
+        .unwrap();
+    assert!(
+        subnet
+            .diffs
+            .iter()
+            .any(|d| d.field == "cidr_block" && d.forces_replacement)
+    );
     // Steps: NAT deleted before its subnet, subnet re-created before the new NAT.
     let (steps, deps) = graph::steps(&changes);
     let find = |id: &str, op: graph::Op| {
@@ -192,11 +219,21 @@ fn cidr_change_replaces_the_subnet_and_what_lives_in_it() {
             .unwrap()
     };
     use graph::Op::*;
-    assert!(deps[find("subnet.public.us-east-1a", Delete)].contains(&find("nat.us-east-1a", Delete)));
-    assert!(deps[find("subnet.public.us-east-1a", Create)].contains(&find("subnet.public.us-east-1a", Delete)));
-    assert!(deps[find("nat.us-east-1a", Create)].contains(&find("subnet.public.us-east-1a", Create)));
+    assert!(
+        deps[find("subnet.public.us-east-1a", Delete)].contains(&find("nat.us-east-1a", Delete))
+    );
+    assert!(
+        deps[find("subnet.public.us-east-1a", Create)]
+            .contains(&find("subnet.public.us-east-1a", Delete))
+    );
+    assert!(
+        deps[find("nat.us-east-1a", Create)].contains(&find("subnet.public.us-east-1a", Create))
+    );
     crate::exec::queue::Queue::new(deps).expect("no cycle");
-    let text = strip(crate::render::plan_text(&plan_of(changes, vec![]), "s3://acme-infra-state/stage.json"));
+    let text = strip(crate::render::plan_text(
+        &plan_of(changes, vec![]),
+        "s3://acme-infra-state/stage.json",
+    ));
     insta::assert_snapshot!(text);
 }
 
@@ -206,7 +243,10 @@ fn untracked_resource_is_adopted_not_duplicated() {
     let (mut state, live) = converged(&d);
     state.resources.remove("subnet.public.us-east-1a");
     let (changes, _) = diff(&d, &state, &live, &Options::default()).unwrap();
-    assert_eq!(actions(&changes), BTreeMap::from([("subnet.public.us-east-1a", Action::Adopt)]));
+    assert_eq!(
+        actions(&changes),
+        BTreeMap::from([("subnet.public.us-east-1a", Action::Adopt)])
+    );
     assert_eq!(changes[0].notes, [Note::FoundByTag]);
 }
 
@@ -215,11 +255,18 @@ fn two_resources_claiming_one_id_is_a_conflict() {
     let d = expand(&env("none"));
     let (mut state, mut live) = converged(&d);
     state.resources.remove("vpc");
-    let mut twin = live.iter().find(|l| l.id.as_deref() == Some("vpc")).unwrap().clone();
+    let mut twin = live
+        .iter()
+        .find(|l| l.id.as_deref() == Some("vpc"))
+        .unwrap()
+        .clone();
     twin.physical_id = "vpc-twin".into();
     live.push(twin);
     let err = diff(&d, &state, &live, &Options::default()).unwrap_err();
-    assert!(matches!(err, PlanError::Conflict { ref id, count: 2, .. } if id == "vpc"), "{err}");
+    assert!(
+        matches!(err, PlanError::Conflict { ref id, count: 2, .. } if id == "vpc"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -233,7 +280,9 @@ fn removed_from_file_and_deleted_outside() {
         attributes: json!({"cidr_block": "10.0.50.0/24", "tags": {TAG_ID: "subnet.public.us-east-1z"}}),
         depends_on: vec!["vpc".into()],
     };
-    state.resources.insert("subnet.public.us-east-1z".into(), extra.clone());
+    state
+        .resources
+        .insert("subnet.public.us-east-1z".into(), extra.clone());
     live.push(LiveResource {
         kind: Kind::Subnet,
         physical_id: "subnet-old".into(),
@@ -243,7 +292,9 @@ fn removed_from_file_and_deleted_outside() {
     // ... and one only in state (deleted outside, no longer in the file).
     let mut gone = extra;
     gone.physical_id = "subnet-gone".into();
-    state.resources.insert("subnet.public.us-east-1y".into(), gone);
+    state
+        .resources
+        .insert("subnet.public.us-east-1y".into(), gone);
     let (changes, _) = diff(&d, &state, &live, &Options::default()).unwrap();
     assert_eq!(
         actions(&changes),
@@ -264,7 +315,13 @@ fn targets_take_their_dependencies() {
     let ids: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(
         ids,
-        ["elastic-ip.us-east-1a", "internet-gateway", "nat.us-east-1a", "subnet.public.us-east-1a", "vpc"]
+        [
+            "elastic-ip.us-east-1a",
+            "internet-gateway",
+            "nat.us-east-1a",
+            "subnet.public.us-east-1a",
+            "vpc"
+        ]
     );
     let bad = Options {
         targets: vec!["natt".into()],

@@ -8,8 +8,8 @@
 //! A `Backend` stores the document with compare-and-swap writes and guards it with a lease lock.
 //! The S3 backend lives in `aws::s3_backend` (it needs the SDK); the local one is here.
 
-pub mod lock;
 mod local;
+pub mod lock;
 
 use std::collections::BTreeMap;
 
@@ -139,7 +139,9 @@ pub enum StateError {
     UnknownVersion(u64),
     #[error("the state is locked: {}", .0.describe())]
     Locked(Box<LockInfo>),
-    #[error("the state changed since it was read (another writer won the race); nothing was overwritten")]
+    #[error(
+        "the state changed since it was read (another writer won the race); nothing was overwritten"
+    )]
     Conflict,
     #[error("this process no longer holds the lock (its lease expired and was taken over)")]
     LockLost,
@@ -192,7 +194,13 @@ mod tests {
         let back = StateDoc::decode(&doc.encode()).unwrap();
         assert_eq!(back, doc);
         let newer = br#"{"version": 99, "serial": 1}"#;
-        assert!(matches!(StateDoc::decode(newer), Err(StateError::TooNew(99))));
-        assert!(matches!(StateDoc::decode(b"{"), Err(StateError::Corrupt(_))));
+        assert!(matches!(
+            StateDoc::decode(newer),
+            Err(StateError::TooNew(99))
+        ));
+        assert!(matches!(
+            StateDoc::decode(b"{"),
+            Err(StateError::Corrupt(_))
+        ));
     }
 }

@@ -47,7 +47,10 @@ fn moto() -> &'static Moto {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("reading moto's port");
-        let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("moto printed {line:?}"));
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("moto printed {line:?}"));
         Moto {
             port,
             _stdin: Mutex::new(child.stdin.take().expect("moto stdin")),
@@ -71,13 +74,21 @@ pub struct Run {
 impl Run {
     #[track_caller]
     pub fn success(&self) -> &Self {
-        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     #[track_caller]
     pub fn code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "expected exit {code}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -118,7 +129,9 @@ impl Ctx {
 
     /// Writes the environment file; `{env}` and `{bucket}` are filled in.
     pub fn write_env(&self, yaml: &str) -> &Self {
-        let text = yaml.replace("{env}", &self.env).replace("{bucket}", &self.bucket);
+        let text = yaml
+            .replace("{env}", &self.env)
+            .replace("{bucket}", &self.bucket);
         std::fs::write(self.path(&format!("environments/{}.yaml", self.env)), text).unwrap();
         self
     }
@@ -154,7 +167,11 @@ impl Ctx {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
-        assert!(!run.stderr.contains("panicked"), "infra panicked:\n{}", run.stderr);
+        assert!(
+            !run.stderr.contains("panicked"),
+            "infra panicked:\n{}",
+            run.stderr
+        );
         run
     }
 
@@ -197,7 +214,10 @@ fn redactions() -> &'static [(regex::Regex, &'static str)] {
     static R: OnceLock<Vec<(regex::Regex, &'static str)>> = OnceLock::new();
     R.get_or_init(|| {
         [
-            (r"\b(vpc|subnet|igw|nat|rtb|eipalloc|rtbassoc)-[0-9a-f]{8,17}\b", "$1-[id]"),
+            (
+                r"\b(vpc|subnet|igw|nat|rtb|eipalloc|rtbassoc)-[0-9a-f]{8,17}\b",
+                "$1-[id]",
+            ),
             (r"\[\d+\.\d+s\]", "[time]"),
         ]
         .into_iter()

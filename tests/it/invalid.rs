@@ -15,12 +15,19 @@ fn every_corpus_file_fails_offline_with_a_position() {
     let trap = TcpListener::bind("127.0.0.1:0").unwrap();
     trap.set_nonblocking(true).unwrap();
     let trap_url = format!("http://{}", trap.local_addr().unwrap());
-    let mut files: Vec<_> = std::fs::read_dir(&corpus).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert!(files.len() >= 15);
     for file in files {
         let stem = file.file_stem().unwrap().to_str().unwrap().to_string();
-        for args in [vec!["validate", stem.as_str()], vec!["plan", stem.as_str()], vec!["apply", stem.as_str(), "--auto-approve"]] {
+        for args in [
+            vec!["validate", stem.as_str()],
+            vec!["plan", stem.as_str()],
+            vec!["apply", stem.as_str(), "--auto-approve"],
+        ] {
             let out = ctx
                 .command(&[&["--dir", corpus.to_str().unwrap()], args.as_slice()].concat())
                 .env("AWS_ENDPOINT_URL", &trap_url)
@@ -56,9 +63,22 @@ fn validate_checks_every_file_when_none_is_named() {
     .unwrap();
     let run = ctx.infra(&["validate"]);
     run.code(1);
-    assert!(run.stdout.contains(&format!("{}.yaml: valid", ctx.env)), "{}", run.stdout);
-    assert!(run.stderr.contains("broken.yaml:2:9: `mars-1` is not an AWS region name"), "{}", run.stderr);
-    assert!(run.stderr.contains("missing required key `state`"), "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("{}.yaml: valid", ctx.env)),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr
+            .contains("broken.yaml:2:9: `mars-1` is not an AWS region name"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("missing required key `state`"),
+        "{}",
+        run.stderr
+    );
     ctx.infra(&["validate", "{env}"]).success();
     let missing = ctx.infra(&["validate", "nope"]);
     missing.code(1);

@@ -8,17 +8,20 @@ use aws_sdk_ec2::types::VpcAttributeName;
 
 use crate::harness::{Ctx, TWO_ZONES};
 
+/// A route table as seen from AWS: routes (destination → target) and associated subnets.
+type Table = (Vec<(String, String)>, Vec<String>);
+
 /// What the environment looks like from the AWS side, with physical ids mapped back to the
 /// `infra:id` tags, so assertions read in logical ids.
 #[derive(Debug, Default)]
 struct World {
-    ids: BTreeMap<String, String>, // physical → logical
-    vpcs: Vec<(String, String)>,   // (id, cidr)
+    ids: BTreeMap<String, String>,                     // physical → logical
+    vpcs: Vec<(String, String)>,                       // (id, cidr)
     subnets: BTreeMap<String, (String, String, bool)>, // id → (cidr, zone, public ip)
     igw_vpc: BTreeMap<String, Option<String>>,
     nats: BTreeMap<String, (String, String)>, // id → (subnet, allocation)
     eips: Vec<String>,
-    tables: BTreeMap<String, (Vec<(String, String)>, Vec<String>)>, // id → (routes dest→target, subnets)
+    tables: BTreeMap<String, Table>,
 }
 
 impl World {
@@ -33,12 +36,25 @@ impl World {
                     .unwrap_or("?")
                     .to_string()
             };
-            let vpcs = ctx.ec2.describe_vpcs().filters(f.clone()).send().await.unwrap();
+            let vpcs = ctx
+                .ec2
+                .describe_vpcs()
+                .filters(f.clone())
+                .send()
+                .await
+                .unwrap();
             for v in vpcs.vpcs() {
                 w.ids.insert(v.vpc_id().unwrap().into(), tag(v.tags()));
-                w.vpcs.push((v.vpc_id().unwrap().into(), v.cidr_block().unwrap().into()));
+                w.vpcs
+                    .push((v.vpc_id().unwrap().into(), v.cidr_block().unwrap().into()));
             }
-            let subnets = ctx.ec2.describe_subnets().filters(f.clone()).send().await.unwrap();
+            let subnets = ctx
+                .ec2
+                .describe_subnets()
+                .filters(f.clone())
+                .send()
+                .await
+                .unwrap();
             for s in subnets.subnets() {
                 w.ids.insert(s.subnet_id().unwrap().into(), tag(s.tags()));
                 w.subnets.insert(
@@ -50,44 +66,94 @@ impl World {
                     ),
                 );
             }
-            let igws = ctx.ec2.describe_internet_gateways().filters(f.clone()).send().await.unwrap();
+            let igws = ctx
+                .ec2
+                .describe_internet_gateways()
+                .filters(f.clone())
+                .send()
+                .await
+                .unwrap();
             for g in igws.internet_gateways() {
-                w.ids.insert(g.internet_gateway_id().unwrap().into(), tag(g.tags()));
-                let vpc = g.attachments().first().and_then(|a| a.vpc_id()).map(str::to_string);
+                w.ids
+                    .insert(g.internet_gateway_id().unwrap().into(), tag(g.tags()));
+                let vpc = g
+                    .attachments()
+                    .first()
+                    .and_then(|a| a.vpc_id())
+                    .map(str::to_string);
                 w.igw_vpc.insert(tag(g.tags()), vpc);
             }
-            let eips = ctx.ec2.describe_addresses().filters(f.clone()).send().await.unwrap();
+            let eips = ctx
+                .ec2
+                .describe_addresses()
+                .filters(f.clone())
+                .send()
+                .await
+                .unwrap();
             for a in eips.addresses() {
-                w.ids.insert(a.allocation_id().unwrap().into(), tag(a.tags()));
+                w.ids
+                    .insert(a.allocation_id().unwrap().into(), tag(a.tags()));
                 w.eips.push(tag(a.tags()));
             }
-            let nats = ctx.ec2.describe_nat_gateways().filter(f.clone()).send().await.unwrap();
+            let nats = ctx
+                .ec2
+                .describe_nat_gateways()
+                .filter(f.clone())
+                .send()
+                .await
+                .unwrap();
             // moto ignores tag filters on DescribeNatGateways: check the tag here too.
             let ours = |tags: &[aws_sdk_ec2::types::Tag]| {
-                tags.iter().any(|t| t.key() == Some("infra:environment") && t.value() == Some(ctx.env.as_str()))
+                tags.iter().any(|t| {
+                    t.key() == Some("infra:environment") && t.value() == Some(ctx.env.as_str())
+                })
             };
             for n in nats.nat_gateways().iter().filter(|n| ours(n.tags())) {
-                let state = n.state().map(|s| s.as_str().to_string()).unwrap_or_default();
+                let state = n
+                    .state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default();
                 if state == "deleted" || state == "deleting" {
                     continue;
                 }
-                w.ids.insert(n.nat_gateway_id().unwrap().into(), tag(n.tags()));
-                let alloc = n.nat_gateway_addresses().first().and_then(|a| a.allocation_id()).unwrap_or_default();
-                w.nats.insert(tag(n.tags()), (n.subnet_id().unwrap().into(), alloc.into()));
+                w.ids
+                    .insert(n.nat_gateway_id().unwrap().into(), tag(n.tags()));
+                let alloc = n
+                    .nat_gateway_addresses()
+                    .first()
+                    .and_then(|a| a.allocation_id())
+                    .unwrap_or_default();
+                w.nats
+                    .insert(tag(n.tags()), (n.subnet_id().unwrap().into(), alloc.into()));
             }
-            let tables = ctx.ec2.describe_route_tables().filters(f).send().await.unwrap();
+            let tables = ctx
+                .ec2
+                .describe_route_tables()
+                .filters(f)
+                .send()
+                .await
+                .unwrap();
             for t in tables.route_tables() {
-                w.ids.insert(t.route_table_id().unwrap().into(), tag(t.tags()));
+                w.ids
+                    .insert(t.route_table_id().unwrap().into(), tag(t.tags()));
                 let routes = t
                     .routes()
                     .iter()
                     .filter(|r| r.gateway_id() != Some("local"))
                     .map(|r| {
                         let target = r.gateway_id().or(r.nat_gateway_id()).unwrap_or("?");
-                        (r.destination_cidr_block().unwrap_or("?").to_string(), target.to_string())
+                        (
+                            r.destination_cidr_block().unwrap_or("?").to_string(),
+                            target.to_string(),
+                        )
                     })
                     .collect();
-                let subnets = t.associations().iter().filter_map(|a| a.subnet_id()).map(str::to_string).collect();
+                let subnets = t
+                    .associations()
+                    .iter()
+                    .filter_map(|a| a.subnet_id())
+                    .map(str::to_string)
+                    .collect();
                 w.tables.insert(tag(t.tags()), (routes, subnets));
             }
             w
@@ -96,11 +162,14 @@ impl World {
 
     /// A physical id shown as the logical id it carries.
     fn l(&self, physical: &str) -> String {
-        self.ids.get(physical).cloned().unwrap_or_else(|| format!("untagged {physical}"))
+        self.ids
+            .get(physical)
+            .cloned()
+            .unwrap_or_else(|| format!("untagged {physical}"))
     }
 
     /// Route table → (routes as dest→logical target, associated subnets as logical ids).
-    fn table(&self, id: &str) -> (Vec<(String, String)>, Vec<String>) {
+    fn table(&self, id: &str) -> Table {
         let (routes, subnets) = &self.tables[id];
         let routes = routes.iter().map(|(d, t)| (d.clone(), self.l(t))).collect();
         let mut subnets: Vec<String> = subnets.iter().map(|s| self.l(s)).collect();
@@ -132,21 +201,45 @@ fn apply_from_empty_builds_exactly_the_network_then_destroy_leaves_nothing() {
     ctx.write_env(TWO_ZONES);
     let plan = ctx.infra(&["plan", "{env}", "--detailed-exitcode"]);
     plan.code(2);
-    assert!(plan.stdout.contains("apply will create it"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("Plan: 11 to add, 0 to change, 0 to destroy."));
+    assert!(
+        plan.stdout.contains("apply will create it"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 11 to add, 0 to change, 0 to destroy.")
+    );
 
     let applied = ctx.apply();
-    assert!(applied.stdout.contains("Creating state storage"), "{}", applied.stdout);
-    assert!(applied.stdout.contains("Apply complete: 11 created, 0 updated, 0 deleted."));
+    assert!(
+        applied.stdout.contains("Creating state storage"),
+        "{}",
+        applied.stdout
+    );
+    assert!(
+        applied
+            .stdout
+            .contains("Apply complete: 11 created, 0 updated, 0 deleted.")
+    );
 
     let w = World::read(&ctx);
     assert_eq!(w.vpcs.len(), 1);
     let vpc = &w.vpcs[0].0;
     assert_eq!(w.vpcs[0].1, "10.0.0.0/16");
-    for attr in [VpcAttributeName::EnableDnsSupport, VpcAttributeName::EnableDnsHostnames] {
+    for attr in [
+        VpcAttributeName::EnableDnsSupport,
+        VpcAttributeName::EnableDnsHostnames,
+    ] {
         let out = ctx
             .rt
-            .block_on(ctx.ec2.describe_vpc_attribute().vpc_id(vpc).attribute(attr.clone()).send())
+            .block_on(
+                ctx.ec2
+                    .describe_vpc_attribute()
+                    .vpc_id(vpc)
+                    .attribute(attr.clone())
+                    .send(),
+            )
             .unwrap();
         let on = out
             .enable_dns_support()
@@ -155,10 +248,22 @@ fn apply_from_empty_builds_exactly_the_network_then_destroy_leaves_nothing() {
         assert_eq!(on, Some(true), "{attr:?}");
     }
     let expected_subnets = BTreeMap::from([
-        ("subnet.private.us-east-1a".to_string(), ("10.0.10.0/24".into(), "us-east-1a".into(), false)),
-        ("subnet.private.us-east-1b".to_string(), ("10.0.11.0/24".into(), "us-east-1b".into(), false)),
-        ("subnet.public.us-east-1a".to_string(), ("10.0.0.0/24".into(), "us-east-1a".into(), true)),
-        ("subnet.public.us-east-1b".to_string(), ("10.0.1.0/24".into(), "us-east-1b".into(), true)),
+        (
+            "subnet.private.us-east-1a".to_string(),
+            ("10.0.10.0/24".into(), "us-east-1a".into(), false),
+        ),
+        (
+            "subnet.private.us-east-1b".to_string(),
+            ("10.0.11.0/24".into(), "us-east-1b".into(), false),
+        ),
+        (
+            "subnet.public.us-east-1a".to_string(),
+            ("10.0.0.0/24".into(), "us-east-1a".into(), true),
+        ),
+        (
+            "subnet.public.us-east-1b".to_string(),
+            ("10.0.1.0/24".into(), "us-east-1b".into(), true),
+        ),
     ]);
     assert_eq!(w.subnets, expected_subnets);
     assert_eq!(w.igw_vpc["internet-gateway"].as_deref(), Some(vpc.as_str()));
@@ -177,7 +282,10 @@ fn apply_from_empty_builds_exactly_the_network_then_destroy_leaves_nothing() {
     for zone in ["us-east-1a", "us-east-1b"] {
         assert_eq!(
             w.table(&format!("route-table.private.{zone}")),
-            (vec![route("0.0.0.0/0", "nat.us-east-1a")], vec![format!("subnet.private.{zone}")]),
+            (
+                vec![route("0.0.0.0/0", "nat.us-east-1a")],
+                vec![format!("subnet.private.{zone}")]
+            ),
             "{zone}"
         );
     }
@@ -192,7 +300,13 @@ fn apply_from_empty_builds_exactly_the_network_then_destroy_leaves_nothing() {
 
     let destroyed = ctx.infra(&["destroy", "{env}", "--auto-approve"]);
     destroyed.success();
-    assert!(destroyed.stdout.contains("Plan: 0 to add, 0 to change, 11 to destroy."), "{}", destroyed.stdout);
+    assert!(
+        destroyed
+            .stdout
+            .contains("Plan: 0 to add, 0 to change, 11 to destroy."),
+        "{}",
+        destroyed.stdout
+    );
     let w = World::read(&ctx);
     assert!(w.is_empty(), "left behind: {w:#?}");
     assert_eq!(ctx.infra(&["state", "list", "{env}"]).success().stdout, "");
@@ -206,7 +320,13 @@ fn drift_outside_infra_is_shown_and_repaired() {
     ctx.write_env(TWO_ZONES);
     ctx.apply();
     let w = World::read(&ctx);
-    let phys = |logical: &str| w.ids.iter().find(|(_, l)| *l == logical).map(|(p, _)| p.clone()).unwrap();
+    let phys = |logical: &str| {
+        w.ids
+            .iter()
+            .find(|(_, l)| *l == logical)
+            .map(|(p, _)| p.clone())
+            .unwrap()
+    };
     ctx.rt.block_on(async {
         // A route deleted, a subnet deleted (after releasing its association), a tag changed.
         ctx.ec2
@@ -231,11 +351,21 @@ fn drift_outside_infra_is_shown_and_repaired() {
                 .await
                 .unwrap();
         }
-        ctx.ec2.delete_subnet().subnet_id(phys("subnet.private.us-east-1b")).send().await.unwrap();
+        ctx.ec2
+            .delete_subnet()
+            .subnet_id(phys("subnet.private.us-east-1b"))
+            .send()
+            .await
+            .unwrap();
         ctx.ec2
             .create_tags()
             .resources(phys("vpc"))
-            .tags(aws_sdk_ec2::types::Tag::builder().key("team").value("someone-else").build())
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("team")
+                    .value("someone-else")
+                    .build(),
+            )
             .send()
             .await
             .unwrap();
@@ -276,7 +406,13 @@ fn nat_single_to_per_az_and_back() {
     ctx.apply();
     ctx.write_env(&TWO_ZONES.replace("nat: single", "nat: per_az"));
     let plan = ctx.infra(&["plan", "{env}"]);
-    assert!(plan.success().stdout.contains("Plan: 2 to add, 1 to change, 0 to destroy."), "{}", plan.stdout);
+    assert!(
+        plan.success()
+            .stdout
+            .contains("Plan: 2 to add, 1 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
     ctx.apply();
     let w = World::read(&ctx);
     assert_eq!(w.nats.len(), 2);
@@ -293,7 +429,13 @@ fn nat_single_to_per_az_and_back() {
 
     ctx.write_env(TWO_ZONES);
     let plan = ctx.infra(&["plan", "{env}"]);
-    assert!(plan.success().stdout.contains("Plan: 0 to add, 1 to change, 2 to destroy."), "{}", plan.stdout);
+    assert!(
+        plan.success()
+            .stdout
+            .contains("Plan: 0 to add, 1 to change, 2 to destroy."),
+        "{}",
+        plan.stdout
+    );
     ctx.apply();
     let w = World::read(&ctx);
     assert_eq!(w.nats.keys().collect::<Vec<_>>(), ["nat.us-east-1a"]);
@@ -340,16 +482,25 @@ fn three_zones_with_a_nat_per_zone() {
     for zone in ["us-east-1a", "us-east-1b", "us-east-1c"] {
         assert_eq!(
             w.table(&format!("route-table.private.{zone}")),
-            (vec![route("0.0.0.0/0", &format!("nat.{zone}"))], vec![format!("subnet.private.{zone}")])
+            (
+                vec![route("0.0.0.0/0", &format!("nat.{zone}"))],
+                vec![format!("subnet.private.{zone}")]
+            )
         );
     }
     assert_eq!(
         w.table("route-table.public").1,
-        strings(&["subnet.public.us-east-1a", "subnet.public.us-east-1b", "subnet.public.us-east-1c"])
+        strings(&[
+            "subnet.public.us-east-1a",
+            "subnet.public.us-east-1b",
+            "subnet.public.us-east-1c"
+        ])
     );
     // The state is where the file says.
     let key = format!("envs/{}/state.json", ctx.env);
-    ctx.rt.block_on(ctx.s3.head_object().bucket(&ctx.bucket).key(key).send()).unwrap();
+    ctx.rt
+        .block_on(ctx.s3.head_object().bucket(&ctx.bucket).key(key).send())
+        .unwrap();
     ctx.assert_converged();
     ctx.infra(&["destroy", "{env}", "--auto-approve"]).success();
     assert!(World::read(&ctx).is_empty());

@@ -10,8 +10,14 @@ use infra::state::{Backend, LockInfo};
 use crate::harness::{Ctx, REGION, TWO_ZONES, endpoint};
 
 fn backend(ctx: &Ctx) -> Arc<dyn Backend> {
-    let aws = ctx.rt.block_on(infra::aws::connect_emulator(REGION, &ctx.env, &endpoint()));
-    Arc::new(S3Backend::new(&aws, &ctx.bucket, &format!("{}.json", ctx.env)))
+    let aws = ctx
+        .rt
+        .block_on(infra::aws::connect_emulator(REGION, &ctx.env, &endpoint()));
+    Arc::new(S3Backend::new(
+        &aws,
+        &ctx.bucket,
+        &format!("{}.json", ctx.env),
+    ))
 }
 
 #[test]
@@ -28,16 +34,23 @@ fn a_held_lock_stops_a_second_apply_and_names_its_holder() {
     let second = ctx.infra(&["apply", "{env}", "--auto-approve"]);
     second.code(1);
     assert!(second.stderr.contains("is locked"), "{}", second.stderr);
-    assert!(second.stderr.contains("ana@ci-runner-7"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("ana@ci-runner-7"),
+        "{}",
+        second.stderr
+    );
     assert!(second.stderr.contains("`apply`"), "{}", second.stderr);
     assert!(
-        second.stderr.contains(&format!("infra state unlock {} {}", ctx.env, holder.id)),
+        second
+            .stderr
+            .contains(&format!("infra state unlock {} {}", ctx.env, holder.id)),
         "{}",
         second.stderr
     );
 
     // The lock id from the message breaks the lock; then the apply goes through.
-    ctx.infra(&["state", "unlock", "{env}", &holder.id]).success();
+    ctx.infra(&["state", "unlock", "{env}", &holder.id])
+        .success();
     ctx.infra(&["state", "unlock", "{env}", &holder.id]).code(1);
     ctx.apply();
     ctx.assert_converged();
@@ -57,7 +70,11 @@ fn an_expired_lock_is_taken_over_with_a_message() {
     std::thread::sleep(Duration::from_millis(20));
     ctx.write_env(&TWO_ZONES.replace("team: platform", "team: web"));
     let run = ctx.apply();
-    assert!(run.stderr.contains("took over an expired lock"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("took over an expired lock"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("gone@laptop"), "{}", run.stderr);
     ctx.assert_converged();
 }
@@ -66,7 +83,8 @@ fn an_expired_lock_is_taken_over_with_a_message() {
 fn a_saved_plan_runs_as_saved_and_a_stale_one_is_refused() {
     let ctx = Ctx::new("saved");
     ctx.write_env(TWO_ZONES);
-    ctx.infra(&["plan", "{env}", "--out", "first.plan"]).success();
+    ctx.infra(&["plan", "{env}", "--out", "first.plan"])
+        .success();
     // Saved plans run without a prompt: they were reviewed when saved.
     let run = ctx.infra(&["apply", "--plan", "first.plan"]);
     run.success();
@@ -74,13 +92,25 @@ fn a_saved_plan_runs_as_saved_and_a_stale_one_is_refused() {
     ctx.assert_converged();
 
     ctx.write_env(&TWO_ZONES.replace("nat: single", "nat: per_az"));
-    ctx.infra(&["plan", "{env}", "--out", "stale.plan"]).success();
-    ctx.infra(&["plan", "{env}", "--out", "fresh.plan"]).success();
+    ctx.infra(&["plan", "{env}", "--out", "stale.plan"])
+        .success();
+    ctx.infra(&["plan", "{env}", "--out", "fresh.plan"])
+        .success();
     ctx.infra(&["apply", "--plan", "fresh.plan"]).success();
     let stale = ctx.infra(&["apply", "--plan", "stale.plan"]);
     stale.code(1);
-    assert!(stale.stderr.contains("the state moved since this plan was made"), "{}", stale.stderr);
-    assert!(stale.stderr.contains("hint: make a new plan"), "{}", stale.stderr);
+    assert!(
+        stale
+            .stderr
+            .contains("the state moved since this plan was made"),
+        "{}",
+        stale.stderr
+    );
+    assert!(
+        stale.stderr.contains("hint: make a new plan"),
+        "{}",
+        stale.stderr
+    );
     ctx.assert_converged();
 }
 
@@ -91,7 +121,8 @@ fn plan_json_and_saved_plan_agree() {
     let run = ctx.infra(&["plan", "{env}", "--json", "--out", "p.json"]);
     let shown: serde_json::Value = serde_json::from_str(&run.success().stdout).unwrap();
     assert_eq!(shown["summary"]["add"], 11);
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(ctx.path("p.json")).unwrap()).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ctx.path("p.json")).unwrap()).unwrap();
     assert_eq!(shown["changes"], saved["changes"]);
 }
 
@@ -106,7 +137,9 @@ fn apply_without_a_terminal_needs_auto_approve() {
         assert!(run.stderr.contains("--auto-approve"), "{}", run.stderr);
     }
     // Nothing was created, not even the state bucket.
-    let head = ctx.rt.block_on(ctx.s3.head_bucket().bucket(&ctx.bucket).send());
+    let head = ctx
+        .rt
+        .block_on(ctx.s3.head_bucket().bucket(&ctx.bucket).send());
     assert!(head.is_err());
 }
 
@@ -133,12 +166,29 @@ fn state_in_s3_is_versioned_encrypted_and_private() {
     ctx.rt.block_on(async {
         // (moto answers GetBucketVersioning with an XML root the SDK rejects; the object
         // versions counted below show versioning is on.)
-        let e = ctx.s3.get_bucket_encryption().bucket(&ctx.bucket).send().await.unwrap();
+        let e = ctx
+            .s3
+            .get_bucket_encryption()
+            .bucket(&ctx.bucket)
+            .send()
+            .await
+            .unwrap();
         assert!(e.server_side_encryption_configuration().is_some());
-        let p = ctx.s3.get_public_access_block().bucket(&ctx.bucket).send().await.unwrap();
+        let p = ctx
+            .s3
+            .get_public_access_block()
+            .bucket(&ctx.bucket)
+            .send()
+            .await
+            .unwrap();
         let c = p.public_access_block_configuration().unwrap();
         assert_eq!(
-            (c.block_public_acls(), c.ignore_public_acls(), c.block_public_policy(), c.restrict_public_buckets()),
+            (
+                c.block_public_acls(),
+                c.ignore_public_acls(),
+                c.block_public_policy(),
+                c.restrict_public_buckets()
+            ),
             (Some(true), Some(true), Some(true), Some(true))
         );
         // Every step wrote the state: the bucket keeps a version per write.
@@ -150,7 +200,11 @@ fn state_in_s3_is_versioned_encrypted_and_private() {
             .send()
             .await
             .unwrap();
-        let n = versions.versions().iter().filter(|v| v.key() == Some(&format!("{}.json", ctx.env))).count();
+        let n = versions
+            .versions()
+            .iter()
+            .filter(|v| v.key() == Some(&format!("{}.json", ctx.env)))
+            .count();
         assert_eq!(n, 11);
     });
     ctx.assert_converged();

@@ -4,7 +4,9 @@ use aws_sdk_ec2::types::{DomainType, Filter, ResourceType};
 use serde_json::{Value, json};
 
 use super::{Adapter, read_one};
-use crate::aws::ec2::{env_filter, filter, gone_ok, id_tag, retry_while, sync_tags, tag_spec, tags_json};
+use crate::aws::ec2::{
+    env_filter, filter, gone_ok, id_tag, retry_while, sync_tags, tag_spec, tags_json,
+};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
 use crate::model::Kind;
@@ -65,7 +67,12 @@ impl Adapter for ElasticIp {
         read_one(self, aws, out.allocation_id().unwrap_or_default()).await
     }
 
-    async fn update(&self, aws: &Aws, physical: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn update(
+        &self,
+        aws: &Aws,
+        physical: &str,
+        attrs: &Value,
+    ) -> Result<LiveResource, AwsError> {
         let have = read_one(self, aws, physical).await?;
         sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
         read_one(self, aws, physical).await

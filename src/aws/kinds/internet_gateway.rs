@@ -4,7 +4,9 @@ use aws_sdk_ec2::types::{Filter, ResourceType};
 use serde_json::{Value, json};
 
 use super::{Adapter, read_one};
-use crate::aws::ec2::{env_filter, filter, gone_ok, id_tag, retry_while, str_attr, sync_tags, tag_spec, tags_json};
+use crate::aws::ec2::{
+    env_filter, filter, gone_ok, id_tag, retry_while, str_attr, sync_tags, tag_spec, tags_json,
+};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
 use crate::model::Kind;
@@ -26,7 +28,11 @@ async fn read(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<LiveResource>, AwsE
     Ok(igws
         .into_iter()
         .filter_map(|g| {
-            let vpc = g.attachments().iter().find_map(|a| a.vpc_id()).map(str::to_string);
+            let vpc = g
+                .attachments()
+                .iter()
+                .find_map(|a| a.vpc_id())
+                .map(str::to_string);
             Some(LiveResource {
                 kind: Kind::InternetGateway,
                 physical_id: g.internet_gateway_id()?.to_string(),
@@ -95,7 +101,12 @@ impl Adapter for InternetGateway {
         read_one(self, aws, &igw).await
     }
 
-    async fn update(&self, aws: &Aws, physical: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn update(
+        &self,
+        aws: &Aws,
+        physical: &str,
+        attrs: &Value,
+    ) -> Result<LiveResource, AwsError> {
         let have = read_one(self, aws, physical).await?;
         let want_vpc = str_attr(attrs, "vpc_id");
         let have_vpc = have.attrs["vpc_id"].as_str();

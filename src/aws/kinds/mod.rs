@@ -30,7 +30,12 @@ pub trait Adapter: Send + Sync {
     /// Creates the resource from resolved attributes and returns it as read back.
     async fn create(&self, aws: &Aws, id: &str, attrs: &Value) -> Result<LiveResource, AwsError>;
     /// Brings an existing resource to the resolved attributes in place.
-    async fn update(&self, aws: &Aws, physical: &str, attrs: &Value) -> Result<LiveResource, AwsError>;
+    async fn update(
+        &self,
+        aws: &Aws,
+        physical: &str,
+        attrs: &Value,
+    ) -> Result<LiveResource, AwsError>;
     /// Deletes the resource, detaching what must be detached first. Gone already is success.
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError>;
 }
@@ -53,7 +58,11 @@ pub fn adapter(kind: Kind) -> &'static dyn Adapter {
 }
 
 /// Reads back one resource after a change.
-async fn read_one(adapter: &dyn Adapter, aws: &Aws, physical: &str) -> Result<LiveResource, AwsError> {
+async fn read_one(
+    adapter: &dyn Adapter,
+    aws: &Aws,
+    physical: &str,
+) -> Result<LiveResource, AwsError> {
     adapter
         .read_ids(aws, &[physical.to_string()])
         .await?
@@ -63,7 +72,10 @@ async fn read_one(adapter: &dyn Adapter, aws: &Aws, physical: &str) -> Result<Li
             AwsError::local(
                 "ec2",
                 "Describe",
-                format!("{} {physical} vanished right after it was changed", adapter.kind()),
+                format!(
+                    "{} {physical} vanished right after it was changed",
+                    adapter.kind()
+                ),
             )
         })
 }

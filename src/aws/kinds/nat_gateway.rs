@@ -93,11 +93,22 @@ impl Adapter for NatGateway {
             .nat_gateway_ids(&nat)
             .wait(WAIT)
             .await
-            .map_err(|e| AwsError::local("ec2", "DescribeNatGateways", format!("NAT gateway {nat} did not become available: {e}")))?;
+            .map_err(|e| {
+                AwsError::local(
+                    "ec2",
+                    "DescribeNatGateways",
+                    format!("NAT gateway {nat} did not become available: {e}"),
+                )
+            })?;
         read_one(self, aws, &nat).await
     }
 
-    async fn update(&self, aws: &Aws, physical: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn update(
+        &self,
+        aws: &Aws,
+        physical: &str,
+        attrs: &Value,
+    ) -> Result<LiveResource, AwsError> {
         let have = read_one(self, aws, physical).await?;
         sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
         read_one(self, aws, physical).await
@@ -120,7 +131,13 @@ impl Adapter for NatGateway {
             .nat_gateway_ids(physical)
             .wait(WAIT)
             .await
-            .map_err(|e| AwsError::local("ec2", "DescribeNatGateways", format!("NAT gateway {physical} was not deleted in time: {e}")))?;
+            .map_err(|e| {
+                AwsError::local(
+                    "ec2",
+                    "DescribeNatGateways",
+                    format!("NAT gateway {physical} was not deleted in time: {e}"),
+                )
+            })?;
         Ok(())
     }
 }

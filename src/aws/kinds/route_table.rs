@@ -6,7 +6,9 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Route};
 use serde_json::{Value, json};
 
 use super::{Adapter, read_one};
-use crate::aws::ec2::{env_filter, filter, gone_ok, id_tag, retry_while, str_attr, sync_tags, tag_spec, tags_json};
+use crate::aws::ec2::{
+    env_filter, filter, gone_ok, id_tag, retry_while, str_attr, sync_tags, tag_spec, tags_json,
+};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
 use crate::model::Kind;
@@ -54,7 +56,12 @@ async fn read_tables(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Table>, AwsE
                 .associations()
                 .iter()
                 .filter(|a| a.main() != Some(true))
-                .filter_map(|a| Some((a.route_table_association_id()?.to_string(), a.subnet_id()?.to_string())))
+                .filter_map(|a| {
+                    Some((
+                        a.route_table_association_id()?.to_string(),
+                        a.subnet_id()?.to_string(),
+                    ))
+                })
                 .collect();
             let routes: Vec<Value> = t.routes().iter().filter_map(route_json).collect();
             let subnets: Vec<&str> = associations.iter().map(|(_, s)| s.as_str()).collect();
@@ -77,14 +84,19 @@ async fn read_tables(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Table>, AwsE
 }
 
 async fn read_table(aws: &Aws, physical: &str) -> Result<Option<Table>, AwsError> {
-    Ok(read_tables(aws, vec![filter("route-table-id", &[physical.to_string()])])
-        .await?
-        .into_iter()
-        .next())
+    Ok(
+        read_tables(aws, vec![filter("route-table-id", &[physical.to_string()])])
+            .await?
+            .into_iter()
+            .next(),
+    )
 }
 
 fn target(route: &Value) -> (Option<&str>, Option<&str>) {
-    (route["gateway_id"].as_str(), route["nat_gateway_id"].as_str())
+    (
+        route["gateway_id"].as_str(),
+        route["nat_gateway_id"].as_str(),
+    )
 }
 
 async fn converge(aws: &Aws, table: &Table, attrs: &Value) -> Result<(), AwsError> {
@@ -212,15 +224,28 @@ impl Adapter for RouteTable {
             .unwrap_or_default()
             .to_string();
         let table = read_table(aws, &rt).await?.ok_or_else(|| {
-            AwsError::local("ec2", "DescribeRouteTables", format!("route table {rt} vanished after creation"))
+            AwsError::local(
+                "ec2",
+                "DescribeRouteTables",
+                format!("route table {rt} vanished after creation"),
+            )
         })?;
         converge(aws, &table, attrs).await?;
         read_one(self, aws, &rt).await
     }
 
-    async fn update(&self, aws: &Aws, physical: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn update(
+        &self,
+        aws: &Aws,
+        physical: &str,
+        attrs: &Value,
+    ) -> Result<LiveResource, AwsError> {
         let table = read_table(aws, physical).await?.ok_or_else(|| {
-            AwsError::local("ec2", "DescribeRouteTables", format!("route table {physical} no longer exists"))
+            AwsError::local(
+                "ec2",
+                "DescribeRouteTables",
+                format!("route table {physical} no longer exists"),
+            )
         })?;
         converge(aws, &table, attrs).await?;
         read_one(self, aws, physical).await

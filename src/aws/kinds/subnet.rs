@@ -4,7 +4,9 @@ use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType};
 use serde_json::{Value, json};
 
 use super::{Adapter, read_one};
-use crate::aws::ec2::{env_filter, filter, gone_ok, id_tag, retry_while, str_attr, sync_tags, tag_spec, tags_json};
+use crate::aws::ec2::{
+    env_filter, filter, gone_ok, id_tag, retry_while, str_attr, sync_tags, tag_spec, tags_json,
+};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
 use crate::model::Kind;
@@ -78,14 +80,23 @@ impl Adapter for Subnet {
             .send()
             .await
             .map_err(sdk_error("ec2", "CreateSubnet"))?;
-        let subnet = out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_string();
+        let subnet = out
+            .subnet()
+            .and_then(|s| s.subnet_id())
+            .unwrap_or_default()
+            .to_string();
         if attrs["map_public_ip_on_launch"].as_bool() == Some(true) {
             set_public_ip(aws, &subnet, true).await?;
         }
         read_one(self, aws, &subnet).await
     }
 
-    async fn update(&self, aws: &Aws, physical: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn update(
+        &self,
+        aws: &Aws,
+        physical: &str,
+        attrs: &Value,
+    ) -> Result<LiveResource, AwsError> {
         let have = read_one(self, aws, physical).await?;
         let want = attrs["map_public_ip_on_launch"].as_bool().unwrap_or(false);
         if have.attrs["map_public_ip_on_launch"].as_bool() != Some(want) {

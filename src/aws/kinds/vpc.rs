@@ -6,7 +6,9 @@ use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 use serde_json::{Value, json};
 
 use super::{Adapter, read_one};
-use crate::aws::ec2::{env_filter, filter, gone_ok, id_tag, retry_while, str_attr, sync_tags, tag_spec, tags_json};
+use crate::aws::ec2::{
+    env_filter, filter, gone_ok, id_tag, retry_while, str_attr, sync_tags, tag_spec, tags_json,
+};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
 use crate::model::Kind;
@@ -30,7 +32,10 @@ async fn dns(aws: &Aws, vpc: &str, name: VpcAttributeName) -> Result<bool, AwsEr
     Ok(v.and_then(|a| a.value()).unwrap_or(false))
 }
 
-async fn read(aws: &Aws, filters: Vec<aws_sdk_ec2::types::Filter>) -> Result<Vec<LiveResource>, AwsError> {
+async fn read(
+    aws: &Aws,
+    filters: Vec<aws_sdk_ec2::types::Filter>,
+) -> Result<Vec<LiveResource>, AwsError> {
     let vpcs = aws
         .ec2
         .describe_vpcs()
@@ -61,7 +66,12 @@ async fn read(aws: &Aws, filters: Vec<aws_sdk_ec2::types::Filter>) -> Result<Vec
     Ok(out)
 }
 
-async fn set_dns(aws: &Aws, vpc: &str, attrs: &Value, have: Option<&Value>) -> Result<(), AwsError> {
+async fn set_dns(
+    aws: &Aws,
+    vpc: &str,
+    attrs: &Value,
+    have: Option<&Value>,
+) -> Result<(), AwsError> {
     // One attribute per call: the API refuses both at once.
     for key in ["enable_dns_support", "enable_dns_hostnames"] {
         let want = attrs[key].as_bool().unwrap_or(true);
@@ -105,12 +115,21 @@ impl Adapter for Vpc {
             .send()
             .await
             .map_err(sdk_error("ec2", "CreateVpc"))?;
-        let vpc_id = out.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_string();
+        let vpc_id = out
+            .vpc()
+            .and_then(|v| v.vpc_id())
+            .unwrap_or_default()
+            .to_string();
         set_dns(aws, &vpc_id, attrs, None).await?;
         read_one(self, aws, &vpc_id).await
     }
 
-    async fn update(&self, aws: &Aws, physical: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn update(
+        &self,
+        aws: &Aws,
+        physical: &str,
+        attrs: &Value,
+    ) -> Result<LiveResource, AwsError> {
         let have = read_one(self, aws, physical).await?;
         set_dns(aws, physical, attrs, Some(&have.attrs)).await?;
         sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
