@@ -3,4 +3,5 @@
 mod harness;
 mod invalid;
 mod network;
+mod pipeline;
 mod state;
