@@ -46,10 +46,9 @@ pub fn nat_zones(env: &Environment) -> Vec<&str> {
 pub fn expand(env: &Environment) -> Desired {
     let mut d = Desired::default();
     network(env, &mut d);
+    platform(env, &mut d);
     let sections = [
         ("load_balancer", env.load_balancer.is_some()),
-        ("repositories", !env.repositories.is_empty()),
-        ("cluster", env.cluster.is_some()),
         ("services", !env.services.is_empty()),
     ];
     d.not_provisioned = sections
@@ -58,6 +57,54 @@ pub fn expand(env: &Environment) -> Desired {
         .map(|(name, _)| name)
         .collect();
     d
+}
+
+/// How many days service logs are kept.
+pub const LOG_RETENTION_DAYS: u32 = 30;
+
+/// The ECR lifecycle policy that keeps the newest `keep` images.
+pub fn lifecycle_policy(keep: u32) -> serde_json::Value {
+    json!({
+        "rules": [{
+            "rulePriority": 1,
+            "description": format!("keep the newest {keep} images"),
+            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep},
+            "action": {"type": "expire"}
+        }]
+    })
+}
+
+/// Repositories, the cluster, and each service's log group.
+fn platform(env: &Environment, d: &mut Desired) {
+    for (key, repo) in &env.repositories {
+        d.add(
+            env,
+            format!("repository.{key}"),
+            Kind::Repository,
+            json!({
+                "name": format!("{}/{key}", env.name),
+                "scan_on_push": repo.scan_on_push,
+                "immutable_tags": repo.immutable_tags,
+                "lifecycle_policy": lifecycle_policy(repo.keep_last),
+            }),
+        );
+    }
+    if let Some(cluster) = &env.cluster {
+        d.add(
+            env,
+            "cluster".into(),
+            Kind::Cluster,
+            json!({ "name": cluster.name, "container_insights": cluster.container_insights }),
+        );
+    }
+    for name in env.services.keys() {
+        d.add(
+            env,
+            format!("log-group.{name}"),
+            Kind::LogGroup,
+            json!({ "name": format!("/ecs/{}/{name}", env.name), "retention_in_days": LOG_RETENTION_DAYS }),
+        );
+    }
 }
 
 fn network(env: &Environment, d: &mut Desired) {

@@ -31,6 +31,9 @@ pub enum Kind {
     ElasticIp,
     NatGateway,
     RouteTable,
+    Repository,
+    LogGroup,
+    Cluster,
 }
 
 /// How the diff treats a kind's attributes.
@@ -50,6 +53,9 @@ impl Kind {
         Kind::ElasticIp,
         Kind::NatGateway,
         Kind::RouteTable,
+        Kind::Repository,
+        Kind::LogGroup,
+        Kind::Cluster,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +66,9 @@ impl Kind {
             Kind::ElasticIp => "elastic-ip",
             Kind::NatGateway => "nat-gateway",
             Kind::RouteTable => "route-table",
+            Kind::Repository => "repository",
+            Kind::LogGroup => "log-group",
+            Kind::Cluster => "cluster",
         }
     }
 
@@ -88,6 +97,10 @@ impl Kind {
             Kind::RouteTable => Schema {
                 replace_on: &["vpc_id"],
                 set_fields: &["routes", "subnet_ids"],
+            },
+            Kind::Repository | Kind::LogGroup | Kind::Cluster => Schema {
+                replace_on: &["name"],
+                set_fields: &[],
             },
         }
     }

@@ -50,8 +50,14 @@ pub fn load_env(globals: &Globals, name: &str) -> Result<Environment> {
     Ok(config::load(&globals.dir, name)?)
 }
 
-pub async fn open(region: &str, environment: &str, state: &StateConfig) -> Session {
-    let aws = aws::connect(region, environment).await;
+pub async fn open(
+    region: &str,
+    environment: &str,
+    state: &StateConfig,
+    cluster: Option<&str>,
+) -> Session {
+    let mut aws = aws::connect(region, environment).await;
+    aws.cluster = cluster.map(str::to_string);
     let backend: Arc<dyn Backend> = match state {
         StateConfig::S3 { bucket, key } => Arc::new(S3Backend::new(&aws, bucket, key)),
         StateConfig::Local { path } => Arc::new(LocalBackend::new(path.clone())),
@@ -114,7 +120,7 @@ pub async fn make_plan(
     let (changes, mut warnings) = plan::diff(&desired, &state, &live, &options)?;
     if !desired.not_provisioned.is_empty() {
         warnings.push(format!(
-            "{} validated but not provisioned by this version of infra; the plan covers the network only",
+            "{} validated but not provisioned by this version of infra yet: the plan shows everything it will do",
             desired
                 .not_provisioned
                 .iter()

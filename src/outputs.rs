@@ -36,6 +36,21 @@ pub fn outputs(state: &StateDoc) -> BTreeMap<&'static str, Value> {
         .filter_map(|r| r.attributes.get("public_ip").cloned())
         .collect();
     out.insert("nat_public_ips", Value::Array(nat_ips));
+    let repos: serde_json::Map<String, Value> = state
+        .resources
+        .iter()
+        .filter(|(_, r)| r.kind == Kind::Repository)
+        .filter_map(|(id, r)| {
+            let key = id.strip_prefix("repository.")?;
+            Some((key.to_string(), r.attributes.get("uri")?.clone()))
+        })
+        .collect();
+    if !repos.is_empty() {
+        out.insert("repository_urls", Value::Object(repos));
+    }
+    if let Some(c) = state.resources.get("cluster") {
+        out.insert("cluster", c.attributes["name"].clone());
+    }
     out
 }
 
@@ -67,6 +82,18 @@ mod tests {
                 "eipalloc-1",
                 json!({"public_ip": "1.2.3.4"}),
             ),
+            (
+                "repository.web",
+                Kind::Repository,
+                "stage/web",
+                json!({"uri": "123.dkr.ecr/stage/web"}),
+            ),
+            (
+                "cluster",
+                Kind::Cluster,
+                "arn:cluster",
+                json!({"name": "stage"}),
+            ),
         ] {
             doc.resources.insert(
                 id.into(),
@@ -83,5 +110,10 @@ mod tests {
         assert_eq!(o["public_subnet_ids"], json!(["subnet-a"]));
         assert_eq!(o["private_subnet_ids"], json!(["subnet-b"]));
         assert_eq!(o["nat_public_ips"], json!(["1.2.3.4"]));
+        assert_eq!(
+            o["repository_urls"],
+            json!({"web": "123.dkr.ecr/stage/web"})
+        );
+        assert_eq!(o["cluster"], "stage");
     }
 }

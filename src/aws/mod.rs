@@ -32,9 +32,14 @@ use crate::state::StateDoc;
 pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
     pub s3: aws_sdk_s3::Client,
+    pub ecr: aws_sdk_ecr::Client,
+    pub ecs: aws_sdk_ecs::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     pub region: String,
     /// The environment whose resources are read and tagged.
     pub environment: String,
+    /// The environment's ECS cluster name, when it has one: ECS reads are per cluster.
+    pub cluster: Option<String>,
 }
 
 /// Whether the endpoint is overridden (a local emulator): then S3 needs path-style addressing.
@@ -114,9 +119,65 @@ async fn build(region: &str, environment: &str, emulator: Option<&str>) -> Aws {
     Aws {
         ec2: aws_sdk_ec2::Client::from_conf(ec2_conf),
         s3: aws_sdk_s3::Client::from_conf(s3_conf),
+        ecr: aws_sdk_ecr::Client::from_conf(
+            aws_sdk_ecr::config::Builder::from(&sdk)
+                .interceptor(CallLog)
+                .build(),
+        ),
+        ecs: aws_sdk_ecs::Client::from_conf(
+            aws_sdk_ecs::config::Builder::from(&sdk)
+                .interceptor(CallLog)
+                .build(),
+        ),
+        logs: aws_sdk_cloudwatchlogs::Client::from_conf(
+            aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
+                .interceptor(CallLog)
+                .build(),
+        ),
         region: region.to_string(),
         environment: environment.to_string(),
+        cluster: None,
     }
+}
+
+/// The `tags` attribute as key/value pairs, for services that take tags as pairs or maps.
+pub fn tag_pairs(attrs: &serde_json::Value) -> Vec<(String, String)> {
+    attrs["tags"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+/// Key/value pairs as the `tags` attribute, without the `aws:` tags nobody can change.
+pub fn tags_value<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> serde_json::Value {
+    let map: std::collections::BTreeMap<&str, &str> = pairs
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("aws:"))
+        .collect();
+    serde_json::to_value(map).expect("tags serialise")
+}
+
+/// Tag keys to set (new or changed) and to remove, going from `have` to `want`.
+pub fn tag_changes(
+    have: &serde_json::Value,
+    want: &serde_json::Value,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let empty = serde_json::Map::new();
+    let have = have.as_object().unwrap_or(&empty);
+    let want = want.as_object().unwrap_or(&empty);
+    let set = want
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    let remove = have
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .cloned()
+        .collect();
+    (set, remove)
 }
 
 /// Turns an SDK error into an `AwsError` that keeps code, status and request id.

@@ -100,6 +100,7 @@ pub struct Ctx {
     pub rt: tokio::runtime::Runtime,
     pub ec2: aws_sdk_ec2::Client,
     pub s3: aws_sdk_s3::Client,
+    pub aws: infra::aws::Aws,
 }
 
 impl Ctx {
@@ -122,9 +123,22 @@ impl Ctx {
             bucket,
             dir,
             rt,
-            ec2: aws.ec2,
-            s3: aws.s3,
+            ec2: aws.ec2.clone(),
+            s3: aws.s3.clone(),
+            aws,
         }
+    }
+
+    pub fn ecr(&self) -> &aws_sdk_ecr::Client {
+        &self.aws.ecr
+    }
+
+    pub fn ecs(&self) -> &aws_sdk_ecs::Client {
+        &self.aws.ecs
+    }
+
+    pub fn logs(&self) -> &aws_sdk_cloudwatchlogs::Client {
+        &self.aws.logs
     }
 
     /// Writes the environment file; `{env}` and `{bucket}` are filled in.

@@ -4,4 +4,5 @@ mod harness;
 mod invalid;
 mod network;
 mod pipeline;
+mod platform;
 mod state;

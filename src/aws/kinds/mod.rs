@@ -6,9 +6,12 @@
 //! gone" as done. Attributes come back in the shape `desired.rs` writes, so a converged
 //! environment diffs to nothing.
 
+mod cluster;
 mod elastic_ip;
 mod internet_gateway;
+mod log_group;
 mod nat_gateway;
+mod repository;
 mod route_table;
 mod subnet;
 mod vpc;
@@ -48,6 +51,9 @@ pub static ADAPTERS: &[&dyn Adapter] = &[
     &elastic_ip::ElasticIp,
     &nat_gateway::NatGateway,
     &route_table::RouteTable,
+    &repository::Repository,
+    &log_group::LogGroup,
+    &cluster::Cluster,
 ];
 
 pub fn adapter(kind: Kind) -> &'static dyn Adapter {
@@ -70,8 +76,8 @@ async fn read_one(
         .next()
         .ok_or_else(|| {
             AwsError::local(
-                "ec2",
-                "Describe",
+                "infra",
+                "read back",
                 format!(
                     "{} {physical} vanished right after it was changed",
                     adapter.kind()
