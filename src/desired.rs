@@ -74,8 +74,79 @@ pub fn lifecycle_policy(keep: u32) -> serde_json::Value {
     })
 }
 
+/// One security-group rule: a protocol and port from one source (a CIDR block, or a group).
+fn tcp_rule(port: u16, source: (&str, serde_json::Value)) -> serde_json::Value {
+    let mut rule = json!({ "protocol": "tcp", "from_port": port, "to_port": port });
+    rule[source.0] = source.1;
+    rule
+}
+
+/// Least privilege: the load balancer takes its listener ports from `ingress_cidrs` and reaches
+/// only the service ports inside the VPC; a service takes its port only from the load balancer's
+/// group, and may call out anywhere (image pulls, logs, secrets, its own dependencies).
+fn security_groups(env: &Environment, d: &mut Desired) {
+    let vpc = env.network.cidr.to_string();
+    if let Some(lb) = &env.load_balancer {
+        let ports: Vec<u16> = std::iter::once(lb.http_port)
+            .chain(lb.https.as_ref().map(|h| h.port))
+            .collect();
+        let mut ingress = Vec::new();
+        for cidr in &lb.ingress_cidrs {
+            let key = if cidr.addr().is_ipv4() {
+                "cidr_ipv4"
+            } else {
+                "cidr_ipv6"
+            };
+            for port in &ports {
+                ingress.push(tcp_rule(*port, (key, json!(cidr.to_string()))));
+            }
+        }
+        let mut service_ports: Vec<u16> = env.services.values().filter_map(|s| s.port).collect();
+        service_ports.sort_unstable();
+        service_ports.dedup();
+        let egress: Vec<_> = service_ports
+            .iter()
+            .map(|p| tcp_rule(*p, ("cidr_ipv4", json!(vpc))))
+            .collect();
+        d.add(
+            env,
+            "security-group.alb".into(),
+            Kind::SecurityGroup,
+            json!({
+                "name": format!("{}-alb", env.name),
+                "description": format!("infra {}: load balancer", env.name),
+                "vpc_id": reference("vpc"),
+                "ingress": ingress,
+                "egress": egress,
+            }),
+        );
+    }
+    for (name, service) in &env.services {
+        let ingress: Vec<_> = match (service.port, &env.load_balancer) {
+            (Some(port), Some(_)) => vec![tcp_rule(
+                port,
+                ("source_security_group_id", reference("security-group.alb")),
+            )],
+            _ => Vec::new(),
+        };
+        d.add(
+            env,
+            format!("security-group.service.{name}"),
+            Kind::SecurityGroup,
+            json!({
+                "name": format!("{}-service-{name}", env.name),
+                "description": format!("infra {}: service {name}", env.name),
+                "vpc_id": reference("vpc"),
+                "ingress": ingress,
+                "egress": [{ "protocol": "-1", "cidr_ipv4": "0.0.0.0/0" }],
+            }),
+        );
+    }
+}
+
 /// Repositories, the cluster, and each service's log group.
 fn platform(env: &Environment, d: &mut Desired) {
+    security_groups(env, d);
     for (key, repo) in &env.repositories {
         d.add(
             env,

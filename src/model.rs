@@ -31,6 +31,7 @@ pub enum Kind {
     ElasticIp,
     NatGateway,
     RouteTable,
+    SecurityGroup,
     Repository,
     LogGroup,
     Cluster,
@@ -53,6 +54,7 @@ impl Kind {
         Kind::ElasticIp,
         Kind::NatGateway,
         Kind::RouteTable,
+        Kind::SecurityGroup,
         Kind::Repository,
         Kind::LogGroup,
         Kind::Cluster,
@@ -66,6 +68,7 @@ impl Kind {
             Kind::ElasticIp => "elastic-ip",
             Kind::NatGateway => "nat-gateway",
             Kind::RouteTable => "route-table",
+            Kind::SecurityGroup => "security-group",
             Kind::Repository => "repository",
             Kind::LogGroup => "log-group",
             Kind::Cluster => "cluster",
@@ -97,6 +100,10 @@ impl Kind {
             Kind::RouteTable => Schema {
                 replace_on: &["vpc_id"],
                 set_fields: &["routes", "subnet_ids"],
+            },
+            Kind::SecurityGroup => Schema {
+                replace_on: &["name", "description", "vpc_id"],
+                set_fields: &["ingress", "egress"],
             },
             Kind::Repository | Kind::LogGroup | Kind::Cluster => Schema {
                 replace_on: &["name"],

@@ -168,3 +168,163 @@ fn repositories_cluster_and_log_groups() {
         assert!(groups.log_groups().is_empty());
     });
 }
+
+const WITH_LB: &str = "environment: {env}
+region: us-east-1
+state: {s3: {bucket: {bucket}}}
+network:
+  cidr: 10.20.0.0/16
+  availability_zones: [us-east-1a, us-east-1b]
+  public_subnets: [10.20.0.0/24, 10.20.1.0/24]
+  private_subnets: [10.20.10.0/24, 10.20.11.0/24]
+  nat: single
+load_balancer:
+  https: {port: 443, certificate_arn: \"arn:aws:acm:us-east-1:123456789012:certificate/abc\"}
+  ingress_cidrs: [203.0.113.0/24, \"2001:db8::/32\"]
+repositories: {web: {}}
+services:
+  web:
+    image: web:1
+    cpu: 256
+    memory: 512
+    port: 3333
+  worker:
+    image: web:1
+    cpu: 256
+    memory: 512
+";
+
+/// A group's rules as (direction, protocol, ports, source) tuples, sources named by group name.
+fn rules(ctx: &Ctx) -> std::collections::BTreeMap<String, Vec<String>> {
+    ctx.rt.block_on(async {
+        let groups = ctx
+            .ec2
+            .describe_security_groups()
+            .filters(ctx.env_filter())
+            .send()
+            .await
+            .unwrap();
+        let name_of = |id: &str| {
+            groups
+                .security_groups()
+                .iter()
+                .find(|g| g.group_id() == Some(id))
+                .and_then(|g| g.group_name())
+                .unwrap_or(id)
+                .to_string()
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for g in groups.security_groups() {
+            let mut lines = Vec::new();
+            for (dir, perms) in [
+                ("in", g.ip_permissions()),
+                ("out", g.ip_permissions_egress()),
+            ] {
+                for p in perms {
+                    let ports = format!(
+                        "{}:{:?}-{:?}",
+                        p.ip_protocol().unwrap(),
+                        p.from_port(),
+                        p.to_port()
+                    );
+                    for r in p.ip_ranges() {
+                        lines.push(format!("{dir} {ports} {}", r.cidr_ip().unwrap()));
+                    }
+                    for r in p.ipv6_ranges() {
+                        lines.push(format!("{dir} {ports} {}", r.cidr_ipv6().unwrap()));
+                    }
+                    for u in p.user_id_group_pairs() {
+                        lines.push(format!(
+                            "{dir} {ports} group {}",
+                            name_of(u.group_id().unwrap())
+                        ));
+                    }
+                }
+            }
+            let mut lines: Vec<String> = lines.iter().map(|l| l.replace(&ctx.env, "ENV")).collect();
+            lines.sort();
+            out.insert(g.group_name().unwrap().replace(&ctx.env, "ENV"), lines);
+        }
+        out
+    })
+}
+
+#[test]
+fn security_groups_let_tasks_take_traffic_only_from_the_load_balancer() {
+    let ctx = Ctx::new("sg");
+    ctx.write_env(WITH_LB);
+    ctx.apply();
+    let got = rules(&ctx);
+    let expected: std::collections::BTreeMap<String, Vec<String>> = [
+        (
+            "ENV-alb",
+            vec![
+                "in tcp:Some(443)-Some(443) 2001:db8::/32",
+                "in tcp:Some(443)-Some(443) 203.0.113.0/24",
+                "in tcp:Some(80)-Some(80) 2001:db8::/32",
+                "in tcp:Some(80)-Some(80) 203.0.113.0/24",
+                "out tcp:Some(3333)-Some(3333) 10.20.0.0/16",
+            ],
+        ),
+        (
+            "ENV-service-web",
+            vec![
+                "in tcp:Some(3333)-Some(3333) group ENV-alb",
+                "out -1:None-None 0.0.0.0/0",
+            ],
+        ),
+        ("ENV-service-worker", vec!["out -1:None-None 0.0.0.0/0"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.into_iter().map(str::to_string).collect()))
+    .collect();
+    assert_eq!(got, expected);
+    ctx.assert_converged();
+
+    // A rule added out of band is drift, and is revoked.
+    ctx.rt.block_on(async {
+        let groups = ctx
+            .ec2
+            .describe_security_groups()
+            .filters(ctx.env_filter())
+            .send()
+            .await
+            .unwrap();
+        let web = groups
+            .security_groups()
+            .iter()
+            .find(|g| g.group_name().unwrap().ends_with("-service-web"))
+            .unwrap();
+        ctx.ec2
+            .authorize_security_group_ingress()
+            .group_id(web.group_id().unwrap())
+            .ip_permissions(
+                aws_sdk_ec2::types::IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(22)
+                    .to_port(22)
+                    .ip_ranges(
+                        aws_sdk_ec2::types::IpRange::builder()
+                            .cidr_ip("0.0.0.0/0")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let plan = ctx.infra(&["plan", "{env}"]);
+    assert!(
+        plan.success()
+            .stdout
+            .contains("changed outside infra: ingress"),
+        "{}",
+        plan.stdout
+    );
+    ctx.apply();
+    assert_eq!(rules(&ctx), expected);
+    ctx.assert_converged();
+    ctx.infra(&["destroy", "{env}", "--auto-approve"]).success();
+    assert!(rules(&ctx).is_empty());
+}

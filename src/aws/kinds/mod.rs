@@ -13,6 +13,7 @@ mod log_group;
 mod nat_gateway;
 mod repository;
 mod route_table;
+mod security_group;
 mod subnet;
 mod vpc;
 
@@ -51,6 +52,7 @@ pub static ADAPTERS: &[&dyn Adapter] = &[
     &elastic_ip::ElasticIp,
     &nat_gateway::NatGateway,
     &route_table::RouteTable,
+    &security_group::SecurityGroup,
     &repository::Repository,
     &log_group::LogGroup,
     &cluster::Cluster,
