@@ -541,7 +541,11 @@ fn a_no_change_plan_makes_the_same_calls_whatever_the_subnet_count() {
     // One call per operation: one describe per kind, nothing per resource. The VPC's two DNS
     // attributes have no batch read (one VPC, so two calls, whatever the subnet count).
     for (op, n) in &small {
-        let expected = if op == "EC2 DescribeVpcAttribute" { 2 } else { 1 };
+        let expected = if op == "EC2 DescribeVpcAttribute" {
+            2
+        } else {
+            1
+        };
         assert_eq!(*n, expected, "{op}: {small:#?}");
     }
     assert_eq!(small["EC2 DescribeSubnets"], 1);
