@@ -42,15 +42,22 @@ pub fn nat_zones(env: &Environment) -> Vec<&str> {
     }
 }
 
-/// Expands the environment into its resource graph.
+/// What a task definition's image is written as when its tag could not be resolved.
+pub const UNRESOLVED_IMAGE: &str = "(image not resolved)";
+
+/// Expands the environment into its resource graph, with no image resolved (offline).
 pub fn expand(env: &Environment) -> Desired {
+    expand_with(env, &BTreeMap::new())
+}
+
+/// Expands the environment into its resource graph. `images` gives each service's image as the
+/// task definition must pin it (`repo@sha256:…` for this environment's repositories).
+pub fn expand_with(env: &Environment, images: &BTreeMap<String, String>) -> Desired {
     let mut d = Desired::default();
     network(env, &mut d);
     platform(env, &mut d);
-    let sections = [
-        ("load_balancer", env.load_balancer.is_some()),
-        ("services", !env.services.is_empty()),
-    ];
+    services(env, images, &mut d);
+    let sections = [("load_balancer", env.load_balancer.is_some())];
     d.not_provisioned = sections
         .into_iter()
         .filter(|(_, present)| *present)
@@ -174,6 +181,159 @@ fn platform(env: &Environment, d: &mut Desired) {
             format!("log-group.{name}"),
             Kind::LogGroup,
             json!({ "name": format!("/ecs/{}/{name}", env.name), "retention_in_days": LOG_RETENTION_DAYS }),
+        );
+    }
+}
+
+/// The IAM role name of the environment's task execution role (IAM names are global to the
+/// account, hence the region).
+pub fn execution_role_name(env: &Environment) -> String {
+    format!("infra-{}-{}-task-execution", env.name, env.region)
+}
+
+/// Only what Fargate needs to start this environment's tasks: pull from its repositories, write
+/// to its log groups, read the secrets its services reference.
+fn execution_policy(env: &Environment) -> serde_json::Value {
+    let region = &env.region;
+    let mut statements = vec![json!({
+        "Effect": "Allow",
+        "Action": "ecr:GetAuthorizationToken",
+        "Resource": "*"
+    })];
+    if !env.repositories.is_empty() {
+        statements.push(json!({
+            "Effect": "Allow",
+            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "Resource": format!("arn:aws:ecr:{region}:*:repository/{}/*", env.name)
+        }));
+    }
+    statements.push(json!({
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": format!("arn:aws:logs:{region}:*:log-group:/ecs/{}/*:*", env.name)
+    }));
+    let mut secrets: Vec<&str> = Vec::new();
+    let mut parameters: Vec<&str> = Vec::new();
+    for s in env.services.values() {
+        for arn in s.secrets.values() {
+            if arn.split(':').nth(2) == Some("ssm") {
+                parameters.push(arn);
+            } else {
+                secrets.push(arn);
+            }
+        }
+    }
+    for (list, action) in [
+        (&mut secrets, "secretsmanager:GetSecretValue"),
+        (&mut parameters, "ssm:GetParameters"),
+    ] {
+        list.sort_unstable();
+        list.dedup();
+        if !list.is_empty() {
+            statements.push(json!({ "Effect": "Allow", "Action": action, "Resource": list }));
+        }
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The execution role, and per service its task definition and ECS service.
+fn services(env: &Environment, images: &BTreeMap<String, String>, d: &mut Desired) {
+    if env.cluster.is_none() || env.services.is_empty() {
+        return;
+    }
+    d.add(
+        env,
+        "role.task-execution".into(),
+        Kind::Role,
+        json!({
+            "name": execution_role_name(env),
+            "assume_role_policy": {
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": { "Service": "ecs-tasks.amazonaws.com" },
+                    "Action": "sts:AssumeRole"
+                }]
+            },
+            "policy": execution_policy(env),
+        }),
+    );
+    let private: Vec<_> = env
+        .network
+        .availability_zones
+        .iter()
+        .map(|z| reference(&format!("subnet.private.{z}")))
+        .collect();
+    for (name, s) in &env.services {
+        let (image, shown) = match &s.image {
+            crate::config::Image::Repository { key, tag } => (
+                images
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| UNRESOLVED_IMAGE.to_string()),
+                format!("{key}:{tag}"),
+            ),
+            crate::config::Image::External(r) => (r.clone(), r.clone()),
+        };
+        let pairs = |m: &BTreeMap<String, String>, value: &str| -> Vec<serde_json::Value> {
+            m.iter()
+                .map(|(k, v)| json!({ "name": k, value: v }))
+                .collect()
+        };
+        let ports: Vec<_> = s
+            .port
+            .map(|p| json!({ "container_port": p, "protocol": "tcp" }))
+            .into_iter()
+            .collect();
+        let td = format!("task-definition.{name}");
+        d.add(
+            env,
+            td.clone(),
+            Kind::TaskDefinition,
+            json!({
+                "family": format!("{}-{name}", env.name),
+                "cpu": s.cpu.to_string(),
+                "memory": s.memory.to_string(),
+                "network_mode": "awsvpc",
+                "requires_compatibilities": ["FARGATE"],
+                "execution_role_arn": reference("role.task-execution"),
+                "container": {
+                    "name": name,
+                    "image": image,
+                    "essential": true,
+                    "port_mappings": ports,
+                    "environment": pairs(&s.environment, "value"),
+                    "secrets": pairs(&s.secrets, "value_from"),
+                    "log_group": reference(&format!("log-group.{name}")),
+                    "log_region": env.region,
+                    "log_stream_prefix": name,
+                },
+            }),
+        );
+        // The tag as written, beside the digest the container pins: shown in plans, kept in AWS.
+        if let Some(r) = d.resources.get_mut(&td) {
+            r.attrs["tags"]["infra:image"] = json!(shown);
+        }
+        let dep = &s.deployment;
+        d.add(
+            env,
+            format!("service.{name}"),
+            Kind::Service,
+            json!({
+                "name": name,
+                "cluster": reference("cluster"),
+                "task_definition": reference(&td),
+                "desired_count": s.desired_count,
+                "launch_type": "FARGATE",
+                "subnets": private,
+                "security_groups": [reference(&format!("security-group.service.{name}"))],
+                "assign_public_ip": false,
+                "deployment": {
+                    "min_healthy_percent": dep.min_healthy_percent,
+                    "max_percent": dep.max_percent,
+                    "circuit_breaker": dep.circuit_breaker,
+                },
+            }),
         );
     }
 }

@@ -35,6 +35,9 @@ pub enum Kind {
     Repository,
     LogGroup,
     Cluster,
+    Role,
+    TaskDefinition,
+    Service,
 }
 
 /// How the diff treats a kind's attributes.
@@ -44,6 +47,9 @@ pub struct Schema {
     pub replace_on: &'static [&'static str],
     /// List attributes whose order carries no meaning: compared as sorted sets.
     pub set_fields: &'static [&'static str],
+    /// A replacement is created before the old one is deleted (task definition revisions);
+    /// otherwise the old one goes first (names and CIDR blocks must be free again).
+    pub create_before_destroy: bool,
 }
 
 impl Kind {
@@ -58,6 +64,9 @@ impl Kind {
         Kind::Repository,
         Kind::LogGroup,
         Kind::Cluster,
+        Kind::Role,
+        Kind::TaskDefinition,
+        Kind::Service,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +81,9 @@ impl Kind {
             Kind::Repository => "repository",
             Kind::LogGroup => "log-group",
             Kind::Cluster => "cluster",
+            Kind::Role => "role",
+            Kind::TaskDefinition => "task-definition",
+            Kind::Service => "service",
         }
     }
 
@@ -80,34 +92,61 @@ impl Kind {
             Kind::Vpc => Schema {
                 replace_on: &["cidr_block"],
                 set_fields: &[],
+                create_before_destroy: false,
             },
             Kind::InternetGateway => Schema {
                 replace_on: &[],
                 set_fields: &[],
+                create_before_destroy: false,
             },
             Kind::Subnet => Schema {
                 replace_on: &["vpc_id", "cidr_block", "availability_zone"],
                 set_fields: &[],
+                create_before_destroy: false,
             },
             Kind::ElasticIp => Schema {
                 replace_on: &["domain"],
                 set_fields: &[],
+                create_before_destroy: false,
             },
             Kind::NatGateway => Schema {
                 replace_on: &["subnet_id", "allocation_id", "connectivity_type"],
                 set_fields: &[],
+                create_before_destroy: false,
             },
             Kind::RouteTable => Schema {
                 replace_on: &["vpc_id"],
                 set_fields: &["routes", "subnet_ids"],
+                create_before_destroy: false,
             },
             Kind::SecurityGroup => Schema {
                 replace_on: &["name", "description", "vpc_id"],
                 set_fields: &["ingress", "egress"],
+                create_before_destroy: false,
             },
-            Kind::Repository | Kind::LogGroup | Kind::Cluster => Schema {
+            Kind::Repository | Kind::LogGroup | Kind::Cluster | Kind::Role => Schema {
                 replace_on: &["name"],
                 set_fields: &[],
+                create_before_destroy: false,
+            },
+            Kind::TaskDefinition => Schema {
+                // Task definitions are immutable: any change registers a new revision.
+                replace_on: &[
+                    "family",
+                    "cpu",
+                    "memory",
+                    "network_mode",
+                    "requires_compatibilities",
+                    "execution_role_arn",
+                    "container",
+                ],
+                set_fields: &[],
+                create_before_destroy: true,
+            },
+            Kind::Service => Schema {
+                replace_on: &["name", "cluster", "launch_type"],
+                set_fields: &["subnets", "security_groups"],
+                create_before_destroy: false,
             },
         }
     }

@@ -50,14 +50,22 @@ pub fn load_env(globals: &Globals, name: &str) -> Result<Environment> {
     Ok(config::load(&globals.dir, name)?)
 }
 
+/// The ECS names of an environment, which ECS reads need.
+pub fn names(env: &Environment) -> aws::Names {
+    aws::Names {
+        cluster: env.cluster_name().map(str::to_string),
+        services: env.services.keys().cloned().collect(),
+    }
+}
+
 pub async fn open(
     region: &str,
     environment: &str,
     state: &StateConfig,
-    cluster: Option<&str>,
+    names: aws::Names,
 ) -> Session {
     let mut aws = aws::connect(region, environment).await;
-    aws.cluster = cluster.map(str::to_string);
+    aws.names = names;
     let backend: Arc<dyn Backend> = match state {
         StateConfig::S3 { bucket, key } => Arc::new(S3Backend::new(&aws, bucket, key)),
         StateConfig::Local { path } => Arc::new(LocalBackend::new(path.clone())),
@@ -107,17 +115,56 @@ pub async fn make_plan(
     let state = stored
         .map(|(d, _)| d)
         .unwrap_or_else(|| StateDoc::new(&env.name));
-    let live = aws::refresh(&session.aws, &state)
-        .await
-        .context("reading live resources from AWS")?;
+    if operation == Operation::Apply {
+        for (name, s) in &env.services {
+            if s.deployment.strategy != crate::config::Strategy::Rolling {
+                bail!(
+                    "service `{name}`: deployment strategy `{}` is not provisioned by this version of infra yet (rolling only)",
+                    serde_json::to_value(s.deployment.strategy)?
+                        .as_str()
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    let (live, images) = futures::try_join!(
+        async {
+            aws::refresh(&session.aws, &state)
+                .await
+                .context("reading live resources from AWS")
+        },
+        async {
+            match operation {
+                Operation::Apply => aws::images::resolve(&session.aws, env)
+                    .await
+                    .context("resolving image tags in ECR"),
+                Operation::Destroy => Ok(Default::default()),
+            }
+        }
+    )?;
     let desired = match operation {
-        Operation::Apply => desired::expand(env),
+        Operation::Apply => {
+            let pinned = images
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_ref().ok()?.clone())))
+                .collect();
+            desired::expand_with(env, &pinned)
+        }
         Operation::Destroy => Desired::default(),
     };
     let options = plan::Options {
         targets: targets.to_vec(),
     };
     let (changes, mut warnings) = plan::diff(&desired, &state, &live, &options)?;
+    // An unresolved image only matters if its task definition is part of this plan.
+    for (service, result) in &images {
+        if let Err(why) = result {
+            let id = format!("task-definition.{service}");
+            if changes.iter().any(|c| c.id == id && c.after.is_some()) {
+                bail!("{why}");
+            }
+        }
+    }
     if !desired.not_provisioned.is_empty() {
         warnings.push(format!(
             "{} validated but not provisioned by this version of infra yet: the plan shows everything it will do",

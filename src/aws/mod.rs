@@ -5,6 +5,7 @@
 //! kind concurrently, one batched call per kind. `s3_backend` stores state in S3.
 
 pub mod ec2;
+pub mod images;
 pub mod kinds;
 pub mod s3_backend;
 
@@ -35,11 +36,19 @@ pub struct Aws {
     pub ecr: aws_sdk_ecr::Client,
     pub ecs: aws_sdk_ecs::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub iam: aws_sdk_iam::Client,
     pub region: String,
     /// The environment whose resources are read and tagged.
     pub environment: String,
-    /// The environment's ECS cluster name, when it has one: ECS reads are per cluster.
+    /// Names that ECS reads need (it has no tag filters): the cluster and the services.
+    pub names: Names,
+}
+
+/// Names of this environment's ECS resources, known from its file.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
     pub cluster: Option<String>,
+    pub services: Vec<String>,
 }
 
 /// Whether the endpoint is overridden (a local emulator): then S3 needs path-style addressing.
@@ -136,7 +145,12 @@ async fn build(region: &str, environment: &str, emulator: Option<&str>) -> Aws {
         ),
         region: region.to_string(),
         environment: environment.to_string(),
-        cluster: None,
+        names: Names::default(),
+        iam: aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(&sdk)
+                .interceptor(CallLog)
+                .build(),
+        ),
     }
 }
 

@@ -11,7 +11,13 @@ use crate::render;
 pub async fn apply(globals: &Globals, args: ApplyArgs) -> Result<ExitStatus> {
     if let Some(path) = &args.plan {
         let plan = ops::load_plan(path)?;
-        let session = ops::open(&plan.region, &plan.environment, &plan.state, None).await;
+        let session = ops::open(
+            &plan.region,
+            &plan.environment,
+            &plan.state,
+            Default::default(),
+        )
+        .await;
         render::print(&render::plan_text(&plan, &session.backend.describe()));
         if plan.is_empty() {
             return Ok(ExitStatus::Success);
@@ -51,7 +57,7 @@ async fn interactive_run(
         Operation::Apply => "apply",
         Operation::Destroy => "destroy",
     };
-    let session = ops::open(&env.region, &env.name, &env.state, env.cluster_name()).await;
+    let session = ops::open(&env.region, &env.name, &env.state, ops::names(env)).await;
     // Plan under the lock when there is somewhere to hold it, so the plan cannot go stale
     // between review and run.
     let guard = if session.backend.exists().await? {

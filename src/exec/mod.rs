@@ -19,7 +19,7 @@ use crate::aws::kinds::adapter;
 use crate::error::AwsError;
 use crate::model::{has_unknown, resolve};
 use crate::plan::graph::{Op, steps};
-use crate::plan::{Change, LiveResource, Plan};
+use crate::plan::{Action, Change, LiveResource, Plan};
 use crate::state::lock::LockGuard;
 use crate::state::{Backend, StateDoc, StateError, StateResource, Version};
 use queue::Queue;
@@ -76,6 +76,8 @@ impl StateWriter<'_> {
 enum Effect {
     Record(LiveResource),
     Remove,
+    /// The old half of a create-before-destroy replacement: state already names its successor.
+    Nothing,
 }
 
 async fn run_step(
@@ -102,16 +104,33 @@ async fn run_step(
         Ok(value)
     };
     let physical = || change.physical_id.clone().unwrap_or_default();
+    // State keeps what was applied: where AWS does not return an attribute, the applied value.
+    let applied = |mut live: LiveResource, wanted: &serde_json::Value| {
+        if let (serde_json::Value::Object(have), serde_json::Value::Object(want)) =
+            (&mut live.attrs, wanted)
+        {
+            for (k, v) in want {
+                have.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        Effect::Record(live)
+    };
     match op {
-        Op::Create => Ok(Effect::Record(
-            a.create(&aws, &change.id, &resolved()?).await?,
-        )),
-        Op::Update => Ok(Effect::Record(
-            a.update(&aws, &physical(), &resolved()?).await?,
-        )),
+        Op::Create => {
+            let want = resolved()?;
+            Ok(applied(a.create(&aws, &change.id, &want).await?, &want))
+        }
+        Op::Update => {
+            let want = resolved()?;
+            Ok(applied(a.update(&aws, &physical(), &want).await?, &want))
+        }
         Op::Delete => {
             a.delete(&aws, &physical()).await?;
-            Ok(Effect::Remove)
+            if change.action == Action::Replace && change.kind.schema().create_before_destroy {
+                Ok(Effect::Nothing)
+            } else {
+                Ok(Effect::Remove)
+            }
         }
         Op::Adopt => Ok(Effect::Record(LiveResource {
             kind: change.kind,
@@ -216,6 +235,7 @@ pub async fn execute(
                         state.doc.resources.remove(&change.id);
                         None
                     }
+                    Effect::Nothing => None,
                 };
                 if let Err(e) = state.save().await {
                     report.state_error = Some(e);

@@ -32,6 +32,7 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, Vec<Vec<usize>>) {
         let ops: &[Op] = match c.action {
             Action::Create => &[Op::Create],
             Action::Update => &[Op::Update],
+            Action::Replace if c.kind.schema().create_before_destroy => &[Op::Create, Op::Delete],
             Action::Replace => &[Op::Delete, Op::Create],
             Action::Delete => &[Op::Delete],
             Action::Adopt => &[Op::Adopt],
@@ -59,12 +60,21 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, Vec<Vec<usize>>) {
                 for d in &c.depends_on {
                     deps[n].extend(forward(d));
                 }
-                if let (Op::Create, Some(&del)) = (s.op, index.get(&(c.id.as_str(), Op::Delete))) {
+                let cbd = c.kind.schema().create_before_destroy;
+                if let (Op::Create, Some(&del), false) =
+                    (s.op, index.get(&(c.id.as_str(), Op::Delete)), cbd)
+                {
                     deps[n].push(del);
                 }
             }
             Op::Delete => {
                 let replaced = c.action == Action::Replace;
+                // Create before destroy: the old one goes once its successor exists and everything
+                // that used it has moved over.
+                let cbd = replaced && c.kind.schema().create_before_destroy;
+                if let (true, Some(&create)) = (cbd, index.get(&(c.id.as_str(), Op::Create))) {
+                    deps[n].push(create);
+                }
                 // Whatever depended on this resource lets go of it first: deleted, or (when this
                 // resource is gone for good) updated to point elsewhere.
                 for (m, other) in steps.iter().enumerate() {
@@ -74,7 +84,7 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, Vec<Vec<usize>>) {
                     }
                     let waits = match other.op {
                         Op::Delete => true,
-                        Op::Update => !replaced,
+                        Op::Update => !replaced || cbd,
                         _ => false,
                     };
                     if waits {

@@ -291,7 +291,18 @@ pub fn diff(
                 if by_tag {
                     notes.push(Note::FoundByTag);
                 }
-                let before = normalize(want.kind, &l.attrs);
+                let mut before = normalize(want.kind, &l.attrs);
+                // An attribute AWS did not return cannot be compared live: the last applied
+                // value stands in for it (never a made-up difference).
+                if let (Some(r), Value::Object(b), false) = (recorded, &mut before, by_tag) {
+                    for key in want.attrs.as_object().into_iter().flat_map(|m| m.keys()) {
+                        if !b.contains_key(key)
+                            && let Some(v) = r.attributes.get(key)
+                        {
+                            b.insert(key.clone(), v.clone());
+                        }
+                    }
+                }
                 if let Some(r) = recorded.filter(|_| !by_tag) {
                     let recorded_attrs = normalize(want.kind, &r.attributes);
                     let drifted: Vec<String> = field_diffs(want.kind, &recorded_attrs, &before)

@@ -19,7 +19,7 @@ repositories:
 cluster: {container_insights: false}
 services:
   worker:
-    image: worker:1.0
+    image: public.ecr.aws/docker/library/busybox:1.36
     cpu: 256
     memory: 512
 ";
@@ -184,12 +184,12 @@ load_balancer:
 repositories: {web: {}}
 services:
   web:
-    image: web:1
+    image: public.ecr.aws/docker/library/nginx:1.27
     cpu: 256
     memory: 512
     port: 3333
   worker:
-    image: web:1
+    image: public.ecr.aws/docker/library/busybox:1.36
     cpu: 256
     memory: 512
 ";
@@ -327,4 +327,333 @@ fn security_groups_let_tasks_take_traffic_only_from_the_load_balancer() {
     ctx.assert_converged();
     ctx.infra(&["destroy", "{env}", "--auto-approve"]).success();
     assert!(rules(&ctx).is_empty());
+}
+
+const SERVICES: &str = "environment: {env}
+region: us-east-1
+state: {s3: {bucket: {bucket}}}
+network:
+  cidr: 10.30.0.0/16
+  availability_zones: [us-east-1a, us-east-1b]
+  public_subnets: [10.30.0.0/24, 10.30.1.0/24]
+  private_subnets: [10.30.10.0/24, 10.30.11.0/24]
+  nat: single
+repositories: {web: {}}
+services:
+  web:
+    image: web:${IMAGE_TAG:-v1}
+    cpu: 256
+    memory: 512
+    desired_count: 3
+    environment: {NODE_ENV: production}
+    secrets: {DB_PASSWORD: \"arn:aws:secretsmanager:us-east-1:123456789012:secret:db\"}
+    deployment: {min_healthy_percent: 50, max_percent: 200, circuit_breaker: rollback}
+";
+
+/// Pushes a (tiny, valid) image manifest to ECR and returns its digest.
+fn push_image(ctx: &Ctx, tag: &str) -> String {
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 7023, "digest": format!("sha256:{:064x}", tag.len())},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 32654, "digest": format!("sha256:{:064x}", tag.len() + 100)}]
+    });
+    let out = ctx
+        .rt
+        .block_on(
+            ctx.ecr()
+                .put_image()
+                .repository_name(format!("{}/web", ctx.env))
+                .image_tag(tag)
+                .image_manifest(manifest.to_string())
+                .send(),
+        )
+        .unwrap();
+    out.image()
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .image_digest()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn services_run_the_pinned_image_with_least_privilege() {
+    let ctx = Ctx::new("svc");
+    ctx.write_env(SERVICES);
+    // Before the repository exists the image cannot be pinned: the plan says what to do.
+    let early = ctx.infra(&["plan", "{env}"]);
+    early.code(1);
+    assert!(
+        early.stderr.contains("--target repository"),
+        "{}",
+        early.stderr
+    );
+    ctx.infra(&["apply", "{env}", "--auto-approve", "--target", "repository"])
+        .success();
+    let missing = ctx.infra(&["plan", "{env}"]);
+    missing.code(1);
+    assert!(
+        missing.stderr.contains("no image tagged `v1`"),
+        "{}",
+        missing.stderr
+    );
+
+    let v1 = push_image(&ctx, "v1");
+    let plan = ctx.infra(&["plan", "{env}"]);
+    assert!(
+        plan.success()
+            .stdout
+            .contains(&format!("/{}/web@{v1}", ctx.env)),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("infra:image: \"web:v1\""),
+        "{}",
+        plan.stdout
+    );
+    ctx.apply();
+    ctx.assert_converged();
+
+    let cluster = ctx.env.clone();
+    let (td, service) = ctx.rt.block_on(async {
+        let services = ctx
+            .ecs()
+            .describe_services()
+            .cluster(&cluster)
+            .services("web")
+            .send()
+            .await
+            .unwrap();
+        let service = services.services()[0].clone();
+        let td = ctx
+            .ecs()
+            .describe_task_definition()
+            .task_definition(service.task_definition().unwrap())
+            .send()
+            .await
+            .unwrap();
+        (td.task_definition().unwrap().clone(), service)
+    });
+    assert_eq!(service.desired_count(), 3);
+    assert_eq!(service.launch_type().map(|l| l.as_str()), Some("FARGATE"));
+    let vpc = service
+        .network_configuration()
+        .unwrap()
+        .awsvpc_configuration()
+        .unwrap();
+    assert_eq!(vpc.assign_public_ip().map(|a| a.as_str()), Some("DISABLED"));
+    assert_eq!(vpc.subnets().len(), 2);
+    let private: Vec<String> = ctx.rt.block_on(async {
+        let subnets = ctx
+            .ec2
+            .describe_subnets()
+            .filters(ctx.env_filter())
+            .send()
+            .await
+            .unwrap();
+        subnets
+            .subnets()
+            .iter()
+            .filter(|s| s.map_public_ip_on_launch() != Some(true))
+            .map(|s| s.subnet_id().unwrap().to_string())
+            .collect()
+    });
+    for s in vpc.subnets() {
+        assert!(private.contains(s), "service in a public subnet {s}");
+    }
+    assert_eq!((td.cpu(), td.memory()), (Some("256"), Some("512")));
+    assert_eq!(td.family(), Some(format!("{}-web", ctx.env).as_str()));
+    let c = &td.container_definitions()[0];
+    assert_eq!(
+        c.image(),
+        Some(format!("{}@{v1}", c.image().unwrap().split('@').next().unwrap()).as_str())
+    );
+    assert!(
+        c.image()
+            .unwrap()
+            .ends_with(&format!("/{}/web@{v1}", ctx.env))
+    );
+    assert_eq!(
+        c.secrets()[0].value_from(),
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:db"
+    );
+    let log = c.log_configuration().unwrap().options().unwrap();
+    assert_eq!(log["awslogs-group"], format!("/ecs/{}/web", ctx.env));
+    // The execution role can read exactly the referenced secret, and only this environment's
+    // repositories and log groups.
+    let role = td
+        .execution_role_arn()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let policy = ctx.rt.block_on(async {
+        let out = ctx
+            .aws
+            .iam
+            .get_role_policy()
+            .role_name(&role)
+            .policy_name("infra-task-execution")
+            .send()
+            .await
+            .unwrap();
+        let text = percent_encoding::percent_decode_str(out.policy_document())
+            .decode_utf8_lossy()
+            .into_owned();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    });
+    let statements = policy["Statement"].as_array().unwrap();
+    let resources: Vec<String> = statements
+        .iter()
+        .map(|s| s["Resource"].to_string())
+        .collect();
+    assert!(
+        resources
+            .iter()
+            .any(|r| r.contains(&format!("repository/{}/*", ctx.env))),
+        "{resources:?}"
+    );
+    assert!(
+        resources
+            .iter()
+            .any(|r| r.contains(&format!("log-group:/ecs/{}/*", ctx.env))),
+        "{resources:?}"
+    );
+    assert!(
+        resources.iter().any(|r| r.contains("secret:db")),
+        "{resources:?}"
+    );
+
+    // A different desired count: exactly one in-place change.
+    ctx.write_env(&SERVICES.replace("desired_count: 3", "desired_count: 5"));
+    let plan = ctx.infra(&["plan", "{env}"]);
+    assert!(
+        plan.success()
+            .stdout
+            .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("~ service.web"), "{}", plan.stdout);
+    ctx.apply();
+    ctx.assert_converged();
+
+    // A new image tag: a new revision, the service moved to it, the old one deregistered.
+    let v2 = push_image(&ctx, "v2-new");
+    let plan = ctx
+        .command(&["plan", &ctx.env])
+        .env("IMAGE_TAG", "v2-new")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains("-/+ task-definition.web"), "{text}");
+    assert!(text.contains("~ service.web"), "{text}");
+    assert!(
+        text.contains("Plan: 1 to add, 1 to change, 1 to destroy."),
+        "{text}"
+    );
+    let run = ctx
+        .command(&["apply", &ctx.env, "--auto-approve"])
+        .env("IMAGE_TAG", "v2-new")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let active = ctx.rt.block_on(async {
+        ctx.ecs()
+            .list_task_definitions()
+            .family_prefix(format!("{}-web", ctx.env))
+            .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+            .send()
+            .await
+            .unwrap()
+            .task_definition_arns()
+            .to_vec()
+    });
+    assert_eq!(active.len(), 1, "{active:?}");
+    let converged = ctx
+        .command(&["plan", &ctx.env, "--detailed-exitcode"])
+        .env("IMAGE_TAG", "v2-new")
+        .output()
+        .unwrap();
+    assert_eq!(
+        converged.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&converged.stdout)
+    );
+    let services = ctx
+        .rt
+        .block_on(
+            ctx.ecs()
+                .describe_services()
+                .cluster(&cluster)
+                .services("web")
+                .send(),
+        )
+        .unwrap();
+    let td_now = services.services()[0]
+        .task_definition()
+        .unwrap()
+        .to_string();
+    let image_now = ctx
+        .rt
+        .block_on(
+            ctx.ecs()
+                .describe_task_definition()
+                .task_definition(&td_now)
+                .send(),
+        )
+        .unwrap();
+    assert!(
+        image_now.task_definition().unwrap().container_definitions()[0]
+            .image()
+            .unwrap()
+            .ends_with(&v2)
+    );
+
+    let destroyed = ctx
+        .command(&["destroy", &ctx.env, "--auto-approve"])
+        .env("IMAGE_TAG", "v2-new")
+        .output()
+        .unwrap();
+    assert!(
+        destroyed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&destroyed.stderr)
+    );
+    ctx.rt.block_on(async {
+        let services = ctx
+            .ecs()
+            .describe_services()
+            .cluster(&cluster)
+            .services("web")
+            .send()
+            .await;
+        let active = services
+            .map(|s| {
+                s.services()
+                    .iter()
+                    .filter(|s| s.status() == Some("ACTIVE"))
+                    .count()
+            })
+            .unwrap_or(0);
+        assert_eq!(active, 0);
+        assert!(
+            ctx.aws
+                .iam
+                .get_role()
+                .role_name(&role)
+                .send()
+                .await
+                .is_err()
+        );
+    });
 }

@@ -70,7 +70,7 @@ impl Adapter for Cluster {
     }
 
     async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, aws.cluster.iter().cloned().collect()).await
+        read(aws, aws.names.cluster.iter().cloned().collect()).await
     }
 
     async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {

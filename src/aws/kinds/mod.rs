@@ -12,9 +12,12 @@ mod internet_gateway;
 mod log_group;
 mod nat_gateway;
 mod repository;
+mod role;
 mod route_table;
 mod security_group;
+mod service;
 mod subnet;
+mod task_definition;
 mod vpc;
 
 use serde_json::Value;
@@ -56,6 +59,9 @@ pub static ADAPTERS: &[&dyn Adapter] = &[
     &repository::Repository,
     &log_group::LogGroup,
     &cluster::Cluster,
+    &role::Role,
+    &task_definition::TaskDefinition,
+    &service::Service,
 ];
 
 pub fn adapter(kind: Kind) -> &'static dyn Adapter {
