@@ -14,7 +14,7 @@ use crate::model::{Kind, Resource, reference, tags_for};
 pub struct Desired {
     pub resources: BTreeMap<String, Resource>,
     /// Parts of the file this version validates but does not provision yet: the plan says so.
-    pub not_provisioned: Vec<&'static str>,
+    pub not_provisioned: Vec<String>,
 }
 
 impl Desired {
@@ -56,12 +56,13 @@ pub fn expand_with(env: &Environment, images: &BTreeMap<String, String>) -> Desi
     let mut d = Desired::default();
     network(env, &mut d);
     platform(env, &mut d);
+    load_balancer(env, &mut d);
     services(env, images, &mut d);
-    let sections = [("load_balancer", env.load_balancer.is_some())];
-    d.not_provisioned = sections
-        .into_iter()
-        .filter(|(_, present)| *present)
-        .map(|(name, _)| name)
+    d.not_provisioned = env
+        .services
+        .iter()
+        .filter(|(_, s)| s.autoscaling.is_some())
+        .map(|(name, _)| format!("services.{name}.autoscaling"))
         .collect();
     d
 }
@@ -181,6 +182,148 @@ fn platform(env: &Environment, d: &mut Desired) {
             format!("log-group.{name}"),
             Kind::LogGroup,
             json!({ "name": format!("/ecs/{}/{name}", env.name), "retention_in_days": LOG_RETENTION_DAYS }),
+        );
+    }
+}
+
+/// A target group name: `<env>-<service>`, or when that exceeds AWS's 32 characters, a prefix of
+/// it and a stable hash of the whole.
+pub fn target_group_name(env: &str, service: &str) -> String {
+    let full = format!("{env}-{service}");
+    if full.len() <= 32 {
+        return full;
+    }
+    // FNV-1a: stable across builds and platforms.
+    let hash = full.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let prefix = full[..23].trim_end_matches('-');
+    format!("{prefix}-{hash:08x}")
+}
+
+/// The listener that routes to services: HTTPS when configured, else HTTP.
+fn routing_listener(env: &Environment) -> &'static str {
+    match env.load_balancer.as_ref().and_then(|lb| lb.https.as_ref()) {
+        Some(_) => "listener.https",
+        None => "listener.http",
+    }
+}
+
+/// The load balancer, a target group per service with a port, the listeners, and a path rule per
+/// service with path patterns. The service without patterns (if any) is the default action.
+fn load_balancer(env: &Environment, d: &mut Desired) {
+    let Some(lb) = &env.load_balancer else { return };
+    let public: Vec<_> = env
+        .network
+        .availability_zones
+        .iter()
+        .map(|z| reference(&format!("subnet.public.{z}")))
+        .collect();
+    d.add(
+        env,
+        "load-balancer".into(),
+        Kind::LoadBalancer,
+        json!({
+            "name": env.name,
+            "scheme": "internet-facing",
+            "type": "application",
+            "subnets": public,
+            "security_groups": [reference("security-group.alb")],
+            "idle_timeout_seconds": lb.idle_timeout_seconds,
+            "deletion_protection": lb.deletion_protection,
+        }),
+    );
+    let web: Vec<(&String, &crate::config::Service, u16)> = env
+        .services
+        .iter()
+        .filter_map(|(n, s)| Some((n, s, s.port?)))
+        .collect();
+    for (name, s, port) in &web {
+        d.add(
+            env,
+            format!("target-group.{name}"),
+            Kind::TargetGroup,
+            json!({
+                "name": target_group_name(&env.name, name),
+                "port": port,
+                "protocol": "HTTP",
+                "target_type": "ip",
+                "vpc_id": reference("vpc"),
+                "health_check_path": s.health_check_path,
+            }),
+        );
+    }
+    let default_action = match web.iter().find(|(_, s, _)| s.path_patterns.is_empty()) {
+        Some((name, _, _)) => {
+            json!({ "type": "forward", "target_group_arn": reference(&format!("target-group.{name}")) })
+        }
+        None => {
+            json!({ "type": "fixed-response", "status_code": "404", "content_type": "text/plain" })
+        }
+    };
+    match &lb.https {
+        Some(https) => {
+            d.add(
+                env,
+                "listener.http".into(),
+                Kind::Listener,
+                json!({
+                    "load_balancer_arn": reference("load-balancer"),
+                    "port": lb.http_port,
+                    "protocol": "HTTP",
+                    "default_action": { "type": "redirect", "protocol": "HTTPS", "port": https.port.to_string(), "status_code": "HTTP_301" },
+                }),
+            );
+            d.add(
+                env,
+                "listener.https".into(),
+                Kind::Listener,
+                json!({
+                    "load_balancer_arn": reference("load-balancer"),
+                    "port": https.port,
+                    "protocol": "HTTPS",
+                    "certificate_arn": https.certificate_arn,
+                    "default_action": default_action,
+                }),
+            );
+        }
+        None => d.add(
+            env,
+            "listener.http".into(),
+            Kind::Listener,
+            json!({
+                "load_balancer_arn": reference("load-balancer"),
+                "port": lb.http_port,
+                "protocol": "HTTP",
+                "default_action": default_action,
+            }),
+        ),
+    }
+    // Most specific first: the longest pattern of each service decides its place.
+    let mut routed: Vec<_> = web
+        .iter()
+        .filter(|(_, s, _)| !s.path_patterns.is_empty())
+        .collect();
+    routed.sort_by_key(|(name, s, _)| {
+        let longest = s
+            .path_patterns
+            .iter()
+            .map(|p| p.trim_end_matches('*').len())
+            .max()
+            .unwrap_or(0);
+        (std::cmp::Reverse(longest), (*name).clone())
+    });
+    for (i, (name, s, _)) in routed.iter().enumerate() {
+        d.add(
+            env,
+            format!("listener-rule.{name}"),
+            Kind::ListenerRule,
+            json!({
+                "listener_arn": reference(routing_listener(env)),
+                "priority": 10 * (i + 1),
+                "path_patterns": s.path_patterns,
+                "target_group_arn": reference(&format!("target-group.{name}")),
+            }),
         );
     }
 }
@@ -315,6 +458,15 @@ fn services(env: &Environment, images: &BTreeMap<String, String>, d: &mut Desire
             r.attrs["tags"]["infra:image"] = json!(shown);
         }
         let dep = &s.deployment;
+        let behind_lb = s.port.is_some() && env.load_balancer.is_some();
+        let load_balancers: Vec<_> = match (behind_lb, s.port) {
+            (true, Some(port)) => vec![json!({
+                "target_group_arn": reference(&format!("target-group.{name}")),
+                "container_name": name,
+                "container_port": port,
+            })],
+            _ => Vec::new(),
+        };
         d.add(
             env,
             format!("service.{name}"),
@@ -328,6 +480,7 @@ fn services(env: &Environment, images: &BTreeMap<String, String>, d: &mut Desire
                 "subnets": private,
                 "security_groups": [reference(&format!("security-group.service.{name}"))],
                 "assign_public_ip": false,
+                "load_balancers": load_balancers,
                 "deployment": {
                     "min_healthy_percent": dep.min_healthy_percent,
                     "max_percent": dep.max_percent,
@@ -335,6 +488,15 @@ fn services(env: &Environment, images: &BTreeMap<String, String>, d: &mut Desire
                 },
             }),
         );
+        // ECS refuses a target group that no listener or rule uses yet.
+        if behind_lb && let Some(svc) = d.resources.get_mut(&format!("service.{name}")) {
+            let route = if s.path_patterns.is_empty() {
+                routing_listener(env).to_string()
+            } else {
+                format!("listener-rule.{name}")
+            };
+            svc.depends_on.push(route);
+        }
     }
 }
 

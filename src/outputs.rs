@@ -48,6 +48,18 @@ pub fn outputs(state: &StateDoc) -> BTreeMap<&'static str, Value> {
     if !repos.is_empty() {
         out.insert("repository_urls", Value::Object(repos));
     }
+    if let Some(lb) = state.resources.get("load-balancer") {
+        out.insert("load_balancer_dns", lb.attributes["dns_name"].clone());
+    }
+    let services: Vec<Value> = state
+        .resources
+        .iter()
+        .filter(|(_, r)| r.kind == Kind::Service)
+        .map(|(_, r)| r.attributes["name"].clone())
+        .collect();
+    if !services.is_empty() {
+        out.insert("services", Value::Array(services));
+    }
     if let Some(c) = state.resources.get("cluster") {
         out.insert("cluster", c.attributes["name"].clone());
     }

@@ -5,6 +5,7 @@
 //! kind concurrently, one batched call per kind. `s3_backend` stores state in S3.
 
 pub mod ec2;
+pub mod elbv2;
 pub mod images;
 pub mod kinds;
 pub mod s3_backend;
@@ -37,6 +38,7 @@ pub struct Aws {
     pub ecs: aws_sdk_ecs::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub iam: aws_sdk_iam::Client,
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub region: String,
     /// The environment whose resources are read and tagged.
     pub environment: String,
@@ -146,6 +148,11 @@ async fn build(region: &str, environment: &str, emulator: Option<&str>) -> Aws {
         region: region.to_string(),
         environment: environment.to_string(),
         names: Names::default(),
+        elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
+            aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk)
+                .interceptor(CallLog)
+                .build(),
+        ),
         iam: aws_sdk_iam::Client::from_conf(
             aws_sdk_iam::config::Builder::from(&sdk)
                 .interceptor(CallLog)

@@ -179,7 +179,6 @@ network:
   private_subnets: [10.20.10.0/24, 10.20.11.0/24]
   nat: single
 load_balancer:
-  https: {port: 443, certificate_arn: \"arn:aws:acm:us-east-1:123456789012:certificate/abc\"}
   ingress_cidrs: [203.0.113.0/24, \"2001:db8::/32\"]
 repositories: {web: {}}
 services:
@@ -259,8 +258,6 @@ fn security_groups_let_tasks_take_traffic_only_from_the_load_balancer() {
         (
             "ENV-alb",
             vec![
-                "in tcp:Some(443)-Some(443) 2001:db8::/32",
-                "in tcp:Some(443)-Some(443) 203.0.113.0/24",
                 "in tcp:Some(80)-Some(80) 2001:db8::/32",
                 "in tcp:Some(80)-Some(80) 203.0.113.0/24",
                 "out tcp:Some(3333)-Some(3333) 10.20.0.0/16",
@@ -656,4 +653,281 @@ fn services_run_the_pinned_image_with_least_privilege() {
                 .is_err()
         );
     });
+}
+
+const ROUTED: &str = "environment: {env}
+region: us-east-1
+state: {s3: {bucket: {bucket}}}
+network:
+  cidr: 10.40.0.0/16
+  availability_zones: [us-east-1a, us-east-1b]
+  public_subnets: [10.40.0.0/24, 10.40.1.0/24]
+  private_subnets: [10.40.10.0/24, 10.40.11.0/24]
+  nat: per_az
+load_balancer: {idle_timeout_seconds: 120}
+repositories: {web: {}, api: {keep_last: 10}}
+services:
+  web:
+    image: web:v1
+    cpu: 256
+    memory: 512
+    port: 3333
+    health_check_path: /health
+  api:
+    image: public.ecr.aws/docker/library/nginx:1.27
+    cpu: 512
+    memory: 1024
+    port: 4000
+    path_patterns: [\"/api/*\"]
+    health_check_path: /api/health
+";
+
+#[test]
+fn load_balancer_routes_paths_to_services() {
+    let ctx = Ctx::new("alb");
+    ctx.write_env(ROUTED);
+    ctx.infra(&["apply", "{env}", "--auto-approve", "--target", "repository"])
+        .success();
+    push_image(&ctx, "v1");
+    ctx.apply();
+    ctx.assert_converged();
+    let cluster = ctx.env.clone();
+    ctx.rt.block_on(async {
+        let elb = &ctx.aws.elbv2;
+        let lb = elb
+            .describe_load_balancers()
+            .names(&ctx.env)
+            .send()
+            .await
+            .unwrap();
+        let lb = &lb.load_balancers()[0];
+        assert_eq!(lb.scheme().map(|s| s.as_str()), Some("internet-facing"));
+        let subnets = ctx
+            .ec2
+            .describe_subnets()
+            .filters(ctx.env_filter())
+            .send()
+            .await
+            .unwrap();
+        let tier = |id: &str| {
+            let s = subnets
+                .subnets()
+                .iter()
+                .find(|s| s.subnet_id() == Some(id))
+                .unwrap();
+            s.tags()
+                .iter()
+                .find(|t| t.key() == Some("infra:id"))
+                .unwrap()
+                .value()
+                .unwrap()
+                .to_string()
+        };
+        let mut lb_subnets: Vec<String> = lb
+            .availability_zones()
+            .iter()
+            .map(|z| tier(z.subnet_id().unwrap()))
+            .collect();
+        lb_subnets.sort();
+        assert_eq!(
+            lb_subnets,
+            ["subnet.public.us-east-1a", "subnet.public.us-east-1b"]
+        );
+        let groups = ctx
+            .ec2
+            .describe_security_groups()
+            .filters(ctx.env_filter())
+            .send()
+            .await
+            .unwrap();
+        let group_name = |id: &str| {
+            groups
+                .security_groups()
+                .iter()
+                .find(|g| g.group_id() == Some(id))
+                .unwrap()
+                .group_name()
+                .unwrap()
+                .replace(&ctx.env, "ENV")
+        };
+        assert_eq!(
+            lb.security_groups()
+                .iter()
+                .map(|g| group_name(g))
+                .collect::<Vec<_>>(),
+            ["ENV-alb"]
+        );
+        let attrs = elb
+            .describe_load_balancer_attributes()
+            .load_balancer_arn(lb.load_balancer_arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let idle = attrs
+            .attributes()
+            .iter()
+            .find(|a| a.key() == Some("idle_timeout.timeout_seconds"))
+            .unwrap();
+        assert_eq!(idle.value(), Some("120"));
+
+        let tgs = elb
+            .describe_target_groups()
+            .names(format!("{}-web", ctx.env))
+            .names(format!("{}-api", ctx.env))
+            .send()
+            .await
+            .unwrap();
+        let tg = |svc: &str| {
+            tgs.target_groups()
+                .iter()
+                .find(|t| t.target_group_name() == Some(format!("{}-{svc}", ctx.env).as_str()))
+                .unwrap()
+                .clone()
+        };
+        let (web_tg, api_tg) = (tg("web"), tg("api"));
+        assert_eq!(
+            (
+                web_tg.port(),
+                web_tg.target_type().map(|t| t.as_str()),
+                web_tg.health_check_path()
+            ),
+            (Some(3333), Some("ip"), Some("/health"))
+        );
+        assert_eq!(
+            (api_tg.port(), api_tg.health_check_path()),
+            (Some(4000), Some("/api/health"))
+        );
+
+        let listeners = elb
+            .describe_listeners()
+            .load_balancer_arn(lb.load_balancer_arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listeners.listeners().len(), 1);
+        let http = &listeners.listeners()[0];
+        assert_eq!(http.port(), Some(80));
+        assert_eq!(
+            http.default_actions()[0].target_group_arn(),
+            web_tg.target_group_arn()
+        );
+        let rules = elb
+            .describe_rules()
+            .listener_arn(http.listener_arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let rule = rules
+            .rules()
+            .iter()
+            .find(|r| r.is_default() != Some(true))
+            .unwrap();
+        assert_eq!(rule.priority(), Some("10"));
+        assert_eq!(
+            rule.actions()[0].target_group_arn(),
+            api_tg.target_group_arn()
+        );
+        let paths: Vec<&String> = rule
+            .conditions()
+            .iter()
+            .flat_map(|c| {
+                c.path_pattern_config()
+                    .map(|p| p.values())
+                    .unwrap_or(c.values())
+            })
+            .collect();
+        assert_eq!(paths, ["/api/*"]);
+
+        let services = ctx
+            .ecs()
+            .describe_services()
+            .cluster(&cluster)
+            .services("web")
+            .services("api")
+            .send()
+            .await
+            .unwrap();
+        for (svc, tg, port) in [("web", &web_tg, 3333), ("api", &api_tg, 4000)] {
+            let s = services
+                .services()
+                .iter()
+                .find(|s| s.service_name() == Some(svc))
+                .unwrap();
+            let lb = &s.load_balancers()[0];
+            assert_eq!(
+                (
+                    lb.target_group_arn(),
+                    lb.container_name(),
+                    lb.container_port()
+                ),
+                (tg.target_group_arn(), Some(svc), Some(port))
+            );
+            let vpc = s
+                .network_configuration()
+                .unwrap()
+                .awsvpc_configuration()
+                .unwrap();
+            assert_eq!(
+                vpc.security_groups()
+                    .iter()
+                    .map(|g| group_name(g))
+                    .collect::<Vec<_>>(),
+                [format!("ENV-service-{svc}")]
+            );
+            let mut tiers: Vec<String> = vpc.subnets().iter().map(|s| tier(s)).collect();
+            tiers.sort();
+            assert_eq!(
+                tiers,
+                ["subnet.private.us-east-1a", "subnet.private.us-east-1b"]
+            );
+        }
+    });
+    let dns = ctx.infra(&["output", "{env}", "load_balancer_dns"]);
+    assert!(!dns.success().stdout.trim().is_empty());
+
+    // One service's cpu changes: one new revision (and the service moved to it), nothing else.
+    ctx.write_env(&ROUTED.replace("cpu: 512\n    memory: 1024", "cpu: 1024\n    memory: 2048"));
+    let plan = ctx.infra(&["plan", "{env}"]);
+    assert!(
+        plan.success()
+            .stdout
+            .contains("Plan: 1 to add, 1 to change, 1 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("-/+ task-definition.api"),
+        "{}",
+        plan.stdout
+    );
+    ctx.apply();
+    ctx.assert_converged();
+
+    ctx.infra(&["destroy", "{env}", "--auto-approve"]).success();
+    ctx.rt.block_on(async {
+        assert!(
+            ctx.aws
+                .elbv2
+                .describe_load_balancers()
+                .names(&ctx.env)
+                .send()
+                .await
+                .is_err()
+        );
+        assert!(
+            ctx.aws
+                .elbv2
+                .describe_target_groups()
+                .names(format!("{}-web", ctx.env))
+                .send()
+                .await
+                .is_err()
+        );
+    });
+    assert!(
+        ctx.infra(&["state", "list", "{env}"])
+            .success()
+            .stdout
+            .is_empty()
+    );
 }

@@ -9,6 +9,9 @@
 mod cluster;
 mod elastic_ip;
 mod internet_gateway;
+mod listener;
+mod listener_rule;
+mod load_balancer;
 mod log_group;
 mod nat_gateway;
 mod repository;
@@ -17,6 +20,7 @@ mod route_table;
 mod security_group;
 mod service;
 mod subnet;
+mod target_group;
 mod task_definition;
 mod vpc;
 
@@ -56,6 +60,10 @@ pub static ADAPTERS: &[&dyn Adapter] = &[
     &nat_gateway::NatGateway,
     &route_table::RouteTable,
     &security_group::SecurityGroup,
+    &load_balancer::LoadBalancer,
+    &target_group::TargetGroup,
+    &listener::Listener,
+    &listener_rule::ListenerRule,
     &repository::Repository,
     &log_group::LogGroup,
     &cluster::Cluster,

@@ -49,6 +49,11 @@ fn live(s: &EcsService) -> Option<LiveResource> {
         "subnets": vpc.map(|v| v.subnets().to_vec()).unwrap_or_default(),
         "security_groups": vpc.map(|v| v.security_groups().to_vec()).unwrap_or_default(),
         "assign_public_ip": vpc.and_then(|v| v.assign_public_ip()) == Some(&AssignPublicIp::Enabled),
+        "load_balancers": s.load_balancers().iter().map(|l| json!({
+            "target_group_arn": l.target_group_arn(),
+            "container_name": l.container_name(),
+            "container_port": l.container_port(),
+        })).collect::<Vec<_>>(),
         "tags": tags,
     });
     if let Some(d) = s.deployment_configuration() {
@@ -133,6 +138,21 @@ fn deployment(attrs: &Value) -> DeploymentConfiguration {
         .build()
 }
 
+fn load_balancers(attrs: &Value) -> Vec<aws_sdk_ecs::types::LoadBalancer> {
+    attrs["load_balancers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            aws_sdk_ecs::types::LoadBalancer::builder()
+                .target_group_arn(str_attr(l, "target_group_arn"))
+                .container_name(str_attr(l, "container_name"))
+                .container_port(l["container_port"].as_i64().unwrap_or(0) as i32)
+                .build()
+        })
+        .collect()
+}
+
 fn ecs_tags(pairs: Vec<(String, String)>) -> Vec<Tag> {
     pairs
         .into_iter()
@@ -199,6 +219,7 @@ impl Adapter for Service {
             .launch_type(LaunchType::from(str_attr(attrs, "launch_type")))
             .network_configuration(network(attrs)?)
             .deployment_configuration(deployment(attrs))
+            .set_load_balancers(Some(load_balancers(attrs)))
             .set_tags(Some(ecs_tags(tag_pairs(attrs))))
             .propagate_tags(aws_sdk_ecs::types::PropagateTags::Service)
             .enable_ecs_managed_tags(true)
@@ -220,8 +241,10 @@ impl Adapter for Service {
     ) -> Result<LiveResource, AwsError> {
         let have = read_one(self, aws, physical).await?;
         let cluster = cluster_of(physical).unwrap_or_default();
+        let moved = have.attrs["load_balancers"] != attrs["load_balancers"];
         aws.ecs
             .update_service()
+            .set_load_balancers(moved.then(|| load_balancers(attrs)))
             .cluster(cluster)
             .service(physical)
             .task_definition(str_attr(attrs, "task_definition"))
