@@ -265,13 +265,33 @@ pub fn has_unknown(v: &Value) -> bool {
     }
 }
 
+/// A value's text with object keys sorted, whatever order the map keeps: a stable sort key.
+pub fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_by_key(|(k, _)| *k);
+            let inner: Vec<String> = entries
+                .iter()
+                .map(|(k, v)| format!("{}:{}", Value::String((*k).clone()), canonical(v)))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// Puts attributes in the canonical form the diff compares: set-like lists sorted.
 pub fn normalize(kind: Kind, attrs: &Value) -> Value {
     let mut out = attrs.clone();
     if let Value::Object(m) = &mut out {
         for field in kind.schema().set_fields {
             if let Some(Value::Array(items)) = m.get_mut(*field) {
-                items.sort_by_key(|v| v.to_string());
+                items.sort_by_key(canonical);
                 items.dedup();
             }
         }

@@ -274,6 +274,7 @@ pub async fn run_plan(
     held: Option<LockGuard>,
     globals: &Globals,
     verb: &str,
+    wait: bool,
 ) -> Result<Report> {
     let guard = match held {
         Some(g) => g,
@@ -290,7 +291,7 @@ pub async fn run_plan(
             lock(session, &plan.environment, verb).await?
         }
     };
-    let result = run_locked(session, plan, &guard, globals).await;
+    let result = run_locked(session, plan, &guard, globals, wait).await;
     let released = guard.release().await;
     let report = result?;
     released.with_context(|| format!("releasing the lock on {}", session.backend.describe()))?;
@@ -302,6 +303,7 @@ async fn run_locked(
     plan: &Plan,
     guard: &LockGuard,
     globals: &Globals,
+    wait: bool,
 ) -> Result<Report> {
     let stored = read_state(session, &plan.environment).await?;
     let base = stored.as_ref().map(|(d, _)| Base {
@@ -333,12 +335,75 @@ async fn run_locked(
         lock: Some(guard),
     };
     let progress = Arc::new(render::Reporter::new(std::io::stderr().is_terminal()));
-    Ok(exec::execute(
+    let mut report = exec::execute(
         plan,
         &session.aws,
         &mut writer,
         globals.parallelism,
-        progress,
+        progress.clone(),
     )
-    .await)
+    .await;
+    if wait && report.state_error.is_none() {
+        follow_rollouts(session, plan, &writer.doc, &mut report, progress.as_ref()).await;
+    }
+    Ok(report)
+}
+
+/// Follows the ECS deployment of every service this run created or changed; a failed one is a
+/// failed step of the run.
+async fn follow_rollouts(
+    session: &Session,
+    plan: &Plan,
+    state: &StateDoc,
+    report: &mut Report,
+    progress: &render::Reporter,
+) {
+    use crate::exec::Progress;
+    use crate::plan::graph::Op;
+    let timeout = std::env::var("INFRA_ROLLOUT_TIMEOUT_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(std::time::Duration::from_secs(30 * 60));
+    let services: Vec<(String, String)> = plan
+        .changes
+        .iter()
+        .filter(|c| c.kind == crate::model::Kind::Service)
+        .filter(|c| {
+            report
+                .done
+                .iter()
+                .any(|(id, op)| id == &c.id && matches!(op, Op::Create | Op::Update))
+        })
+        .filter_map(|c| {
+            Some((
+                c.id.clone(),
+                state.resources.get(&c.id)?.physical_id.clone(),
+            ))
+        })
+        .collect();
+    if services.is_empty() {
+        return;
+    }
+    progress.note(&format!(
+        "following {} ECS rollout(s); `--no-wait` skips this",
+        services.len()
+    ));
+    let say = |line: String| progress.note(&line);
+    let results = futures::future::join_all(services.iter().map(|(_, arn)| {
+        aws::rollout::follow(
+            &session.aws.ecs,
+            arn,
+            timeout,
+            std::time::Duration::from_secs(5),
+            &say,
+        )
+    }))
+    .await;
+    for ((id, _), result) in services.into_iter().zip(results) {
+        match result {
+            Ok(()) => progress.note(&format!("{id}: rollout complete")),
+            Err(e) => report.failed.push((id, Op::Update, e)),
+        }
+    }
 }

@@ -91,7 +91,9 @@ fn change_text(c: &Change, out: &mut String) {
         Action::Create if c.diffs.is_empty() => {
             if let Some(Value::Object(attrs)) = &c.after {
                 let width = attrs.keys().map(String::len).max().unwrap_or(0);
-                for (k, v) in attrs {
+                let mut entries: Vec<(&String, &Value)> = attrs.iter().collect();
+                entries.sort_by_key(|(k, _)| *k);
+                for (k, v) in entries {
                     let _ = writeln!(out, "      {k:width$} = {}", show(v));
                 }
             }
@@ -135,7 +137,10 @@ fn map_diff(
     after: &serde_json::Map<String, Value>,
     out: &mut String,
 ) {
-    for (k, v) in after {
+    let mut keys: Vec<&String> = after.keys().collect();
+    keys.sort();
+    for k in keys {
+        let v = &after[k];
         match before.get(k) {
             Some(old) if old == v => {}
             Some(old) => {
@@ -152,7 +157,9 @@ fn map_diff(
             }
         }
     }
-    for (k, old) in before {
+    let mut gone: Vec<(&String, &Value)> = before.iter().collect();
+    gone.sort_by_key(|(k, _)| *k);
+    for (k, old) in gone {
         if !after.contains_key(k) {
             let _ = writeln!(out, "      {} {field}.{k} = {}", paint(RED, "-"), show(old));
         }

@@ -8,6 +8,7 @@ pub mod ec2;
 pub mod elbv2;
 pub mod images;
 pub mod kinds;
+pub mod rollout;
 pub mod s3_backend;
 
 use std::time::Duration;

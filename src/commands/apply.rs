@@ -22,7 +22,7 @@ pub async fn apply(globals: &Globals, args: ApplyArgs) -> Result<ExitStatus> {
         if plan.is_empty() {
             return Ok(ExitStatus::Success);
         }
-        return finish(&session, &plan, None, globals, "apply").await;
+        return finish(&session, &plan, None, globals, "apply", !args.no_wait).await;
     }
     let name = args
         .env
@@ -36,6 +36,7 @@ pub async fn apply(globals: &Globals, args: ApplyArgs) -> Result<ExitStatus> {
         Operation::Apply,
         &args.targets,
         args.auto_approve,
+        !args.no_wait,
     )
     .await
 }
@@ -43,7 +44,15 @@ pub async fn apply(globals: &Globals, args: ApplyArgs) -> Result<ExitStatus> {
 pub async fn destroy(globals: &Globals, args: DestroyArgs) -> Result<ExitStatus> {
     let env = ops::load_env(globals, &args.env)?;
     ops::require_approval_possible(args.auto_approve, "destroy")?;
-    interactive_run(globals, &env, Operation::Destroy, &[], args.auto_approve).await
+    interactive_run(
+        globals,
+        &env,
+        Operation::Destroy,
+        &[],
+        args.auto_approve,
+        false,
+    )
+    .await
 }
 
 async fn interactive_run(
@@ -52,6 +61,7 @@ async fn interactive_run(
     operation: Operation,
     targets: &[String],
     auto_approve: bool,
+    wait: bool,
 ) -> Result<ExitStatus> {
     let verb = match operation {
         Operation::Apply => "apply",
@@ -98,7 +108,7 @@ async fn interactive_run(
             return Ok(ExitStatus::Failure);
         }
     }
-    finish(&session, &plan, guard, globals, verb).await
+    finish(&session, &plan, guard, globals, verb, wait).await
 }
 
 async fn finish(
@@ -107,9 +117,10 @@ async fn finish(
     guard: Option<crate::state::lock::LockGuard>,
     globals: &Globals,
     verb: &str,
+    wait: bool,
 ) -> Result<ExitStatus> {
     render::print("\n");
-    let report = ops::run_plan(session, plan, guard, globals, verb).await?;
+    let report = ops::run_plan(session, plan, guard, globals, verb, wait).await?;
     let title = if verb == "destroy" {
         "Destroy"
     } else {

@@ -487,7 +487,9 @@ pub fn field_diffs(kind: Kind, before: &Value, after: &Value) -> Vec<FieldDiff> 
     let b = before.as_object().unwrap_or(&empty);
     let a = after.as_object().unwrap_or(&empty);
     let mut out = Vec::new();
-    for (field, want) in a {
+    let mut fields: Vec<(&String, &Value)> = a.iter().collect();
+    fields.sort_by_key(|(k, _)| *k);
+    for (field, want) in fields {
         let have = b.get(field);
         let same = have == Some(want) && !has_unknown(want);
         if !same {

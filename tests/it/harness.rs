@@ -189,8 +189,10 @@ impl Ctx {
         run
     }
 
+    /// `apply --auto-approve --no-wait`: the emulator starts ECS deployments but never finishes
+    /// one, so following rollouts is tested with canned responses (`aws::rollout`) instead.
     pub fn apply(&self) -> Run {
-        let run = self.infra(&["apply", "{env}", "--auto-approve"]);
+        let run = self.infra(&["apply", "{env}", "--auto-approve", "--no-wait"]);
         run.success();
         run
     }

@@ -554,7 +554,7 @@ fn services_run_the_pinned_image_with_least_privilege() {
         "{text}"
     );
     let run = ctx
-        .command(&["apply", &ctx.env, "--auto-approve"])
+        .command(&["apply", &ctx.env, "--auto-approve", "--no-wait"])
         .env("IMAGE_TAG", "v2-new")
         .output()
         .unwrap();
