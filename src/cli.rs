@@ -104,4 +104,7 @@ pub enum StateCommand {
     Show { env: String, id: String },
     /// Remove a lock by its id (from the error that named it).
     Unlock { env: String, lock_id: String },
+    /// Rebuild lost state from AWS: record every resource tagged for this environment that the
+    /// state does not hold. Changes nothing in AWS.
+    Recover { env: String },
 }

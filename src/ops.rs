@@ -192,6 +192,20 @@ pub async fn make_plan(
     ))
 }
 
+/// A plan that only records in state what AWS holds under this environment's tags and the state
+/// does not: every change found by tag becomes an adoption of the resource as it is.
+pub async fn recovery_plan(session: &Session, env: &Environment) -> Result<Plan> {
+    let (mut plan, _) = make_plan(session, env, Operation::Apply, &[]).await?;
+    plan.changes
+        .retain(|c| c.notes.contains(&plan::Note::FoundByTag));
+    for c in &mut plan.changes {
+        c.action = plan::Action::Adopt;
+        c.diffs.clear();
+    }
+    plan.warnings.clear();
+    Ok(plan)
+}
+
 /// Asks "yes" on the terminal.
 pub fn confirm(question: &str) -> Result<bool> {
     render::print(&format!("\n{question}\n  Only 'yes' will be accepted: "));

@@ -178,8 +178,22 @@ pub fn plan_text(plan: &Plan, backend: &str) -> String {
             "State storage {backend} does not exist yet: apply will create it (versioning on, default encryption, public access blocked)."
         );
     }
-    if plan.base.is_none() && !plan.create_backend {
-        let _ = writeln!(out, "No state at {backend} yet: this is the first apply.");
+    let found = plan
+        .changes
+        .iter()
+        .filter(|c| c.notes.contains(&Note::FoundByTag))
+        .count();
+    match (plan.base.is_none() && !plan.create_backend, found) {
+        (true, 0) => {
+            let _ = writeln!(out, "No state at {backend} yet: this is the first apply.");
+        }
+        (true, n) => {
+            let _ = writeln!(
+                out,
+                "No state at {backend}, but {n} resource(s) carry this environment's tags: they are adopted, not created again (`infra state recover` records them without other changes)."
+            );
+        }
+        _ => {}
     }
     if plan.changes.is_empty() {
         if !out.is_empty() {

@@ -5,6 +5,7 @@
 //! kind concurrently, one batched call per kind. `s3_backend` stores state in S3.
 
 pub mod ec2;
+pub mod ecs;
 pub mod elbv2;
 pub mod images;
 pub mod kinds;

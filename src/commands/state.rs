@@ -1,4 +1,4 @@
-//! `infra state list|show|unlock`.
+//! `infra state list|show|unlock|recover`.
 
 use anyhow::Result;
 
@@ -11,7 +11,8 @@ pub async fn run(globals: &Globals, cmd: StateCommand) -> Result<ExitStatus> {
     let name = match &cmd {
         StateCommand::List { env }
         | StateCommand::Show { env, .. }
-        | StateCommand::Unlock { env, .. } => env,
+        | StateCommand::Unlock { env, .. }
+        | StateCommand::Recover { env } => env,
     };
     let env = ops::load_env(globals, name)?;
     let session = ops::open(&env.region, &env.name, &env.state, ops::names(&env)).await;
@@ -33,6 +34,22 @@ pub async fn run(globals: &Globals, cmd: StateCommand) -> Result<ExitStatus> {
                 ));
             };
             render::print(&(serde_json::to_string_pretty(r)? + "\n"));
+        }
+        StateCommand::Recover { .. } => {
+            let plan = ops::recovery_plan(&session, &env).await?;
+            if plan.changes.is_empty() {
+                render::print(
+                    "Nothing to recover: the state holds every resource tagged for this environment.\n",
+                );
+                return Ok(ExitStatus::Success);
+            }
+            render::print(&render::plan_text(&plan, &session.backend.describe()));
+            let report =
+                ops::run_plan(&session, &plan, None, globals, "state recover", false).await?;
+            render::print(&render::report_text(&report, "Recovery"));
+            if !report.ok() {
+                return Ok(ExitStatus::Failure);
+            }
         }
         StateCommand::Unlock { lock_id, .. } => {
             let info = session.backend.force_unlock(&lock_id).await?;

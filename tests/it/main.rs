@@ -1,5 +1,6 @@
 //! The integration tests: one binary (so the SDK links once), one emulator for all of it.
 
+mod crash;
 mod harness;
 mod invalid;
 mod network;

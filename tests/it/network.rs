@@ -9,23 +9,23 @@ use aws_sdk_ec2::types::VpcAttributeName;
 use crate::harness::{Ctx, TWO_ZONES};
 
 /// A route table as seen from AWS: routes (destination → target) and associated subnets.
-type Table = (Vec<(String, String)>, Vec<String>);
+pub(crate) type Table = (Vec<(String, String)>, Vec<String>);
 
 /// What the environment looks like from the AWS side, with physical ids mapped back to the
 /// `infra:id` tags, so assertions read in logical ids.
 #[derive(Debug, Default)]
-struct World {
-    ids: BTreeMap<String, String>,                     // physical → logical
-    vpcs: Vec<(String, String)>,                       // (id, cidr)
-    subnets: BTreeMap<String, (String, String, bool)>, // id → (cidr, zone, public ip)
-    igw_vpc: BTreeMap<String, Option<String>>,
-    nats: BTreeMap<String, (String, String)>, // id → (subnet, allocation)
-    eips: Vec<String>,
-    tables: BTreeMap<String, Table>,
+pub(crate) struct World {
+    pub(crate) ids: BTreeMap<String, String>, // physical → logical
+    pub(crate) vpcs: Vec<(String, String)>,   // (id, cidr)
+    pub(crate) subnets: BTreeMap<String, (String, String, bool)>, // id → (cidr, zone, public ip)
+    pub(crate) igw_vpc: BTreeMap<String, Option<String>>,
+    pub(crate) nats: BTreeMap<String, (String, String)>, // id → (subnet, allocation)
+    pub(crate) eips: Vec<String>,
+    pub(crate) tables: BTreeMap<String, Table>,
 }
 
 impl World {
-    fn read(ctx: &Ctx) -> World {
+    pub(crate) fn read(ctx: &Ctx) -> World {
         ctx.rt.block_on(async {
             let f = ctx.env_filter();
             let mut w = World::default();

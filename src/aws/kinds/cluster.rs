@@ -1,13 +1,11 @@
 //! The ECS cluster and its Container Insights setting. Read with one DescribeClusters by name
 //! (tags and settings included); a deleted cluster lingers as INACTIVE and counts as gone.
 
-use aws_sdk_ecs::types::{
-    Cluster as EcsCluster, ClusterField, ClusterSetting, ClusterSettingName, Tag,
-};
+use aws_sdk_ecs::types::{Cluster as EcsCluster, ClusterField, ClusterSetting, ClusterSettingName};
 use serde_json::{Value, json};
 
 use super::{Adapter, read_one};
-use crate::aws::{Aws, sdk_error, tag_changes, tag_pairs, tags_value};
+use crate::aws::{Aws, ecs, sdk_error, tag_pairs, tags_value};
 use crate::error::AwsError;
 use crate::model::Kind;
 use crate::plan::LiveResource;
@@ -56,13 +54,6 @@ async fn read(aws: &Aws, clusters: Vec<String>) -> Result<Vec<LiveResource>, Aws
     Ok(out.clusters().iter().filter_map(live).collect())
 }
 
-fn ecs_tags(pairs: Vec<(String, String)>) -> Vec<Tag> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
 #[async_trait::async_trait]
 impl Adapter for Cluster {
     fn kind(&self) -> Kind {
@@ -85,7 +76,7 @@ impl Adapter for Cluster {
             .settings(insights(
                 attrs["container_insights"].as_bool().unwrap_or(true),
             ))
-            .set_tags(Some(ecs_tags(tag_pairs(attrs))))
+            .set_tags(Some(ecs::tags(tag_pairs(attrs))))
             .send()
             .await
             .map_err(sdk_error("ecs", "CreateCluster"))?;
@@ -114,25 +105,7 @@ impl Adapter for Cluster {
                 .await
                 .map_err(sdk_error("ecs", "UpdateCluster"))?;
         }
-        let (set, remove) = tag_changes(&have.attrs["tags"], &attrs["tags"]);
-        if !set.is_empty() {
-            aws.ecs
-                .tag_resource()
-                .resource_arn(physical)
-                .set_tags(Some(ecs_tags(set)))
-                .send()
-                .await
-                .map_err(sdk_error("ecs", "TagResource"))?;
-        }
-        if !remove.is_empty() {
-            aws.ecs
-                .untag_resource()
-                .resource_arn(physical)
-                .set_tag_keys(Some(remove))
-                .send()
-                .await
-                .map_err(sdk_error("ecs", "UntagResource"))?;
-        }
+        ecs::sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
         read_one(self, aws, physical).await
     }
 

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, DeploymentCircuitBreaker, DeploymentConfiguration,
-    LaunchType, NetworkConfiguration, Service as EcsService, ServiceField, Tag,
+    LaunchType, NetworkConfiguration, Service as EcsService, ServiceField,
 };
 use serde_json::{Value, json};
 
 use super::{Adapter, read_one};
 use crate::aws::ec2::str_attr;
-use crate::aws::{Aws, sdk_error, tag_changes, tag_pairs, tags_value};
+use crate::aws::{Aws, ecs, sdk_error, tag_pairs, tags_value};
 use crate::error::AwsError;
 use crate::model::Kind;
 use crate::plan::LiveResource;
@@ -153,13 +153,6 @@ fn load_balancers(attrs: &Value) -> Vec<aws_sdk_ecs::types::LoadBalancer> {
         .collect()
 }
 
-fn ecs_tags(pairs: Vec<(String, String)>) -> Vec<Tag> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
 #[async_trait::async_trait]
 impl Adapter for Service {
     fn kind(&self) -> Kind {
@@ -220,7 +213,7 @@ impl Adapter for Service {
             .network_configuration(network(attrs)?)
             .deployment_configuration(deployment(attrs))
             .set_load_balancers(Some(load_balancers(attrs)))
-            .set_tags(Some(ecs_tags(tag_pairs(attrs))))
+            .set_tags(Some(ecs::tags(tag_pairs(attrs))))
             .propagate_tags(aws_sdk_ecs::types::PropagateTags::Service)
             .enable_ecs_managed_tags(true)
             .send()
@@ -254,25 +247,7 @@ impl Adapter for Service {
             .send()
             .await
             .map_err(sdk_error("ecs", "UpdateService"))?;
-        let (set, remove) = tag_changes(&have.attrs["tags"], &attrs["tags"]);
-        if !set.is_empty() {
-            aws.ecs
-                .tag_resource()
-                .resource_arn(physical)
-                .set_tags(Some(ecs_tags(set)))
-                .send()
-                .await
-                .map_err(sdk_error("ecs", "TagResource"))?;
-        }
-        if !remove.is_empty() {
-            aws.ecs
-                .untag_resource()
-                .resource_arn(physical)
-                .set_tag_keys(Some(remove))
-                .send()
-                .await
-                .map_err(sdk_error("ecs", "UntagResource"))?;
-        }
+        ecs::sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
         read_one(self, aws, physical).await
     }
 

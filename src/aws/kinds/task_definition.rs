@@ -5,13 +5,13 @@
 
 use aws_sdk_ecs::types::{
     Compatibility, ContainerDefinition, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
-    PortMapping, Secret, Tag, TaskDefinitionField, TaskDefinitionStatus, TransportProtocol,
+    PortMapping, Secret, TaskDefinitionField, TaskDefinitionStatus, TransportProtocol,
 };
 use serde_json::{Value, json};
 
 use super::{Adapter, read_one};
 use crate::aws::ec2::str_attr;
-use crate::aws::{Aws, sdk_error, tag_changes, tag_pairs, tags_value};
+use crate::aws::{Aws, ecs, sdk_error, tag_pairs, tags_value};
 use crate::error::AwsError;
 use crate::model::Kind;
 use crate::plan::LiveResource;
@@ -139,13 +139,6 @@ fn container(c: &Value) -> Result<ContainerDefinition, AwsError> {
     Ok(b.log_configuration(log).build())
 }
 
-fn ecs_tags(pairs: Vec<(String, String)>) -> Vec<Tag> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
 #[async_trait::async_trait]
 impl Adapter for TaskDefinition {
     fn kind(&self) -> Kind {
@@ -193,7 +186,7 @@ impl Adapter for TaskDefinition {
             .network_mode(NetworkMode::from(str_attr(attrs, "network_mode")))
             .execution_role_arn(str_attr(attrs, "execution_role_arn"))
             .container_definitions(container(&attrs["container"])?)
-            .set_tags(Some(ecs_tags(tag_pairs(attrs))));
+            .set_tags(Some(ecs::tags(tag_pairs(attrs))));
         for c in attrs["requires_compatibilities"]
             .as_array()
             .into_iter()
@@ -221,25 +214,7 @@ impl Adapter for TaskDefinition {
     ) -> Result<LiveResource, AwsError> {
         // Only tags change in place; everything else is a new revision.
         let have = read_one(self, aws, physical).await?;
-        let (set, remove) = tag_changes(&have.attrs["tags"], &attrs["tags"]);
-        if !set.is_empty() {
-            aws.ecs
-                .tag_resource()
-                .resource_arn(physical)
-                .set_tags(Some(ecs_tags(set)))
-                .send()
-                .await
-                .map_err(sdk_error("ecs", "TagResource"))?;
-        }
-        if !remove.is_empty() {
-            aws.ecs
-                .untag_resource()
-                .resource_arn(physical)
-                .set_tag_keys(Some(remove))
-                .send()
-                .await
-                .map_err(sdk_error("ecs", "UntagResource"))?;
-        }
+        ecs::sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
         read_one(self, aws, physical).await
     }
 
