@@ -59,6 +59,9 @@ pub struct PlanArgs {
     /// Only this logical id, or every id under a prefix, plus what it depends on. Repeatable.
     #[arg(long = "target", value_name = "ID")]
     pub targets: Vec<String>,
+    /// Allow the plan to delete or replace protected resources.
+    #[arg(long)]
+    pub allow_destroy_protected: bool,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +80,9 @@ pub struct ApplyArgs {
     /// Do not wait for ECS rollouts to finish.
     #[arg(long)]
     pub no_wait: bool,
+    /// Allow deleting or replacing protected resources.
+    #[arg(long, conflicts_with = "plan")]
+    pub allow_destroy_protected: bool,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +91,10 @@ pub struct DestroyArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub auto_approve: bool,
+    /// Also delete protected resources (the load balancer with deletion protection, everything of
+    /// an environment with `protect: true`).
+    #[arg(long)]
+    pub allow_destroy_protected: bool,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,7 @@ impl Desired {
                 kind,
                 attrs,
                 depends_on: Vec::new(),
+                protected: env.protect,
             },
         );
     }
@@ -233,6 +234,9 @@ fn load_balancer(env: &Environment, d: &mut Desired) {
             "deletion_protection": lb.deletion_protection,
         }),
     );
+    if let Some(r) = d.resources.get_mut("load-balancer") {
+        r.protected |= lb.deletion_protection;
+    }
     let web: Vec<(&String, &crate::config::Service, u16)> = env
         .services
         .iter()

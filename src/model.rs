@@ -201,6 +201,9 @@ pub struct Resource {
     /// gateway attached first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// Deleting it needs `--allow-destroy-protected`.
+    #[serde(default)]
+    pub protected: bool,
 }
 
 impl Resource {
@@ -324,6 +327,7 @@ mod tests {
                 "subnet_ids": [reference("subnet.public.a"), reference("subnet.public.b")],
             }),
             depends_on: vec!["extra".into()],
+            protected: false,
         };
         let deps: Vec<String> = r.deps().into_iter().collect();
         assert_eq!(

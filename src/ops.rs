@@ -101,6 +101,7 @@ pub async fn make_plan(
     env: &Environment,
     operation: Operation,
     targets: &[String],
+    allow_destroy_protected: bool,
 ) -> Result<(Plan, StateDoc)> {
     let backend_exists = session
         .backend
@@ -154,6 +155,7 @@ pub async fn make_plan(
     };
     let options = plan::Options {
         targets: targets.to_vec(),
+        allow_destroy_protected,
     };
     let (changes, mut warnings) = plan::diff(&desired, &state, &live, &options)?;
     // An unresolved image only matters if its task definition is part of this plan.
@@ -195,7 +197,7 @@ pub async fn make_plan(
 /// A plan that only records in state what AWS holds under this environment's tags and the state
 /// does not: every change found by tag becomes an adoption of the resource as it is.
 pub async fn recovery_plan(session: &Session, env: &Environment) -> Result<Plan> {
-    let (mut plan, _) = make_plan(session, env, Operation::Apply, &[]).await?;
+    let (mut plan, _) = make_plan(session, env, Operation::Apply, &[], false).await?;
     plan.changes
         .retain(|c| c.notes.contains(&plan::Note::FoundByTag));
     for c in &mut plan.changes {

@@ -114,6 +114,7 @@ mod tests {
                     physical_id: phys.into(),
                     attributes: attrs,
                     depends_on: vec![],
+                    protected: false,
                 },
             );
         }

@@ -77,6 +77,9 @@ fn change_text(c: &Change, out: &mut String) {
         let _ = write!(head, "  {p}");
     }
     let mut notes: Vec<String> = c.notes.iter().map(note_text).collect();
+    if c.protected && matches!(c.action, Action::Delete | Action::Replace) {
+        notes.push("protected: deletion allowed by --allow-destroy-protected".into());
+    }
     match c.action {
         Action::Replace => notes.push("must be replaced".into()),
         Action::Forget => notes.push("will be removed from state".into()),

@@ -30,39 +30,50 @@ pub async fn apply(globals: &Globals, args: ApplyArgs) -> Result<ExitStatus> {
         .expect("clap requires ENV without --plan");
     let env = ops::load_env(globals, name)?;
     ops::require_approval_possible(args.auto_approve, "apply")?;
-    interactive_run(
-        globals,
-        &env,
-        Operation::Apply,
-        &args.targets,
-        args.auto_approve,
-        !args.no_wait,
-    )
-    .await
+    let run = Run {
+        operation: Operation::Apply,
+        targets: &args.targets,
+        auto_approve: args.auto_approve,
+        wait: !args.no_wait,
+        allow_destroy_protected: args.allow_destroy_protected,
+    };
+    interactive_run(globals, &env, run).await
 }
 
 pub async fn destroy(globals: &Globals, args: DestroyArgs) -> Result<ExitStatus> {
     let env = ops::load_env(globals, &args.env)?;
     ops::require_approval_possible(args.auto_approve, "destroy")?;
-    interactive_run(
-        globals,
-        &env,
-        Operation::Destroy,
-        &[],
-        args.auto_approve,
-        false,
-    )
-    .await
+    let run = Run {
+        operation: Operation::Destroy,
+        targets: &[],
+        auto_approve: args.auto_approve,
+        wait: false,
+        allow_destroy_protected: args.allow_destroy_protected,
+    };
+    interactive_run(globals, &env, run).await
+}
+
+/// How an apply or destroy was asked for.
+struct Run<'a> {
+    operation: Operation,
+    targets: &'a [String],
+    auto_approve: bool,
+    wait: bool,
+    allow_destroy_protected: bool,
 }
 
 async fn interactive_run(
     globals: &Globals,
     env: &crate::config::Environment,
-    operation: Operation,
-    targets: &[String],
-    auto_approve: bool,
-    wait: bool,
+    run: Run<'_>,
 ) -> Result<ExitStatus> {
+    let Run {
+        operation,
+        targets,
+        auto_approve,
+        wait,
+        allow_destroy_protected,
+    } = run;
     let verb = match operation {
         Operation::Apply => "apply",
         Operation::Destroy => "destroy",
@@ -75,7 +86,7 @@ async fn interactive_run(
     } else {
         None
     };
-    let planned = ops::make_plan(&session, env, operation, targets).await;
+    let planned = ops::make_plan(&session, env, operation, targets, allow_destroy_protected).await;
     let (plan, _) = match planned {
         Ok(p) => p,
         Err(e) => {

@@ -12,7 +12,14 @@ use crate::render;
 pub async fn run(globals: &Globals, args: PlanArgs) -> Result<ExitStatus> {
     let env = ops::load_env(globals, &args.env)?;
     let session = ops::open(&env.region, &env.name, &env.state, ops::names(&env)).await;
-    let (plan, _) = ops::make_plan(&session, &env, Operation::Apply, &args.targets).await?;
+    let (plan, _) = ops::make_plan(
+        &session,
+        &env,
+        Operation::Apply,
+        &args.targets,
+        args.allow_destroy_protected,
+    )
+    .await?;
     if args.json {
         render::print(&render::plan_json(&plan));
     } else {

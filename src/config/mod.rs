@@ -23,6 +23,9 @@ pub use expand::expand_vars;
 pub struct Environment {
     pub name: String,
     pub region: String,
+    /// Every resource is protected: deleting one needs `--allow-destroy-protected`, even after
+    /// the file stops saying so (the state remembers).
+    pub protect: bool,
     pub tags: BTreeMap<String, String>,
     pub state: StateConfig,
     pub network: Network,

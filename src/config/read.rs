@@ -13,6 +13,7 @@ use super::*;
 const TOP: &[&str] = &[
     "environment",
     "region",
+    "protect",
     "tags",
     "state",
     "network",
@@ -48,6 +49,10 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
     });
     let region = r.require(&top, "region").and_then(|n| region(r, n));
     let tags = top.get("tags").map(|n| tags(r, n)).unwrap_or_default();
+    let protect = top
+        .get("protect")
+        .map(|n| r.boolean(n))
+        .unwrap_or(Some(false));
     let state = r
         .require(&top, "state")
         .and_then(|n| state(r, n, name.as_deref().unwrap_or(stem)));
@@ -85,6 +90,7 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
     Some(Environment {
         name: name?,
         region: region?,
+        protect: protect?,
         tags,
         state: state?,
         network: network?,

@@ -227,6 +227,7 @@ pub async fn execute(
                                 physical_id: live.physical_id,
                                 attributes: live.attrs,
                                 depends_on: change.depends_on.clone(),
+                                protected: change.protected,
                             },
                         );
                         Some(p)

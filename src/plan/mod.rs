@@ -95,6 +95,9 @@ pub struct Change {
     /// What the recorded resource depended on (orders deletes).
     #[serde(default)]
     pub recorded_deps: Vec<String>,
+    /// Protected by the file or by state: deleting it needs `--allow-destroy-protected`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
 }
 
 /// The state a plan was made against; a saved plan is refused if it moved.
@@ -169,6 +172,8 @@ pub enum PlanError {
     },
     #[error("no resource matches --target `{0}`")]
     UnknownTarget(String),
+    #[error("refusing to delete protected resources: {}; pass --allow-destroy-protected to delete them", .0.join(", "))]
+    Protected(Vec<String>),
 }
 
 /// Options that shape a plan.
@@ -176,6 +181,8 @@ pub enum PlanError {
 pub struct Options {
     /// Only these logical ids (or every id under a prefix), plus what they depend on.
     pub targets: Vec<String>,
+    /// Protected resources may be deleted (or replaced).
+    pub allow_destroy_protected: bool,
 }
 
 /// Computes the changes that take live AWS to the desired graph.
@@ -340,6 +347,7 @@ pub fn diff(
                     diffs,
                     depends_on: want.deps().into_iter().collect(),
                     recorded_deps: recorded.map(|r| r.depends_on.clone()).unwrap_or_default(),
+                    protected: want.protected || recorded.is_some_and(|r| r.protected),
                 },
             );
         }
@@ -389,6 +397,7 @@ pub fn diff(
                 diffs: Vec::new(),
                 depends_on: Vec::new(),
                 recorded_deps: recorded.map(|r| r.depends_on.clone()).unwrap_or_default(),
+                protected: recorded.is_some_and(|r| r.protected),
             },
         );
     }
@@ -396,6 +405,16 @@ pub fn diff(
     let mut changes: Vec<Change> = changes.into_values().collect();
     if !options.targets.is_empty() {
         changes = select_targets(desired, state, changes, &options.targets)?;
+    }
+    if !options.allow_destroy_protected {
+        let doomed: Vec<String> = changes
+            .iter()
+            .filter(|c| c.protected && matches!(c.action, Action::Delete | Action::Replace))
+            .map(|c| c.id.clone())
+            .collect();
+        if !doomed.is_empty() {
+            return Err(PlanError::Protected(doomed));
+        }
     }
     Ok((changes, warnings))
 }

@@ -34,6 +34,7 @@ fn converged(d: &Desired) -> (StateDoc, Vec<LiveResource>) {
                 physical_id: phys(id),
                 attributes: attrs.clone(),
                 depends_on: r.deps().into_iter().collect(),
+                protected: false,
             },
         );
         live.push(LiveResource {
@@ -279,6 +280,7 @@ fn removed_from_file_and_deleted_outside() {
         physical_id: "subnet-old".into(),
         attributes: json!({"cidr_block": "10.0.50.0/24", "tags": {TAG_ID: "subnet.public.us-east-1z"}}),
         depends_on: vec!["vpc".into()],
+        protected: false,
     };
     state
         .resources
@@ -310,6 +312,7 @@ fn targets_take_their_dependencies() {
     let d = expand(&env("single"));
     let options = Options {
         targets: vec!["nat".into()],
+        ..Options::default()
     };
     let (changes, _) = diff(&d, &StateDoc::new("stage"), &[], &options).unwrap();
     let ids: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
@@ -325,6 +328,7 @@ fn targets_take_their_dependencies() {
     );
     let bad = Options {
         targets: vec!["natt".into()],
+        ..Options::default()
     };
     assert_eq!(
         diff(&d, &StateDoc::new("stage"), &[], &bad).unwrap_err(),
@@ -357,4 +361,32 @@ fn destroy_deletes_in_reverse_dependency_order() {
         ]
     );
     let _ = reference("vpc");
+}
+
+#[test]
+fn protection_recorded_in_state_survives_the_file() {
+    let mut e = env("none");
+    e.protect = true;
+    let d = expand(&e);
+    assert!(d.resources.values().all(|r| r.protected));
+    let (mut state, live) = converged(&d);
+    for r in state.resources.values_mut() {
+        r.protected = true;
+    }
+    // The file no longer protects anything and no longer wants the network at all.
+    let err = diff(&Desired::default(), &state, &live, &Options::default()).unwrap_err();
+    let PlanError::Protected(ids) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(ids.len(), d.resources.len());
+    let allowed = Options {
+        allow_destroy_protected: true,
+        ..Options::default()
+    };
+    let (changes, _) = diff(&Desired::default(), &state, &live, &allowed).unwrap();
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.action == Action::Delete && c.protected)
+    );
 }

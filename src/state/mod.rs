@@ -39,6 +39,10 @@ pub struct StateResource {
     pub attributes: Value,
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Recorded from the file when applied, and kept: deleting it needs
+    /// `--allow-destroy-protected` even once the file no longer says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
 }
 
 impl StateDoc {
@@ -189,6 +193,7 @@ mod tests {
                 physical_id: "vpc-1".into(),
                 attributes: serde_json::json!({"cidr_block": "10.0.0.0/16"}),
                 depends_on: vec![],
+                protected: false,
             },
         );
         let back = StateDoc::decode(&doc.encode()).unwrap();

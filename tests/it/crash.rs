@@ -119,3 +119,60 @@ fn lost_state_is_recovered_from_tags_without_duplicates() {
         again.stdout
     );
 }
+
+#[test]
+fn protection_survives_the_file() {
+    let ctx = Ctx::new("prot");
+    ctx.write_env(&TWO_ZONES.replace(
+        "tags: {team: platform}",
+        "tags: {team: platform}\nprotect: true",
+    ));
+    ctx.apply();
+    let shown = ctx.infra(&["state", "show", "{env}", "vpc"]);
+    assert!(
+        shown.success().stdout.contains("\"protected\": true"),
+        "{}",
+        shown.stdout
+    );
+
+    // The file stops protecting anything: the state still does.
+    ctx.write_env(TWO_ZONES);
+    let refused = ctx.infra(&["destroy", "{env}", "--auto-approve"]);
+    refused.code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("refusing to delete protected resources"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("--allow-destroy-protected"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(World::read(&ctx).ids.len(), 11, "something was deleted");
+    // Removing a zone's NAT from the file is refused the same way.
+    let plan = ctx.infra(&["plan", "{env}"]);
+    assert!(
+        plan.success().stdout.contains("No changes."),
+        "{}",
+        plan.stdout
+    );
+    ctx.write_env(&TWO_ZONES.replace("nat: single", "nat: none"));
+    ctx.infra(&["plan", "{env}"]).code(1);
+
+    let destroyed = ctx.infra(&[
+        "destroy",
+        "{env}",
+        "--auto-approve",
+        "--allow-destroy-protected",
+    ]);
+    destroyed.success();
+    assert!(
+        destroyed.stdout.contains("protected: deletion allowed"),
+        "{}",
+        destroyed.stdout
+    );
+    assert!(World::read(&ctx).ids.is_empty());
+}
