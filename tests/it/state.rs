@@ -209,3 +209,36 @@ fn state_in_s3_is_versioned_encrypted_and_private() {
     });
     ctx.assert_converged();
 }
+
+#[test]
+fn two_concurrent_applies_one_proceeds_the_other_fails_fast() {
+    let ctx = Ctx::new("race");
+    ctx.write_env(TWO_ZONES);
+    ctx.apply(); // the state bucket and lock object now exist: both runs will contend for the lock
+    ctx.write_env(&TWO_ZONES.replace("nat: single", "nat: per_az"));
+    let spawn = || {
+        ctx.command(&["apply", &ctx.env, "--auto-approve", "--no-wait"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let started = std::time::Instant::now();
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let ok: Vec<_> = outs.iter().filter(|o| o.status.success()).collect();
+    let failed: Vec<_> = outs.iter().filter(|o| !o.status.success()).collect();
+    assert_eq!((ok.len(), failed.len()), (1, 1), "exactly one run proceeds");
+    let err = String::from_utf8_lossy(&failed[0].stderr);
+    // The loser either finds the lock held (named, with its id) or, if it came second, a state
+    // that moved under the plan it made while waiting: both refuse before changing anything.
+    assert!(
+        err.contains("is locked") && err.contains("infra state unlock")
+            || err.contains("the state moved"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    ctx.assert_converged();
+    let listed = ctx.infra(&["state", "list", "{env}"]);
+    assert_eq!(listed.success().stdout.lines().count(), 13);
+}
