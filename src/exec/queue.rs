@@ -15,7 +15,6 @@ pub enum State {
 
 #[derive(Debug)]
 pub struct Queue {
-    deps: Vec<Vec<usize>>,
     dependents: Vec<Vec<usize>>,
     pending: Vec<usize>,
     state: Vec<State>,
@@ -41,7 +40,6 @@ impl Queue {
             .map(|&p| if p == 0 { State::Ready } else { State::Waiting })
             .collect();
         let q = Queue {
-            deps,
             dependents,
             pending,
             state,
@@ -120,10 +118,6 @@ impl Queue {
 
     pub fn state(&self, i: usize) -> State {
         self.state[i]
-    }
-
-    pub fn deps(&self, i: usize) -> &[usize] {
-        &self.deps[i]
     }
 
     /// True when nothing is running and nothing more can start.

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::config::StateConfig;
 use crate::desired::Desired;
-use crate::model::{Kind, UNKNOWN, has_unknown, normalize, resolve};
+use crate::model::{Kind, has_unknown, normalize, resolve};
 use crate::state::StateDoc;
 
 /// The plan file format this build writes and accepts.
@@ -521,11 +521,6 @@ pub fn field_diffs(kind: Kind, before: &Value, after: &Value) -> Vec<FieldDiff> 
         }
     }
     out
-}
-
-/// Whether any value of a diff is still unknown (shown as such).
-pub fn is_unknown(v: &Value) -> bool {
-    v.as_str() == Some(UNKNOWN)
 }
 
 #[cfg(test)]
