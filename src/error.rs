@@ -12,6 +12,9 @@ pub struct AwsError {
     pub message: String,
     pub status: Option<u16>,
     pub request_id: Option<String>,
+    /// The call may have been carried out although it failed (a timeout, a dropped connection,
+    /// an unreadable answer, a 5xx): the caller must look before trying again.
+    pub outcome_unknown: bool,
 }
 
 impl AwsError {
@@ -28,6 +31,7 @@ impl AwsError {
             message: message.into(),
             status: None,
             request_id: None,
+            outcome_unknown: false,
         }
     }
 

@@ -13,6 +13,12 @@ use super::{Aws, sdk_error};
 use crate::error::AwsError;
 use crate::model::{TAG_ENVIRONMENT, TAG_ID};
 
+/// Per-call configuration of EC2 creates that have neither client token nor unique name: see
+/// `NotIdempotent`.
+pub fn not_idempotent() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_classifier(super::NotIdempotent)
+}
+
 /// `tag:infra:environment = <env>`: every describe of an adapter uses it.
 pub fn env_filter(env: &str) -> Filter {
     Filter::builder()

@@ -7,6 +7,12 @@ use serde_json::Value;
 use super::{Aws, sdk_error, tag_changes};
 use crate::error::AwsError;
 
+/// Per-call configuration of RegisterTaskDefinition, which takes no client token: see
+/// `NotIdempotent`.
+pub fn not_idempotent() -> aws_sdk_ecs::config::Builder {
+    aws_sdk_ecs::config::Builder::default().retry_classifier(super::NotIdempotent)
+}
+
 pub fn tags(pairs: Vec<(String, String)>) -> Vec<Tag> {
     pairs
         .into_iter()

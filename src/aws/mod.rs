@@ -19,11 +19,16 @@ use aws_config::retry::RetryConfig;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::retries::classifiers::{
+    ClassifyRetry, RetryAction, RetryClassifierPriority, RetryReason,
+};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_types::retry::ErrorKind;
 use aws_types::request_id::RequestId;
 
 use crate::error::AwsError;
@@ -46,6 +51,15 @@ pub struct Aws {
     pub environment: String,
     /// Names that ECS reads need (it has no tag filters): the cluster and the services.
     pub names: Names,
+}
+
+impl Aws {
+    /// Whether a live resource carries this environment's tag. Every describe already filters by
+    /// it; checking again means a service that ignores a tag filter can never make infra touch
+    /// what is not its own.
+    pub fn owns(&self, live: &LiveResource) -> bool {
+        live.attrs["tags"][TAG_ENVIRONMENT].as_str() == Some(self.environment.as_str())
+    }
 }
 
 /// Names of this environment's ECS resources, known from its file.
@@ -82,6 +96,44 @@ impl Intercept for CallLog {
             tracing::debug!(target: "infra::aws::call", "aws call: {} {}", m.service(), m.name());
         }
         Ok(())
+    }
+}
+
+/// The retry policy of calls that are not idempotent (CreateVpc, AllocateAddress,
+/// CreateInternetGateway, RegisterTaskDefinition: no client token, no unique name). Throttling is
+/// still retried — the service refused the request, nothing happened. Every other error (a 5xx,
+/// a timeout, a dropped connection) may come after the call was carried out, and a blind retry
+/// would create a twin; it goes back to the caller, which looks for the resource by its tag
+/// before trying again (`exec`). Runs after the SDK's own classifiers and narrows their verdict.
+#[derive(Debug)]
+pub struct NotIdempotent;
+
+impl ClassifyRetry for NotIdempotent {
+    fn classify_retry(&self, _ctx: &InterceptorContext) -> RetryAction {
+        RetryAction::NoActionIndicated
+    }
+
+    fn classify_retry_v2(&self, _ctx: &InterceptorContext, previous: &RetryAction) -> RetryAction {
+        narrow_to_throttling(previous)
+    }
+
+    fn name(&self) -> &'static str {
+        "NotIdempotent"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
+    }
+}
+
+fn narrow_to_throttling(previous: &RetryAction) -> RetryAction {
+    match previous {
+        RetryAction::RetryIndicated(RetryReason::RetryableError {
+            kind: ErrorKind::ThrottlingError,
+            ..
+        }) => RetryAction::NoActionIndicated,
+        RetryAction::RetryIndicated(_) => RetryAction::RetryForbidden,
+        _ => RetryAction::NoActionIndicated,
     }
 }
 
@@ -222,6 +274,13 @@ where
                 other => aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),
             },
         };
+        // Only a service error below 500 proves the request was refused; after a timeout, a
+        // dropped connection, an unreadable answer or a 5xx it may have been carried out.
+        let outcome_unknown = match &e {
+            SdkError::ConstructionFailure(_) => false,
+            SdkError::ServiceError(_) => status.is_none_or(|s| s >= 500),
+            _ => true,
+        };
         AwsError {
             service,
             operation,
@@ -229,6 +288,7 @@ where
             message,
             status,
             request_id,
+            outcome_unknown,
         }
     }
 }
@@ -244,15 +304,11 @@ pub async fn refresh(aws: &Aws, state: &StateDoc) -> Result<Vec<LiveResource>, A
             .map(|r| r.physical_id.clone())
             .collect();
         async move {
-            // The describe filters by the environment tag; checking it again here means a
-            // service that ignores a tag filter can never make infra touch what is not its own.
             let mut found: Vec<LiveResource> = adapter
                 .read_all(aws)
                 .await?
                 .into_iter()
-                .filter(|l| {
-                    l.attrs["tags"][TAG_ENVIRONMENT].as_str() == Some(aws.environment.as_str())
-                })
+                .filter(|l| aws.owns(l))
                 .collect();
             let missing: Vec<String> = recorded
                 .into_iter()
@@ -266,4 +322,34 @@ pub async fn refresh(aws: &Aws, state: &StateDoc) -> Result<Vec<LiveResource>, A
     });
     let results = futures::future::try_join_all(reads).await?;
     Ok(results.into_iter().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_that_are_not_idempotent_retry_only_throttling() {
+        let cases = [
+            (
+                RetryAction::throttling_error(),
+                RetryAction::NoActionIndicated,
+            ),
+            (RetryAction::server_error(), RetryAction::RetryForbidden),
+            (RetryAction::transient_error(), RetryAction::RetryForbidden),
+            (RetryAction::client_error(), RetryAction::RetryForbidden),
+            (
+                RetryAction::NoActionIndicated,
+                RetryAction::NoActionIndicated,
+            ),
+            (RetryAction::RetryForbidden, RetryAction::NoActionIndicated),
+        ];
+        for (previous, want) in cases {
+            assert_eq!(narrow_to_throttling(&previous), want, "{previous}");
+        }
+        assert!(
+            NotIdempotent.priority() > RetryClassifierPriority::transient_error_classifier(),
+            "must run after the SDK's classifiers to narrow their verdict"
+        );
+    }
 }

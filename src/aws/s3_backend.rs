@@ -77,7 +77,7 @@ impl S3Backend {
             .bucket(&self.bucket)
             .key(key)
             .content_type("application/json")
-            .body(ByteStream::from(body));
+            .body(ByteStream::from(body.clone()));
         let req = match if_match {
             Some(v) => req.if_match(&v.0),
             None => req.if_none_match("*"),
@@ -88,10 +88,16 @@ impl S3Backend {
                 let e = sdk_error("s3", "PutObject")(e);
                 // 412: the condition failed. 409: a concurrent conditional write won. 404: the
                 // object the condition named is gone.
-                if matches!(e.status, Some(412 | 409 | 404)) {
-                    Err(PutError::Condition)
-                } else {
-                    Err(PutError::Aws(e))
+                if !matches!(e.status, Some(412 | 409 | 404)) {
+                    return Err(PutError::Aws(e));
+                }
+                // An earlier attempt of this very call may have been written with its answer
+                // lost, and the SDK's retry then failed the condition on our own write. Every body
+                // is unique (a state serial, a lock id and expiry): finding it there means it was
+                // ours.
+                match self.get(key).await {
+                    Ok(Some((stored, v))) if stored == body => Ok(v),
+                    _ => Err(PutError::Condition),
                 }
             }
         }
@@ -260,10 +266,11 @@ impl Backend for S3Backend {
             Ok(_) => Ok(()),
             Err(e) => {
                 let e = sdk_error("s3", "DeleteObject")(e);
-                if matches!(e.status, Some(412 | 404)) {
-                    Err(StateError::LockLost)
-                } else {
-                    Err(e.into())
+                match e.status {
+                    // Gone already (our own earlier attempt, its answer lost): released.
+                    Some(404) => Ok(()),
+                    Some(412) => Err(StateError::LockLost),
+                    _ => Err(e.into()),
                 }
             }
         }

@@ -9,13 +9,14 @@
 pub mod queue;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
 use crate::aws::Aws;
-use crate::aws::kinds::adapter;
+use crate::aws::kinds::{Adapter, adapter};
 use crate::error::AwsError;
 use crate::model::{has_unknown, resolve};
 use crate::plan::graph::{Op, steps};
@@ -118,14 +119,17 @@ async fn run_step(
     match op {
         Op::Create => {
             let want = resolved()?;
-            Ok(applied(a.create(&aws, &change.id, &want).await?, &want))
+            Ok(applied(create(a, &aws, &change, &want).await?, &want))
         }
         Op::Update => {
             let want = resolved()?;
-            Ok(applied(a.update(&aws, &physical(), &want).await?, &want))
+            let p = physical();
+            let live = again_once(|| a.update(&aws, &p, &want)).await?;
+            Ok(applied(live, &want))
         }
         Op::Delete => {
-            a.delete(&aws, &physical()).await?;
+            let p = physical();
+            again_once(|| a.delete(&aws, &p)).await?;
             if change.action == Action::Replace && change.kind.schema().create_before_destroy {
                 Ok(Effect::Nothing)
             } else {
@@ -139,6 +143,97 @@ async fn run_step(
             attrs: change.before.clone().unwrap_or_default(),
         })),
         Op::Forget => Ok(Effect::Remove),
+    }
+}
+
+/// How many times a create whose outcome is unknown is tried.
+const CREATE_ATTEMPTS: u32 = 3;
+
+/// Creates a resource without ever making a twin. A failed create may still have been carried
+/// out: its answer lost to a timeout or a 5xx, or an SDK retry of a call that was answered
+/// "already exists" by the first attempt's own resource. So before reporting a failure or trying
+/// again, look for the resource by its `infra:id` tag (every create tags in the call itself); one
+/// found is taken and brought to the wanted attributes by the adapter's update, which reads it and
+/// changes only what differs. Only a failure whose outcome is unknown is tried again.
+async fn create(
+    a: &dyn Adapter,
+    aws: &Aws,
+    change: &Change,
+    want: &serde_json::Value,
+) -> Result<LiveResource, AwsError> {
+    let mut attempt = 1;
+    loop {
+        let failed = match a.create(aws, &change.id, want).await {
+            Ok(live) => return Ok(live),
+            Err(e) => e,
+        };
+        // Describes are eventually consistent: give what the call made a moment to show.
+        tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+        if let Some(physical) = find_by_tag(a, aws, change).await? {
+            tracing::info!(
+                "{} {}: {failed}; found {physical} by its tag and took it",
+                change.kind,
+                change.id
+            );
+            return a.update(aws, &physical, want).await;
+        }
+        if !failed.outcome_unknown || attempt >= CREATE_ATTEMPTS {
+            return Err(failed);
+        }
+        attempt += 1;
+    }
+}
+
+/// The one live resource of this environment tagged with the change's id, other than the one it
+/// replaces. Two are a conflict: infra does not guess.
+async fn find_by_tag(
+    a: &dyn Adapter,
+    aws: &Aws,
+    change: &Change,
+) -> Result<Option<String>, AwsError> {
+    let found: Vec<String> = a
+        .read_all(aws)
+        .await?
+        .into_iter()
+        .filter(|l| {
+            aws.owns(l)
+                && l.id.as_deref() == Some(change.id.as_str())
+                && change.physical_id.as_deref() != Some(l.physical_id.as_str())
+        })
+        .map(|l| l.physical_id)
+        .collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        many => Err(AwsError::local(
+            "infra",
+            "find by tag",
+            format!(
+                "{} live {} resources carry the id `{}` ({}); infra will not guess which is real",
+                many.len(),
+                change.kind,
+                change.id,
+                many.join(", ")
+            ),
+        )),
+    }
+}
+
+/// Updates and deletes read what is live and change only what differs, so trying once more from
+/// a fresh read is safe. It absorbs an answer lost after the change was made, whose SDK retry
+/// then failed with "already done" (a duplicate rule, a detached gateway).
+async fn again_once<T, F, Fut>(mut step: F) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    match step().await {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            tracing::info!("{e}; trying once more from a fresh read");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            step().await
+        }
     }
 }
 

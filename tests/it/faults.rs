@@ -1,6 +1,8 @@
-//! Faults on every AWS call: a loopback proxy in front of the emulator answers about one call in
-//! five with the service's own throttling error and one in twenty with a 500, instead of passing
-//! it on. Apply must still converge, with nothing created twice.
+//! Faults on every AWS call, from a loopback proxy in front of the emulator. Refused calls: about
+//! one in five answered with the service's own throttling error and one in twenty with a 500,
+//! instead of being passed on. Lost answers: calls carried out by the emulator whose answer is
+//! replaced by a 500 or a dropped connection — the case where a blind retry of a create makes a
+//! twin. Either way apply must converge, with nothing created twice.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,6 +18,15 @@ struct Counts {
     passed: AtomicUsize,
     throttled: AtomicUsize,
     failed: AtomicUsize,
+    lost: AtomicUsize,
+}
+
+/// Percentages of calls that get each fault.
+#[derive(Clone, Copy)]
+struct Faults {
+    throttle: u64,
+    fail: u64,
+    lose_answer: u64,
 }
 
 struct Request {
@@ -91,7 +102,26 @@ fn throttle(req: &Request) -> Vec<u8> {
     .into_bytes()
 }
 
-fn serve(client: TcpStream, upstream: String, roll: &AtomicU64, counts: &Counts) {
+fn forward(upstream: &str, req: &Request) -> Vec<u8> {
+    let head = req
+        .head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let mut up = TcpStream::connect(upstream).unwrap();
+    up.write_all(head.trim_end().as_bytes()).unwrap();
+    up.write_all(b"\r\nConnection: close\r\n\r\n").unwrap();
+    up.write_all(&req.body).unwrap();
+    let mut response = Vec::new();
+    up.read_to_end(&mut response).unwrap();
+    response
+}
+
+const SERVER_ERROR: &[u8] =
+    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+fn serve(client: TcpStream, upstream: String, faults: Faults, roll: &AtomicU64, counts: &Counts) {
     let mut reader = BufReader::new(client.try_clone().unwrap());
     let mut client = client;
     let Some(req) = read_request(&mut reader) else {
@@ -103,34 +133,34 @@ fn serve(client: TcpStream, upstream: String, roll: &AtomicU64, counts: &Counts)
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
     let dice = (n >> 33) % 100;
-    let reply = if dice < 20 {
+    let reply = if dice < faults.throttle {
         counts.throttled.fetch_add(1, Ordering::SeqCst);
         throttle(&req)
-    } else if dice < 25 {
+    } else if dice < faults.throttle + faults.fail {
         counts.failed.fetch_add(1, Ordering::SeqCst);
-        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            .to_vec()
+        SERVER_ERROR.to_vec()
+    } else if dice < faults.throttle + faults.fail + faults.lose_answer
+        // A retry with the same client token gets the first call's result from AWS; the
+        // emulator ignores client tokens, so such calls (CreateRouteTable, CreateNatGateway)
+        // would show a twin AWS never makes. They are left out of this fault.
+        && !String::from_utf8_lossy(&req.body).contains("ClientToken=")
+    {
+        // Carried out, and the answer never arrives: half a 500, half a dropped connection.
+        let _ = forward(&upstream, &req);
+        if counts.lost.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+            SERVER_ERROR.to_vec()
+        } else {
+            Vec::new()
+        }
     } else {
         counts.passed.fetch_add(1, Ordering::SeqCst);
-        let head = req
-            .head
-            .lines()
-            .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-            .collect::<Vec<_>>()
-            .join("\r\n");
-        let mut up = TcpStream::connect(&upstream).unwrap();
-        up.write_all(head.trim_end().as_bytes()).unwrap();
-        up.write_all(b"\r\nConnection: close\r\n\r\n").unwrap();
-        up.write_all(&req.body).unwrap();
-        let mut response = Vec::new();
-        up.read_to_end(&mut response).unwrap();
-        response
+        forward(&upstream, &req)
     };
     let _ = client.write_all(&reply);
 }
 
 /// Starts the proxy; returns its URL and its counters.
-fn start_proxy() -> (String, Arc<Counts>) {
+fn start_proxy(faults: Faults) -> (String, Arc<Counts>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let upstream = endpoint().trim_start_matches("http://").to_string();
@@ -141,7 +171,7 @@ fn start_proxy() -> (String, Arc<Counts>) {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
             let (upstream, roll, c) = (upstream.clone(), roll.clone(), c.clone());
-            std::thread::spawn(move || serve(stream, upstream, &roll, &c));
+            std::thread::spawn(move || serve(stream, upstream, faults, &roll, &c));
         }
     });
     (url, counts)
@@ -151,7 +181,11 @@ fn start_proxy() -> (String, Arc<Counts>) {
 fn throttling_and_server_errors_on_every_call_still_converge() {
     let ctx = Ctx::new("fault");
     ctx.write_env(&format!("{TWO_ZONES}repositories: {{web: {{}}}}\n"));
-    let (proxy, counts) = start_proxy();
+    let (proxy, counts) = start_proxy(Faults {
+        throttle: 20,
+        fail: 5,
+        lose_answer: 0,
+    });
     let out = ctx
         .command(&["apply", &ctx.env, "--auto-approve", "--no-wait"])
         .env("AWS_ENDPOINT_URL", &proxy)
@@ -190,4 +224,119 @@ fn throttling_and_server_errors_on_every_call_still_converge() {
     logical.sort();
     logical.dedup();
     assert_eq!((all, logical.len()), (11, 11), "duplicates: {w:#?}");
+}
+
+/// Network, repository, log group, role, cluster, task definition and service: every kind of
+/// create, the four without client token or unique name among them.
+const PLATFORM: &str = "environment: {env}
+region: us-east-1
+state: {s3: {bucket: {bucket}}}
+network:
+  cidr: 10.40.0.0/16
+  availability_zones: [us-east-1a, us-east-1b]
+  public_subnets: [10.40.0.0/24, 10.40.1.0/24]
+  private_subnets: [10.40.10.0/24, 10.40.11.0/24]
+  nat: single
+repositories: {web: {}}
+services:
+  web:
+    image: web:v1
+    cpu: 256
+    memory: 512
+    desired_count: 2
+";
+
+/// Every `infra:id` the environment's tagged EC2 resources, security groups, task definitions
+/// and services carry, one entry per live resource.
+fn live_ids(ctx: &Ctx) -> Vec<String> {
+    let mut ids: Vec<String> = World::read(ctx).ids.into_values().collect();
+    ctx.rt.block_on(async {
+        let groups = ctx
+            .ec2
+            .describe_security_groups()
+            .filters(ctx.env_filter())
+            .send()
+            .await
+            .unwrap();
+        for g in groups.security_groups() {
+            let id = g.tags().iter().find(|t| t.key() == Some("infra:id"));
+            ids.push(id.and_then(|t| t.value()).unwrap_or("?").to_string());
+        }
+        let revisions = ctx
+            .ecs()
+            .list_task_definitions()
+            .family_prefix(format!("{}-web", ctx.env))
+            .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+            .send()
+            .await
+            .unwrap();
+        for _ in revisions.task_definition_arns() {
+            ids.push("service.web.task".into());
+        }
+        let services = ctx
+            .ecs()
+            .list_services()
+            .cluster(&ctx.env)
+            .send()
+            .await
+            .unwrap();
+        for _ in services.service_arns() {
+            ids.push("service.web".into());
+        }
+    });
+    ids.sort();
+    ids
+}
+
+#[test]
+fn answers_lost_after_the_call_was_carried_out_create_no_twins() {
+    let ctx = Ctx::new("lost");
+    ctx.write_env(PLATFORM);
+    let (proxy, counts) = start_proxy(Faults {
+        throttle: 0,
+        fail: 0,
+        lose_answer: 12,
+    });
+    let through_proxy = |args: &[&str]| {
+        let out = ctx
+            .command(args)
+            .env("AWS_ENDPOINT_URL", &proxy)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains("panicked"), "{text}");
+        (out.status.code(), text)
+    };
+    let (code, text) = through_proxy(&[
+        "apply",
+        &ctx.env,
+        "--auto-approve",
+        "--target",
+        "repository",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    crate::platform::push_image(&ctx, "v1");
+    let (code, text) = through_proxy(&["apply", &ctx.env, "--auto-approve", "--no-wait"]);
+    assert_eq!(code, Some(0), "{text}");
+    let lost = counts.lost.load(Ordering::SeqCst);
+    assert!(lost >= 5, "too few answers lost: {lost}");
+
+    let (code, text) = through_proxy(&["plan", &ctx.env, "--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{text}");
+    ctx.assert_converged();
+    let ids = live_ids(&ctx);
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(ids, unique, "a resource was created twice");
+    assert!(
+        !ids.contains(&"?".to_string()),
+        "an untagged resource: {ids:?}"
+    );
+    // 2 + 2 subnets, VPC, gateway, NAT + its address, 2 route tables, the service's security
+    // group, its task definition and the service itself.
+    assert_eq!(ids.len(), 14, "{ids:?}");
 }

@@ -348,7 +348,7 @@ services:
 ";
 
 /// Pushes a (tiny, valid) image manifest to ECR and returns its digest.
-fn push_image(ctx: &Ctx, tag: &str) -> String {
+pub(crate) fn push_image(ctx: &Ctx, tag: &str) -> String {
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",

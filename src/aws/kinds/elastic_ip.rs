@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 
 use super::{Adapter, read_one};
 use crate::aws::ec2::{
-    env_filter, filter, gone_ok, id_tag, retry_while, sync_tags, tag_spec, tags_json,
+    env_filter, filter, gone_ok, id_tag, not_idempotent, retry_while, sync_tags, tag_spec,
+    tags_json,
 };
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -61,6 +62,8 @@ impl Adapter for ElasticIp {
             .allocate_address()
             .domain(DomainType::Vpc)
             .tag_specifications(tag_spec(ResourceType::ElasticIp, attrs))
+            .customize()
+            .config_override(not_idempotent())
             .send()
             .await
             .map_err(sdk_error("ec2", "AllocateAddress"))?;

@@ -196,6 +196,8 @@ impl Adapter for TaskDefinition {
                 req.requires_compatibilities(Compatibility::from(c.as_str().unwrap_or("FARGATE")));
         }
         let out = req
+            .customize()
+            .config_override(ecs::not_idempotent())
             .send()
             .await
             .map_err(sdk_error("ecs", "RegisterTaskDefinition"))?;

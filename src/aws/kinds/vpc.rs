@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::{Adapter, read_one};
 use crate::aws::ec2::{
-    env_filter, filter, gone_ok, id_tag, retry_while, str_attr, sync_tags, tag_spec, tags_json,
+    env_filter, filter, gone_ok, id_tag, not_idempotent, retry_while, str_attr, sync_tags,
+    tag_spec, tags_json,
 };
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -112,6 +113,8 @@ impl Adapter for Vpc {
             .create_vpc()
             .cidr_block(str_attr(attrs, "cidr_block"))
             .tag_specifications(tag_spec(ResourceType::Vpc, attrs))
+            .customize()
+            .config_override(not_idempotent())
             .send()
             .await
             .map_err(sdk_error("ec2", "CreateVpc"))?;
