@@ -17,6 +17,9 @@ pub struct Cli {
     /// How many AWS operations may run at once during apply and destroy.
     #[arg(long, global = true, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+    /// At most this many AWS requests a second, retries included (also: INFRA_MAX_RPS).
+    #[arg(long, global = true, env = "INFRA_MAX_RPS", value_name = "N")]
+    pub max_rps: Option<std::num::NonZeroU32>,
     /// Never colour the output (also: NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,

@@ -3,6 +3,7 @@
 //! print, and pick an exit status.
 
 use std::io::IsTerminal;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -38,6 +39,8 @@ pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Er
 pub struct Globals {
     pub dir: PathBuf,
     pub parallelism: usize,
+    /// Cap on AWS requests per second, retries included.
+    pub max_rps: Option<NonZeroU32>,
 }
 
 /// What a command works on: the clients of the environment's region and its state backend.
@@ -59,12 +62,13 @@ pub fn names(env: &Environment) -> aws::Names {
 }
 
 pub async fn open(
+    globals: &Globals,
     region: &str,
     environment: &str,
     state: &StateConfig,
     names: aws::Names,
 ) -> Session {
-    let mut aws = aws::connect(region, environment).await;
+    let mut aws = aws::connect(region, environment, globals.max_rps).await;
     aws.names = names;
     let backend: Arc<dyn Backend> = match state {
         StateConfig::S3 { bucket, key } => Arc::new(S3Backend::new(&aws, bucket, key)),

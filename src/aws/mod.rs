@@ -9,9 +9,11 @@ pub mod ecs;
 pub mod elbv2;
 pub mod images;
 pub mod kinds;
+pub mod pace;
 pub mod rollout;
 pub mod s3_backend;
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -138,23 +140,31 @@ fn narrow_to_throttling(previous: &RetryAction) -> RetryAction {
 }
 
 /// Builds the SDK configuration once and every client from it, from the standard credential
-/// chain and `AWS_*` variables.
-pub async fn connect(region: &str, environment: &str) -> Aws {
-    build(region, environment, None).await
+/// chain and `AWS_*` variables; with `max_rps`, every request of the process is paced to it.
+pub async fn connect(region: &str, environment: &str, max_rps: Option<NonZeroU32>) -> Aws {
+    build(region, environment, None, max_rps).await
 }
 
 /// Clients for an emulator at `endpoint` (tests, benchmarks): dummy static credentials and
 /// path-style S3, whatever the process environment says.
 pub async fn connect_emulator(region: &str, environment: &str, endpoint: &str) -> Aws {
-    build(region, environment, Some(endpoint)).await
+    build(region, environment, Some(endpoint), None).await
 }
 
-async fn build(region: &str, environment: &str, emulator: Option<&str>) -> Aws {
-    let http = aws_smithy_http_client::Builder::new()
+async fn build(
+    region: &str,
+    environment: &str,
+    emulator: Option<&str>,
+    max_rps: Option<NonZeroU32>,
+) -> Aws {
+    let mut http = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https();
+    if let Some(rps) = max_rps {
+        http = pace::paced(http, std::sync::Arc::new(pace::Pace::new(rps)));
+    }
     let mut retry = RetryConfig::adaptive()
         .with_initial_backoff(Duration::from_millis(200))
         .with_max_backoff(Duration::from_secs(20));

@@ -16,6 +16,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
     let globals = Globals {
         dir: cli.dir.clone(),
         parallelism: usize::from(cli.parallelism),
+        max_rps: cli.max_rps,
     };
     match cli.command {
         Command::Validate { envs } => validate::run(&globals, &envs),

@@ -11,7 +11,14 @@ use crate::render;
 
 pub async fn run(globals: &Globals, args: PlanArgs) -> Result<ExitStatus> {
     let env = ops::load_env(globals, &args.env)?;
-    let session = ops::open(&env.region, &env.name, &env.state, ops::names(&env)).await;
+    let session = ops::open(
+        globals,
+        &env.region,
+        &env.name,
+        &env.state,
+        ops::names(&env),
+    )
+    .await;
     let (plan, _) = ops::make_plan(
         &session,
         &env,

@@ -19,6 +19,8 @@ struct Counts {
     throttled: AtomicUsize,
     failed: AtomicUsize,
     lost: AtomicUsize,
+    /// When each request arrived.
+    arrivals: std::sync::Mutex<Vec<std::time::Instant>>,
 }
 
 /// Percentages of calls that get each fault.
@@ -127,6 +129,11 @@ fn serve(client: TcpStream, upstream: String, faults: Faults, roll: &AtomicU64, 
     let Some(req) = read_request(&mut reader) else {
         return;
     };
+    counts
+        .arrivals
+        .lock()
+        .unwrap()
+        .push(std::time::Instant::now());
     // A deterministic sequence: the same faults on every run.
     let n = roll
         .fetch_add(1, Ordering::SeqCst)
@@ -339,4 +346,41 @@ fn answers_lost_after_the_call_was_carried_out_create_no_twins() {
     // 2 + 2 subnets, VPC, gateway, NAT + its address, 2 route tables, the service's security
     // group, its task definition and the service itself.
     assert_eq!(ids.len(), 14, "{ids:?}");
+}
+
+#[test]
+fn max_rps_caps_the_request_rate_of_the_whole_run() {
+    let ctx = Ctx::new("rps");
+    ctx.write_env(TWO_ZONES);
+    let (proxy, counts) = start_proxy(Faults {
+        throttle: 0,
+        fail: 0,
+        lose_answer: 0,
+    });
+    let out = ctx
+        .command(&["apply", &ctx.env, "--auto-approve", "--max-rps", "10"])
+        .env("AWS_ENDPOINT_URL", &proxy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut arrivals = counts.arrivals.lock().unwrap().clone();
+    arrivals.sort();
+    assert!(arrivals.len() >= 30, "only {} requests", arrivals.len());
+    // Slots are 100 ms apart: a one-second window holds at most 11 (both ends), one more for
+    // the loopback's jitter.
+    let busiest = (0..arrivals.len())
+        .map(|i| {
+            arrivals[i..]
+                .iter()
+                .take_while(|t| t.duration_since(arrivals[i]) <= std::time::Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(busiest <= 12, "{busiest} requests within one second");
+    ctx.assert_converged();
 }
