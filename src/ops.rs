@@ -273,9 +273,13 @@ fn lock_error(e: StateError, backend: &dyn Backend, env: &str) -> anyhow::Error 
 
 /// Takes the state lock, saying so when an expired one is taken over.
 pub async fn lock(session: &Session, env: &str, operation: &str) -> Result<LockGuard> {
-    let guard = LockGuard::acquire(session.backend.clone(), operation)
-        .await
-        .map_err(|e| lock_error(e, session.backend.as_ref(), env))?;
+    let guard = LockGuard::acquire(
+        session.backend.clone(),
+        operation,
+        session.aws.fence.clone(),
+    )
+    .await
+    .map_err(|e| lock_error(e, session.backend.as_ref(), env))?;
     if let Some(dead) = &guard.took_over {
         render::eprint(&format!(
             "note: took over an expired lock: {}\n",

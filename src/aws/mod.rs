@@ -7,13 +7,14 @@
 pub mod ec2;
 pub mod ecs;
 pub mod elbv2;
+pub mod gate;
 pub mod images;
 pub mod kinds;
-pub mod pace;
 pub mod rollout;
 pub mod s3_backend;
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -53,6 +54,8 @@ pub struct Aws {
     pub environment: String,
     /// Names that ECS reads need (it has no tag filters): the cluster and the services.
     pub names: Names,
+    /// What holds requests back while the state lock's lease is in doubt (see `gate`).
+    pub fence: Arc<gate::Fence>,
 }
 
 impl Aws {
@@ -157,14 +160,16 @@ async fn build(
     emulator: Option<&str>,
     max_rps: Option<NonZeroU32>,
 ) -> Aws {
-    let mut http = aws_smithy_http_client::Builder::new()
+    let http = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https();
-    if let Some(rps) = max_rps {
-        http = pace::paced(http, std::sync::Arc::new(pace::Pace::new(rps)));
-    }
+    let pace = max_rps.map(|rps| Arc::new(gate::Pace::new(rps)));
+    let fence = Arc::new(gate::Fence::default());
+    // Everything but the state bucket's client is fenced by the lock (see `gate`).
+    let fenced = gate::gated(http.clone(), pace.clone(), Some(fence.clone()));
+    let http = gate::gated(http, pace, None);
     let mut retry = RetryConfig::adaptive()
         .with_initial_backoff(Duration::from_millis(200))
         .with_max_backoff(Duration::from_secs(20));
@@ -189,6 +194,7 @@ async fn build(
         .interceptor(CallLog)
         .build();
     let ec2_conf = aws_sdk_ec2::config::Builder::from(&sdk)
+        .http_client(fenced.clone())
         .interceptor(CallLog)
         .build();
     Aws {
@@ -196,29 +202,35 @@ async fn build(
         s3: aws_sdk_s3::Client::from_conf(s3_conf),
         ecr: aws_sdk_ecr::Client::from_conf(
             aws_sdk_ecr::config::Builder::from(&sdk)
+                .http_client(fenced.clone())
                 .interceptor(CallLog)
                 .build(),
         ),
         ecs: aws_sdk_ecs::Client::from_conf(
             aws_sdk_ecs::config::Builder::from(&sdk)
+                .http_client(fenced.clone())
                 .interceptor(CallLog)
                 .build(),
         ),
         logs: aws_sdk_cloudwatchlogs::Client::from_conf(
             aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
+                .http_client(fenced.clone())
                 .interceptor(CallLog)
                 .build(),
         ),
         region: region.to_string(),
         environment: environment.to_string(),
         names: Names::default(),
+        fence,
         elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
             aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk)
+                .http_client(fenced.clone())
                 .interceptor(CallLog)
                 .build(),
         ),
         iam: aws_sdk_iam::Client::from_conf(
             aws_sdk_iam::config::Builder::from(&sdk)
+                .http_client(fenced.clone())
                 .interceptor(CallLog)
                 .build(),
         ),

@@ -65,7 +65,7 @@ pub struct StateWriter<'a> {
 impl StateWriter<'_> {
     pub async fn save(&mut self) -> Result<(), StateError> {
         if let Some(lock) = self.lock {
-            lock.check()?;
+            lock.check().await?;
         }
         self.doc.serial += 1;
         let v = self.backend.write(&self.doc, self.version.as_ref()).await?;
@@ -361,6 +361,10 @@ pub async fn execute(
                 report.skipped.push((c.id.clone(), o));
             }
         }
+    }
+    // Steps refused by the fence failed as AWS errors; the reason is the lock.
+    if report.state_error.is_none() && state.lock.is_some_and(LockGuard::is_lost) {
+        report.state_error = Some(StateError::LockLost);
     }
     report
 }

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::faults::{Faults, start_proxy};
 use crate::harness::{Ctx, TWO_ZONES};
 use crate::network::World;
 
@@ -175,4 +176,91 @@ fn protection_survives_the_file() {
         destroyed.stdout
     );
     assert!(World::read(&ctx).ids.is_empty());
+}
+
+/// Sends `signal` (STOP, CONT) to a process.
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+#[test]
+fn a_holder_paused_past_its_lease_and_overtaken_stops_before_its_next_write() {
+    let ctx = Ctx::new("pause");
+    ctx.write_env(TWO_ZONES);
+    // Paced so it is still working when paused; a short lease so the pause outlasts it; through a
+    // proxy that records every request it sends.
+    let (proxy, sent) = start_proxy(Faults::default());
+    let mut first = ctx
+        .command(&[
+            "apply",
+            &ctx.env,
+            "--auto-approve",
+            "--no-wait",
+            "--max-rps",
+            "5",
+        ])
+        .env("INFRA_LOCK_LEASE_SECONDS", "3")
+        .env("AWS_ENDPOINT_URL", &proxy)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    let mut created = 0;
+    while created < 3 {
+        let line = lines.next().expect("the first apply ended early").unwrap();
+        created += usize::from(line.contains(": created ("));
+    }
+    signal(first.id(), "STOP");
+    std::thread::sleep(Duration::from_secs(4));
+    // Another run finds the lease expired, takes the lock over and finishes the job.
+    let second = ctx.apply();
+    assert!(
+        second.stderr.contains("took over an expired lock"),
+        "{}",
+        second.stderr
+    );
+    let state_after_second = ctx.state_bytes();
+
+    let woke = std::time::Instant::now();
+    signal(first.id(), "CONT");
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let out = first.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{rest:?}\n{stderr}");
+    assert!(
+        stderr.contains("no longer holds the lock"),
+        "{rest:?}\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Once awake it asked the state bucket about its lock, and sent nothing else.
+    let after: Vec<String> = sent
+        .arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| *t > woke)
+        .map(|(_, what)| what.clone())
+        .collect();
+    assert!(
+        after.iter().all(|w| w.contains(&ctx.bucket)),
+        "sent after the lock was lost: {after:#?}"
+    );
+    // Nothing written after it woke: not the state, and no resource (no twin, nothing extra).
+    assert_eq!(
+        ctx.state_bytes(),
+        state_after_second,
+        "the paused run wrote state"
+    );
+    ctx.assert_converged();
+    let w = World::read(&ctx);
+    let mut logical: Vec<&String> = w.ids.values().collect();
+    logical.sort();
+    logical.dedup();
+    assert_eq!((w.ids.len(), logical.len()), (11, 11), "{w:#?}");
 }

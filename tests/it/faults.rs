@@ -14,21 +14,21 @@ use crate::network::World;
 
 /// What the proxy did, for the test to check it really injected faults.
 #[derive(Default)]
-struct Counts {
+pub(crate) struct Counts {
     passed: AtomicUsize,
     throttled: AtomicUsize,
     failed: AtomicUsize,
     lost: AtomicUsize,
-    /// When each request arrived.
-    arrivals: std::sync::Mutex<Vec<std::time::Instant>>,
+    /// When each request arrived, and what it was (`what`).
+    pub(crate) arrivals: std::sync::Mutex<Vec<(std::time::Instant, String)>>,
 }
 
 /// Percentages of calls that get each fault.
-#[derive(Clone, Copy)]
-struct Faults {
-    throttle: u64,
-    fail: u64,
-    lose_answer: u64,
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Faults {
+    pub(crate) throttle: u64,
+    pub(crate) fail: u64,
+    pub(crate) lose_answer: u64,
 }
 
 struct Request {
@@ -74,6 +74,19 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
         }
     }
     Some(Request { head, body })
+}
+
+/// A request in a few words: its query action, its JSON target, or method and path (S3).
+fn what(req: &Request) -> String {
+    let body = String::from_utf8_lossy(&req.body);
+    if let Some(action) = body.split('&').find(|p| p.starts_with("Action=")) {
+        return action.to_string();
+    }
+    let head = req.head.to_ascii_lowercase();
+    if let Some(target) = head.lines().find(|l| l.starts_with("x-amz-target:")) {
+        return target.to_string();
+    }
+    req.head.lines().next().unwrap_or_default().to_string()
 }
 
 /// The throttling error each protocol family answers with.
@@ -133,7 +146,7 @@ fn serve(client: TcpStream, upstream: String, faults: Faults, roll: &AtomicU64, 
         .arrivals
         .lock()
         .unwrap()
-        .push(std::time::Instant::now());
+        .push((std::time::Instant::now(), what(&req)));
     // A deterministic sequence: the same faults on every run.
     let n = roll
         .fetch_add(1, Ordering::SeqCst)
@@ -154,7 +167,7 @@ fn serve(client: TcpStream, upstream: String, faults: Faults, roll: &AtomicU64, 
     {
         // Carried out, and the answer never arrives: half a 500, half a dropped connection.
         let _ = forward(&upstream, &req);
-        if counts.lost.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+        if counts.lost.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
             SERVER_ERROR.to_vec()
         } else {
             Vec::new()
@@ -167,7 +180,7 @@ fn serve(client: TcpStream, upstream: String, faults: Faults, roll: &AtomicU64, 
 }
 
 /// Starts the proxy; returns its URL and its counters.
-fn start_proxy(faults: Faults) -> (String, Arc<Counts>) {
+pub(crate) fn start_proxy(faults: Faults) -> (String, Arc<Counts>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let upstream = endpoint().trim_start_matches("http://").to_string();
@@ -367,7 +380,13 @@ fn max_rps_caps_the_request_rate_of_the_whole_run() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut arrivals = counts.arrivals.lock().unwrap().clone();
+    let mut arrivals: Vec<_> = counts
+        .arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.0)
+        .collect();
     arrivals.sort();
     assert!(arrivals.len() >= 30, "only {} requests", arrivals.len());
     // Slots are 100 ms apart: a one-second window holds at most 11 (both ends), one more for

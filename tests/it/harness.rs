@@ -209,6 +209,21 @@ impl Ctx {
         assert!(run.stdout.contains("No changes."), "{}", run.stdout);
     }
 
+    /// The state object as stored in S3.
+    pub fn state_bytes(&self) -> Vec<u8> {
+        self.rt.block_on(async {
+            let out = self
+                .s3
+                .get_object()
+                .bucket(&self.bucket)
+                .key(format!("{}.json", self.env))
+                .send()
+                .await
+                .unwrap();
+            out.body.collect().await.unwrap().into_bytes().to_vec()
+        })
+    }
+
     pub fn env_filter(&self) -> Filter {
         Filter::builder()
             .name("tag:infra:environment")

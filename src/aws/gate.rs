@@ -1,17 +1,29 @@
-//! `--max-rps`: every HTTP request to AWS — retries and credential calls included — takes the next
-//! slot of one schedule shared by all clients of the process, so however many steps run at once,
-//! requests leave at most `max_rps` a second, evenly spaced. The wait happens in the HTTP
-//! connector, the one async place every attempt passes through, on tokio's timer.
+//! What every HTTP request to AWS passes before it leaves — in the HTTP connector, the one async
+//! place every attempt (retries included) goes through.
+//!
+//! - `Pace` (`--max-rps`): each request takes the next slot of one schedule shared by all clients
+//!   of the process, so however many steps run at once, requests leave at most `max_rps` a
+//!   second, evenly spaced.
+//! - `Fence` (`state::lock`): while a run holds the state lock, a request leaves only while the
+//!   lease is known to be ours. A lease not renewed for half its length (the process was paused,
+//!   or S3 did not answer) holds requests back until a renewal proves the lock is still ours; a
+//!   renewal that finds the lock taken over fails them without sending. So a holder paused past
+//!   its lease and overtaken by another run stops before its next write, in AWS as in state.
+//!   The state bucket's own client is not fenced: renewing the lock goes through it.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use aws_smithy_runtime_api::client::result::ConnectorError;
 
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector,
     http_client_fn,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+
+pub use crate::state::lock::Fence;
 use tokio::time::Instant;
 
 /// The schedule: when the next request may leave.
@@ -42,27 +54,49 @@ impl Pace {
 }
 
 #[derive(Debug)]
-struct Paced {
+struct Gated {
     inner: SharedHttpConnector,
-    pace: Arc<Pace>,
+    pace: Option<Arc<Pace>>,
+    fence: Option<Arc<Fence>>,
 }
 
-impl HttpConnector for Paced {
+impl HttpConnector for Gated {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let (inner, pace) = (self.inner.clone(), self.pace.clone());
+        let (inner, pace, fence) = (self.inner.clone(), self.pace.clone(), self.fence.clone());
         HttpConnectorFuture::new(async move {
-            pace.wait().await;
+            if let Some(fence) = &fence {
+                // A user error: the SDK does not retry it.
+                fence
+                    .pass()
+                    .await
+                    .map_err(|e| ConnectorError::user(e.into()))?;
+            }
+            if let Some(pace) = &pace {
+                pace.wait().await;
+                // The slot may have been a long wait: look at the lease again.
+                if let Some(fence) = &fence {
+                    fence
+                        .pass()
+                        .await
+                        .map_err(|e| ConnectorError::user(e.into()))?;
+                }
+            }
             inner.call(request).await
         })
     }
 }
 
-/// `client`, with every request waiting for its slot in `pace`.
-pub fn paced(client: SharedHttpClient, pace: Arc<Pace>) -> SharedHttpClient {
+/// `client`, with every request first passing the fence and then waiting for its slot.
+pub fn gated(
+    client: SharedHttpClient,
+    pace: Option<Arc<Pace>>,
+    fence: Option<Arc<Fence>>,
+) -> SharedHttpClient {
     http_client_fn(move |settings, components| {
-        SharedHttpConnector::new(Paced {
+        SharedHttpConnector::new(Gated {
             inner: client.http_connector(settings, components),
             pace: pace.clone(),
+            fence: fence.clone(),
         })
     })
 }
