@@ -61,6 +61,11 @@ pub fn names(env: &Environment) -> aws::Names {
     }
 }
 
+/// `open` for an environment read from its file.
+pub async fn open_env(globals: &Globals, env: &Environment) -> Session {
+    open(globals, &env.region, &env.name, &env.state, names(env)).await
+}
+
 pub async fn open(
     globals: &Globals,
     region: &str,

@@ -79,7 +79,7 @@ async fn interactive_run(
         Operation::Apply => "apply",
         Operation::Destroy => "destroy",
     };
-    let session = ops::open(globals, &env.region, &env.name, &env.state, ops::names(env)).await;
+    let session = ops::open_env(globals, env).await;
     // Plan under the lock when there is somewhere to hold it, so the plan cannot go stale
     // between review and run.
     let guard = if session.backend.exists().await? {

@@ -10,14 +10,7 @@ use crate::render;
 
 pub async fn run(globals: &Globals, args: OutputArgs) -> Result<ExitStatus> {
     let env = ops::load_env(globals, &args.env)?;
-    let session = ops::open(
-        globals,
-        &env.region,
-        &env.name,
-        &env.state,
-        ops::names(&env),
-    )
-    .await;
+    let session = ops::open_env(globals, &env).await;
     let Some((doc, _)) = ops::read_state(&session, &env.name).await? else {
         return Err(ops::hinted(
             format!("environment `{}` has no state yet", env.name),

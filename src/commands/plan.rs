@@ -11,14 +11,7 @@ use crate::render;
 
 pub async fn run(globals: &Globals, args: PlanArgs) -> Result<ExitStatus> {
     let env = ops::load_env(globals, &args.env)?;
-    let session = ops::open(
-        globals,
-        &env.region,
-        &env.name,
-        &env.state,
-        ops::names(&env),
-    )
-    .await;
+    let session = ops::open_env(globals, &env).await;
     let (plan, _) = ops::make_plan(
         &session,
         &env,

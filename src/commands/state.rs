@@ -15,14 +15,7 @@ pub async fn run(globals: &Globals, cmd: StateCommand) -> Result<ExitStatus> {
         | StateCommand::Recover { env } => env,
     };
     let env = ops::load_env(globals, name)?;
-    let session = ops::open(
-        globals,
-        &env.region,
-        &env.name,
-        &env.state,
-        ops::names(&env),
-    )
-    .await;
+    let session = ops::open_env(globals, &env).await;
     match cmd {
         StateCommand::List { .. } => {
             let doc = ops::read_state(&session, &env.name).await?.map(|(d, _)| d);

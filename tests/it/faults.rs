@@ -246,26 +246,6 @@ fn throttling_and_server_errors_on_every_call_still_converge() {
     assert_eq!((all, logical.len()), (11, 11), "duplicates: {w:#?}");
 }
 
-/// Network, repository, log group, role, cluster, task definition and service: every kind of
-/// create, the four without client token or unique name among them.
-const PLATFORM: &str = "environment: {env}
-region: us-east-1
-state: {s3: {bucket: {bucket}}}
-network:
-  cidr: 10.40.0.0/16
-  availability_zones: [us-east-1a, us-east-1b]
-  public_subnets: [10.40.0.0/24, 10.40.1.0/24]
-  private_subnets: [10.40.10.0/24, 10.40.11.0/24]
-  nat: single
-repositories: {web: {}}
-services:
-  web:
-    image: web:v1
-    cpu: 256
-    memory: 512
-    desired_count: 2
-";
-
 /// Every `infra:id` the environment's tagged EC2 resources, security groups, task definitions
 /// and services carry, one entry per live resource.
 fn live_ids(ctx: &Ctx) -> Vec<String> {
@@ -311,7 +291,9 @@ fn live_ids(ctx: &Ctx) -> Vec<String> {
 #[test]
 fn answers_lost_after_the_call_was_carried_out_create_no_twins() {
     let ctx = Ctx::new("lost");
-    ctx.write_env(PLATFORM);
+    // Network, repository, log group, role, cluster, task definition and service: every kind
+    // of create, the four without client token or unique name among them.
+    ctx.write_env(crate::platform::SERVICES);
     let (proxy, counts) = start_proxy(Faults {
         throttle: 0,
         fail: 0,

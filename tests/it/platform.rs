@@ -326,7 +326,7 @@ fn security_groups_let_tasks_take_traffic_only_from_the_load_balancer() {
     assert!(rules(&ctx).is_empty());
 }
 
-const SERVICES: &str = "environment: {env}
+pub(crate) const SERVICES: &str = "environment: {env}
 region: us-east-1
 state: {s3: {bucket: {bucket}}}
 network:
