@@ -1,13 +1,16 @@
 //! Expands a validated `Environment` into the resources it describes, each with a stable logical
-//! id, its attributes and the references that order it. Pure and deterministic: the same file gives
-//! the same graph, byte for byte.
+//! id, its typed attributes and the references that order it. Pure and deterministic: the same
+//! file gives the same graph, byte for byte.
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use crate::aws::kinds::attrs::{self as a, ListenerAction, Route, Rule};
+use crate::aws::kinds::{Desire, HasKind};
 use crate::config::{Environment, NatMode};
-use crate::model::{Kind, Resource, reference, tags_for};
+use crate::model::{Kind, Ref, Resource, tags_for};
+use crate::naming::{self, id};
 
 /// The desired resources of an environment, keyed by logical id.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -18,18 +21,28 @@ pub struct Desired {
 }
 
 impl Desired {
-    fn add(&mut self, env: &Environment, id: String, kind: Kind, mut attrs: serde_json::Value) {
-        attrs["tags"] = json!(tags_for(&env.name, &env.tags, &id));
+    /// Files a resource under the kind its attribute type belongs to, tagged with its identity.
+    fn add<A: Desire>(
+        &mut self,
+        env: &Environment,
+        id: impl Into<String>,
+        attrs: A,
+    ) -> &mut Resource {
+        let id = id.into();
+        let mut value = serde_json::to_value(&attrs).expect("attributes serialise");
+        value["tags"] = json!(tags_for(&env.name, &env.tags, &id));
+        let kind: Kind = <A::Kind as HasKind>::KIND;
         self.resources.insert(
             id.clone(),
             Resource {
-                id,
+                id: id.clone(),
                 kind,
-                attrs,
+                attrs: value,
                 depends_on: Vec::new(),
                 protected: env.protect,
             },
         );
+        self.resources.get_mut(&id).expect("just inserted")
     }
 }
 
@@ -83,72 +96,74 @@ pub fn lifecycle_policy(keep: u32) -> serde_json::Value {
     })
 }
 
-/// One security-group rule: a protocol and port from one source (a CIDR block, or a group).
-fn tcp_rule(port: u16, source: (&str, serde_json::Value)) -> serde_json::Value {
-    let mut rule = json!({ "protocol": "tcp", "from_port": port, "to_port": port });
-    rule[source.0] = source.1;
-    rule
+fn vpc() -> Ref {
+    Ref::to(id::VPC)
 }
 
 /// Least privilege: the load balancer takes its listener ports from `ingress_cidrs` and reaches
 /// only the service ports inside the VPC; a service takes its port only from the load balancer's
 /// group, and may call out anywhere (image pulls, logs, secrets, its own dependencies).
 fn security_groups(env: &Environment, d: &mut Desired) {
-    let vpc = env.network.cidr.to_string();
+    let vpc_cidr = env.network.cidr.to_string();
     if let Some(lb) = &env.load_balancer {
         let ports: Vec<u16> = std::iter::once(lb.http_port)
             .chain(lb.https.as_ref().map(|h| h.port))
             .collect();
         let mut ingress = Vec::new();
         for cidr in &lb.ingress_cidrs {
-            let key = if cidr.addr().is_ipv4() {
-                "cidr_ipv4"
-            } else {
-                "cidr_ipv6"
-            };
             for port in &ports {
-                ingress.push(tcp_rule(*port, (key, json!(cidr.to_string()))));
+                let mut rule = Rule::tcp(*port);
+                if cidr.addr().is_ipv4() {
+                    rule.cidr_ipv4 = Some(cidr.to_string());
+                } else {
+                    rule.cidr_ipv6 = Some(cidr.to_string());
+                }
+                ingress.push(rule);
             }
         }
         let mut service_ports: Vec<u16> = env.services.values().filter_map(|s| s.port).collect();
         service_ports.sort_unstable();
         service_ports.dedup();
-        let egress: Vec<_> = service_ports
+        let egress = service_ports
             .iter()
-            .map(|p| tcp_rule(*p, ("cidr_ipv4", json!(vpc))))
+            .map(|p| Rule {
+                cidr_ipv4: Some(vpc_cidr.clone()),
+                ..Rule::tcp(*p)
+            })
             .collect();
         d.add(
             env,
-            "security-group.alb".into(),
-            Kind::SecurityGroup,
-            json!({
-                "name": format!("{}-alb", env.name),
-                "description": format!("infra {}: load balancer", env.name),
-                "vpc_id": reference("vpc"),
-                "ingress": ingress,
-                "egress": egress,
-            }),
+            id::ALB_SECURITY_GROUP,
+            a::SecurityGroup {
+                name: naming::alb_security_group(&env.name),
+                description: format!("infra {}: load balancer", env.name),
+                vpc_id: vpc(),
+                ingress,
+                egress,
+            },
         );
     }
     for (name, service) in &env.services {
-        let ingress: Vec<_> = match (service.port, &env.load_balancer) {
-            (Some(port), Some(_)) => vec![tcp_rule(
-                port,
-                ("source_security_group_id", reference("security-group.alb")),
-            )],
+        let ingress = match (service.port, &env.load_balancer) {
+            (Some(port), Some(_)) => vec![Rule {
+                source_security_group_id: Some(Ref::to(id::ALB_SECURITY_GROUP)),
+                ..Rule::tcp(port)
+            }],
             _ => Vec::new(),
         };
         d.add(
             env,
-            format!("security-group.service.{name}"),
-            Kind::SecurityGroup,
-            json!({
-                "name": format!("{}-service-{name}", env.name),
-                "description": format!("infra {}: service {name}", env.name),
-                "vpc_id": reference("vpc"),
-                "ingress": ingress,
-                "egress": [{ "protocol": "-1", "cidr_ipv4": "0.0.0.0/0" }],
-            }),
+            id::service_security_group(name),
+            a::SecurityGroup {
+                name: naming::service_security_group(&env.name, name),
+                description: format!("infra {}: service {name}", env.name),
+                vpc_id: vpc(),
+                ingress,
+                egress: vec![Rule {
+                    cidr_ipv4: Some("0.0.0.0/0".into()),
+                    ..Rule::all()
+                }],
+            },
         );
     }
 }
@@ -159,54 +174,42 @@ fn platform(env: &Environment, d: &mut Desired) {
     for (key, repo) in &env.repositories {
         d.add(
             env,
-            format!("repository.{key}"),
-            Kind::Repository,
-            json!({
-                "name": format!("{}/{key}", env.name),
-                "scan_on_push": repo.scan_on_push,
-                "immutable_tags": repo.immutable_tags,
-                "lifecycle_policy": lifecycle_policy(repo.keep_last),
-            }),
+            id::repository(key),
+            a::Repository {
+                name: naming::repository(&env.name, key),
+                scan_on_push: repo.scan_on_push,
+                immutable_tags: repo.immutable_tags,
+                lifecycle_policy: lifecycle_policy(repo.keep_last),
+            },
         );
     }
     if let Some(cluster) = &env.cluster {
         d.add(
             env,
-            "cluster".into(),
-            Kind::Cluster,
-            json!({ "name": cluster.name, "container_insights": cluster.container_insights }),
+            id::CLUSTER,
+            a::Cluster {
+                name: cluster.name.clone(),
+                container_insights: cluster.container_insights,
+            },
         );
     }
     for name in env.services.keys() {
         d.add(
             env,
-            format!("log-group.{name}"),
-            Kind::LogGroup,
-            json!({ "name": format!("/ecs/{}/{name}", env.name), "retention_in_days": LOG_RETENTION_DAYS }),
+            id::log_group(name),
+            a::LogGroup {
+                name: naming::log_group(&env.name, name),
+                retention_in_days: LOG_RETENTION_DAYS,
+            },
         );
     }
-}
-
-/// A target group name: `<env>-<service>`, or when that exceeds AWS's 32 characters, a prefix of
-/// it and a stable hash of the whole.
-pub fn target_group_name(env: &str, service: &str) -> String {
-    let full = format!("{env}-{service}");
-    if full.len() <= 32 {
-        return full;
-    }
-    // FNV-1a: stable across builds and platforms.
-    let hash = full.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    let prefix = full[..23].trim_end_matches('-');
-    format!("{prefix}-{hash:08x}")
 }
 
 /// The listener that routes to services: HTTPS when configured, else HTTP.
 fn routing_listener(env: &Environment) -> &'static str {
     match env.load_balancer.as_ref().and_then(|lb| lb.https.as_ref()) {
-        Some(_) => "listener.https",
-        None => "listener.http",
+        Some(_) => id::LISTENER_HTTPS,
+        None => id::LISTENER_HTTP,
     }
 }
 
@@ -214,29 +217,26 @@ fn routing_listener(env: &Environment) -> &'static str {
 /// service with path patterns. The service without patterns (if any) is the default action.
 fn load_balancer(env: &Environment, d: &mut Desired) {
     let Some(lb) = &env.load_balancer else { return };
-    let public: Vec<_> = env
+    let public: Vec<Ref> = env
         .network
         .availability_zones
         .iter()
-        .map(|z| reference(&format!("subnet.public.{z}")))
+        .map(|z| Ref::to(id::subnet("public", z)))
         .collect();
     d.add(
         env,
-        "load-balancer".into(),
-        Kind::LoadBalancer,
-        json!({
-            "name": env.name,
-            "scheme": "internet-facing",
-            "type": "application",
-            "subnets": public,
-            "security_groups": [reference("security-group.alb")],
-            "idle_timeout_seconds": lb.idle_timeout_seconds,
-            "deletion_protection": lb.deletion_protection,
-        }),
-    );
-    if let Some(r) = d.resources.get_mut("load-balancer") {
-        r.protected |= lb.deletion_protection;
-    }
+        id::LOAD_BALANCER,
+        a::LoadBalancer {
+            name: naming::load_balancer(&env.name),
+            scheme: "internet-facing".into(),
+            lb_type: "application".into(),
+            subnets: public,
+            security_groups: vec![Ref::to(id::ALB_SECURITY_GROUP)],
+            idle_timeout_seconds: lb.idle_timeout_seconds,
+            deletion_protection: lb.deletion_protection,
+        },
+    )
+    .protected |= lb.deletion_protection;
     let web: Vec<(&String, &crate::config::Service, u16)> = env
         .services
         .iter()
@@ -245,63 +245,68 @@ fn load_balancer(env: &Environment, d: &mut Desired) {
     for (name, s, port) in &web {
         d.add(
             env,
-            format!("target-group.{name}"),
-            Kind::TargetGroup,
-            json!({
-                "name": target_group_name(&env.name, name),
-                "port": port,
-                "protocol": "HTTP",
-                "target_type": "ip",
-                "vpc_id": reference("vpc"),
-                "health_check_path": s.health_check_path,
-            }),
+            id::target_group(name),
+            a::TargetGroup {
+                name: naming::target_group(&env.name, name),
+                port: *port,
+                protocol: "HTTP".into(),
+                target_type: "ip".into(),
+                vpc_id: vpc(),
+                health_check_path: s.health_check_path.clone(),
+            },
         );
     }
     let default_action = match web.iter().find(|(_, s, _)| s.path_patterns.is_empty()) {
-        Some((name, _, _)) => {
-            json!({ "type": "forward", "target_group_arn": reference(&format!("target-group.{name}")) })
-        }
-        None => {
-            json!({ "type": "fixed-response", "status_code": "404", "content_type": "text/plain" })
-        }
+        Some((name, _, _)) => ListenerAction::Forward {
+            target_group_arn: Ref::to(id::target_group(name)),
+        },
+        None => ListenerAction::FixedResponse {
+            status_code: "404".into(),
+            content_type: "text/plain".into(),
+        },
     };
     match &lb.https {
         Some(https) => {
             d.add(
                 env,
-                "listener.http".into(),
-                Kind::Listener,
-                json!({
-                    "load_balancer_arn": reference("load-balancer"),
-                    "port": lb.http_port,
-                    "protocol": "HTTP",
-                    "default_action": { "type": "redirect", "protocol": "HTTPS", "port": https.port.to_string(), "status_code": "HTTP_301" },
-                }),
+                id::LISTENER_HTTP,
+                a::Listener {
+                    load_balancer_arn: Ref::to(id::LOAD_BALANCER),
+                    port: lb.http_port,
+                    protocol: "HTTP".into(),
+                    certificate_arn: None,
+                    default_action: ListenerAction::Redirect {
+                        protocol: "HTTPS".into(),
+                        port: https.port.to_string(),
+                        status_code: "HTTP_301".into(),
+                    },
+                },
             );
             d.add(
                 env,
-                "listener.https".into(),
-                Kind::Listener,
-                json!({
-                    "load_balancer_arn": reference("load-balancer"),
-                    "port": https.port,
-                    "protocol": "HTTPS",
-                    "certificate_arn": https.certificate_arn,
-                    "default_action": default_action,
-                }),
+                id::LISTENER_HTTPS,
+                a::Listener {
+                    load_balancer_arn: Ref::to(id::LOAD_BALANCER),
+                    port: https.port,
+                    protocol: "HTTPS".into(),
+                    certificate_arn: Some(https.certificate_arn.clone()),
+                    default_action,
+                },
             );
         }
-        None => d.add(
-            env,
-            "listener.http".into(),
-            Kind::Listener,
-            json!({
-                "load_balancer_arn": reference("load-balancer"),
-                "port": lb.http_port,
-                "protocol": "HTTP",
-                "default_action": default_action,
-            }),
-        ),
+        None => {
+            d.add(
+                env,
+                id::LISTENER_HTTP,
+                a::Listener {
+                    load_balancer_arn: Ref::to(id::LOAD_BALANCER),
+                    port: lb.http_port,
+                    protocol: "HTTP".into(),
+                    certificate_arn: None,
+                    default_action,
+                },
+            );
+        }
     }
     // Most specific first: the longest pattern of each service decides its place.
     let mut routed: Vec<_> = web
@@ -320,22 +325,15 @@ fn load_balancer(env: &Environment, d: &mut Desired) {
     for (i, (name, s, _)) in routed.iter().enumerate() {
         d.add(
             env,
-            format!("listener-rule.{name}"),
-            Kind::ListenerRule,
-            json!({
-                "listener_arn": reference(routing_listener(env)),
-                "priority": 10 * (i + 1),
-                "path_patterns": s.path_patterns,
-                "target_group_arn": reference(&format!("target-group.{name}")),
-            }),
+            id::listener_rule(name),
+            a::ListenerRule {
+                listener_arn: Ref::to(routing_listener(env)),
+                priority: 10 * (i as u32 + 1),
+                path_patterns: s.path_patterns.clone(),
+                target_group_arn: Ref::to(id::target_group(name)),
+            },
         );
     }
-}
-
-/// The IAM role name of the environment's task execution role (IAM names are global to the
-/// account, hence the region).
-pub fn execution_role_name(env: &Environment) -> String {
-    format!("infra-{}-{}-task-execution", env.name, env.region)
 }
 
 /// Only what Fargate needs to start this environment's tasks: pull from its repositories, write
@@ -351,13 +349,13 @@ fn execution_policy(env: &Environment) -> serde_json::Value {
         statements.push(json!({
             "Effect": "Allow",
             "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-            "Resource": format!("arn:aws:ecr:{region}:*:repository/{}/*", env.name)
+            "Resource": format!("arn:aws:ecr:{region}:*:repository/{}*", naming::repository_prefix(&env.name))
         }));
     }
     statements.push(json!({
         "Effect": "Allow",
         "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-        "Resource": format!("arn:aws:logs:{region}:*:log-group:/ecs/{}/*:*", env.name)
+        "Resource": format!("arn:aws:logs:{region}:*:log-group:{}*:*", naming::log_group_prefix(&env.name))
     }));
     let mut secrets: Vec<&str> = Vec::new();
     let mut parameters: Vec<&str> = Vec::new();
@@ -390,26 +388,25 @@ fn services(env: &Environment, images: &BTreeMap<String, String>, d: &mut Desire
     }
     d.add(
         env,
-        "role.task-execution".into(),
-        Kind::Role,
-        json!({
-            "name": execution_role_name(env),
-            "assume_role_policy": {
+        id::EXECUTION_ROLE,
+        a::Role {
+            name: naming::execution_role(&env.name, &env.region),
+            assume_role_policy: json!({
                 "Version": "2012-10-17",
                 "Statement": [{
                     "Effect": "Allow",
                     "Principal": { "Service": "ecs-tasks.amazonaws.com" },
                     "Action": "sts:AssumeRole"
                 }]
-            },
-            "policy": execution_policy(env),
-        }),
+            }),
+            policy: execution_policy(env),
+        },
     );
-    let private: Vec<_> = env
+    let private: Vec<Ref> = env
         .network
         .availability_zones
         .iter()
-        .map(|z| reference(&format!("subnet.private.{z}")))
+        .map(|z| Ref::to(id::subnet("private", z)))
         .collect();
     for (name, s) in &env.services {
         let (image, shown) = match &s.image {
@@ -422,84 +419,91 @@ fn services(env: &Environment, images: &BTreeMap<String, String>, d: &mut Desire
             ),
             crate::config::Image::External(r) => (r.clone(), r.clone()),
         };
-        let pairs = |m: &BTreeMap<String, String>, value: &str| -> Vec<serde_json::Value> {
-            m.iter()
-                .map(|(k, v)| json!({ "name": k, value: v }))
-                .collect()
-        };
-        let ports: Vec<_> = s
-            .port
-            .map(|p| json!({ "container_port": p, "protocol": "tcp" }))
-            .into_iter()
-            .collect();
-        let td = format!("task-definition.{name}");
-        d.add(
+        let td = id::task_definition(name);
+        let resource = d.add(
             env,
             td.clone(),
-            Kind::TaskDefinition,
-            json!({
-                "family": format!("{}-{name}", env.name),
-                "cpu": s.cpu.to_string(),
-                "memory": s.memory.to_string(),
-                "network_mode": "awsvpc",
-                "requires_compatibilities": ["FARGATE"],
-                "execution_role_arn": reference("role.task-execution"),
-                "container": {
-                    "name": name,
-                    "image": image,
-                    "essential": true,
-                    "port_mappings": ports,
-                    "environment": pairs(&s.environment, "value"),
-                    "secrets": pairs(&s.secrets, "value_from"),
-                    "log_group": reference(&format!("log-group.{name}")),
-                    "log_region": env.region,
-                    "log_stream_prefix": name,
+            a::TaskDefinition {
+                family: naming::task_family(&env.name, name),
+                cpu: s.cpu.to_string(),
+                memory: s.memory.to_string(),
+                network_mode: "awsvpc".into(),
+                requires_compatibilities: vec!["FARGATE".into()],
+                execution_role_arn: Ref::to(id::EXECUTION_ROLE),
+                container: a::Container {
+                    name: name.clone(),
+                    image,
+                    essential: true,
+                    port_mappings: s
+                        .port
+                        .map(|p| a::PortMapping {
+                            container_port: p,
+                            protocol: "tcp".into(),
+                        })
+                        .into_iter()
+                        .collect(),
+                    environment: s
+                        .environment
+                        .iter()
+                        .map(|(k, v)| a::NameValue {
+                            name: k.clone(),
+                            value: v.clone(),
+                        })
+                        .collect(),
+                    secrets: s
+                        .secrets
+                        .iter()
+                        .map(|(k, v)| a::SecretRef {
+                            name: k.clone(),
+                            value_from: v.clone(),
+                        })
+                        .collect(),
+                    log_group: Ref::to(id::log_group(name)),
+                    log_region: env.region.clone(),
+                    log_stream_prefix: name.clone(),
                 },
-            }),
+            },
         );
         // The tag as written, beside the digest the container pins: shown in plans, kept in AWS.
-        if let Some(r) = d.resources.get_mut(&td) {
-            r.attrs["tags"]["infra:image"] = json!(shown);
-        }
+        resource.attrs["tags"]["infra:image"] = json!(shown);
         let dep = &s.deployment;
         let behind_lb = s.port.is_some() && env.load_balancer.is_some();
-        let load_balancers: Vec<_> = match (behind_lb, s.port) {
-            (true, Some(port)) => vec![json!({
-                "target_group_arn": reference(&format!("target-group.{name}")),
-                "container_name": name,
-                "container_port": port,
-            })],
+        let load_balancers = match (behind_lb, s.port) {
+            (true, Some(port)) => vec![a::LoadBalancerLink {
+                target_group_arn: Ref::to(id::target_group(name)),
+                container_name: name.clone(),
+                container_port: port,
+            }],
             _ => Vec::new(),
         };
-        d.add(
+        let service = d.add(
             env,
-            format!("service.{name}"),
-            Kind::Service,
-            json!({
-                "name": name,
-                "cluster": reference("cluster"),
-                "task_definition": reference(&td),
-                "desired_count": s.desired_count,
-                "launch_type": "FARGATE",
-                "subnets": private,
-                "security_groups": [reference(&format!("security-group.service.{name}"))],
-                "assign_public_ip": false,
-                "load_balancers": load_balancers,
-                "deployment": {
-                    "min_healthy_percent": dep.min_healthy_percent,
-                    "max_percent": dep.max_percent,
-                    "circuit_breaker": dep.circuit_breaker,
-                },
-            }),
+            id::service(name),
+            a::Service {
+                name: name.clone(),
+                cluster: Ref::to(id::CLUSTER),
+                task_definition: Ref::to(td),
+                desired_count: s.desired_count,
+                launch_type: "FARGATE".into(),
+                subnets: private.clone(),
+                security_groups: vec![Ref::to(id::service_security_group(name))],
+                assign_public_ip: false,
+                load_balancers,
+                deployment: Some(a::Deployment {
+                    min_healthy_percent: dep.min_healthy_percent,
+                    max_percent: dep.max_percent,
+                    circuit_breaker: dep.circuit_breaker,
+                }),
+            },
         );
         // ECS refuses a target group that no listener or rule uses yet.
-        if behind_lb && let Some(svc) = d.resources.get_mut(&format!("service.{name}")) {
+        if behind_lb {
             let route = if s.path_patterns.is_empty() {
                 routing_listener(env).to_string()
             } else {
-                format!("listener-rule.{name}")
+                id::listener_rule(name)
             };
-            svc.depends_on.push(route);
+            service.depends_on.push(route);
         }
     }
 }
@@ -508,19 +512,19 @@ fn network(env: &Environment, d: &mut Desired) {
     let net = &env.network;
     d.add(
         env,
-        "vpc".into(),
-        Kind::Vpc,
-        json!({
-            "cidr_block": net.cidr.to_string(),
-            "enable_dns_support": true,
-            "enable_dns_hostnames": true,
-        }),
+        id::VPC,
+        a::Vpc {
+            cidr_block: net.cidr.to_string(),
+            enable_dns_support: true,
+            enable_dns_hostnames: true,
+        },
     );
     d.add(
         env,
-        "internet-gateway".into(),
-        Kind::InternetGateway,
-        json!({ "vpc_id": reference("vpc") }),
+        id::INTERNET_GATEWAY,
+        a::InternetGateway {
+            vpc_id: Some(vpc()),
+        },
     );
     for (tier, cidrs, public) in [
         ("public", &net.public_subnets, true),
@@ -529,14 +533,13 @@ fn network(env: &Environment, d: &mut Desired) {
         for (zone, cidr) in net.availability_zones.iter().zip(cidrs) {
             d.add(
                 env,
-                format!("subnet.{tier}.{zone}"),
-                Kind::Subnet,
-                json!({
-                    "vpc_id": reference("vpc"),
-                    "cidr_block": cidr.to_string(),
-                    "availability_zone": zone,
-                    "map_public_ip_on_launch": public,
-                }),
+                id::subnet(tier, zone),
+                a::Subnet {
+                    vpc_id: vpc(),
+                    cidr_block: cidr.to_string(),
+                    availability_zone: zone.clone(),
+                    map_public_ip_on_launch: public,
+                },
             );
         }
     }
@@ -544,40 +547,40 @@ fn network(env: &Environment, d: &mut Desired) {
     for zone in &nat_zones {
         d.add(
             env,
-            format!("elastic-ip.{zone}"),
-            Kind::ElasticIp,
-            json!({ "domain": "vpc" }),
+            id::elastic_ip(zone),
+            a::ElasticIp {
+                domain: "vpc".into(),
+            },
         );
-        let id = format!("nat.{zone}");
         d.add(
             env,
-            id.clone(),
-            Kind::NatGateway,
-            json!({
-                "subnet_id": reference(&format!("subnet.public.{zone}")),
-                "allocation_id": reference(&format!("elastic-ip.{zone}")),
-                "connectivity_type": "public",
-            }),
-        );
+            id::nat(zone),
+            a::NatGateway {
+                subnet_id: Ref::to(id::subnet("public", zone)),
+                allocation_id: Ref::to(id::elastic_ip(zone)),
+                connectivity_type: "public".into(),
+            },
+        )
         // A public NAT gateway needs the VPC's internet gateway attached before it can be created.
-        if let Some(nat) = d.resources.get_mut(&id) {
-            nat.depends_on.push("internet-gateway".into());
-        }
+        .depends_on
+        .push(id::INTERNET_GATEWAY.into());
     }
-    let public_subnets: Vec<_> = net
-        .availability_zones
-        .iter()
-        .map(|z| reference(&format!("subnet.public.{z}")))
-        .collect();
     d.add(
         env,
-        "route-table.public".into(),
-        Kind::RouteTable,
-        json!({
-            "vpc_id": reference("vpc"),
-            "routes": [{ "destination_cidr_block": "0.0.0.0/0", "gateway_id": reference("internet-gateway") }],
-            "subnet_ids": public_subnets,
-        }),
+        id::ROUTE_TABLE_PUBLIC,
+        a::RouteTable {
+            vpc_id: vpc(),
+            routes: vec![Route {
+                destination_cidr_block: "0.0.0.0/0".into(),
+                gateway_id: Some(Ref::to(id::INTERNET_GATEWAY)),
+                nat_gateway_id: None,
+            }],
+            subnet_ids: net
+                .availability_zones
+                .iter()
+                .map(|z| Ref::to(id::subnet("public", z)))
+                .collect(),
+        },
     );
     for zone in &net.availability_zones {
         // Each private subnet routes to the NAT of its own zone, or to the single one.
@@ -586,19 +589,21 @@ fn network(env: &Environment, d: &mut Desired) {
             NatMode::Single => nat_zones.first().copied(),
             NatMode::PerAz => Some(zone.as_str()),
         };
-        let routes: Vec<_> = nat
-            .map(|z| json!({ "destination_cidr_block": "0.0.0.0/0", "nat_gateway_id": reference(&format!("nat.{z}")) }))
-            .into_iter()
-            .collect();
         d.add(
             env,
-            format!("route-table.private.{zone}"),
-            Kind::RouteTable,
-            json!({
-                "vpc_id": reference("vpc"),
-                "routes": routes,
-                "subnet_ids": [reference(&format!("subnet.private.{zone}"))],
-            }),
+            id::private_route_table(zone),
+            a::RouteTable {
+                vpc_id: vpc(),
+                routes: nat
+                    .map(|z| Route {
+                        destination_cidr_block: "0.0.0.0/0".into(),
+                        gateway_id: None,
+                        nat_gateway_id: Some(Ref::to(id::nat(z))),
+                    })
+                    .into_iter()
+                    .collect(),
+                subnet_ids: vec![Ref::to(id::subnet("private", zone))],
+            },
         );
     }
 }
@@ -607,6 +612,7 @@ fn network(env: &Environment, d: &mut Desired) {
 mod tests {
     use super::*;
     use crate::config;
+    use crate::model::reference;
     use std::path::Path;
 
     pub(crate) fn env(nat: &str, zones: usize) -> Environment {

@@ -39,10 +39,15 @@ impl AwsError {
         self.code.as_deref() == Some(code)
     }
 
+    /// The one "not found" classification every adapter uses: EC2's `*.NotFound`, ELBv2's
+    /// `*NotFound`, ECS/ECR/Logs' `*NotFoundException`, IAM's `NoSuchEntity`, S3's `NoSuchKey`.
     pub fn is_not_found(&self) -> bool {
         self.status == Some(404)
             || self.code.as_deref().is_some_and(|c| {
-                c.ends_with(".NotFound") || c.ends_with("NotFound") || c == "NoSuchKey"
+                c.ends_with("NotFound")
+                    || c.ends_with("NotFoundException")
+                    || c == "NoSuchEntity"
+                    || c == "NoSuchKey"
             })
     }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod exec;
 pub mod exit;
 pub mod model;
+pub mod naming;
 pub mod ops;
 pub mod outputs;
 pub mod plan;

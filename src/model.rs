@@ -1,12 +1,12 @@
 //! The vocabulary shared by every stage: resource kinds and their diff rules, logical ids, desired
 //! resources, references between them, and the tags that make a resource findable.
 //!
-//! Attributes are JSON objects so that plans and state serialise as they are. A reference to another
-//! resource is the object `{"ref": "<logical id>"}`; it becomes that resource's physical id when the
-//! value is resolved. Pure: no I/O, no AWS types.
+//! Each kind's attributes are a typed struct (see `aws::kinds`); in plans and state they travel as
+//! the JSON objects those structs serialise to, so the diff works on any kind alike. A reference
+//! to another resource (`Ref`) is the object `{"ref": "<logical id>"}`; it becomes that resource's
+//! physical id when the value is resolved. Pure: no I/O, no AWS types.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -20,31 +20,9 @@ pub const MANAGED_BY: &str = "infra";
 /// What a value shows when it depends on a resource that does not exist yet.
 pub const UNKNOWN: &str = "(known after apply)";
 
-/// Every kind of resource `infra` manages. Adding one: a variant here with its `Schema`, the desired
-/// resources in `desired.rs`, and an adapter in `aws/kinds/` listed in its registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    Vpc,
-    InternetGateway,
-    Subnet,
-    ElasticIp,
-    NatGateway,
-    RouteTable,
-    SecurityGroup,
-    LoadBalancer,
-    TargetGroup,
-    Listener,
-    ListenerRule,
-    Repository,
-    LogGroup,
-    Cluster,
-    Role,
-    TaskDefinition,
-    Service,
-}
+pub use crate::aws::kinds::Kind;
 
-/// How the diff treats a kind's attributes.
+/// How the diff treats a kind's attributes. Each kind declares its own next to its adapter.
 #[derive(Debug, Clone, Copy)]
 pub struct Schema {
     /// Attributes that cannot change in place: a difference means replace.
@@ -56,138 +34,72 @@ pub struct Schema {
     pub create_before_destroy: bool,
 }
 
-impl Kind {
-    pub const ALL: &'static [Kind] = &[
-        Kind::Vpc,
-        Kind::InternetGateway,
-        Kind::Subnet,
-        Kind::ElasticIp,
-        Kind::NatGateway,
-        Kind::RouteTable,
-        Kind::SecurityGroup,
-        Kind::LoadBalancer,
-        Kind::TargetGroup,
-        Kind::Listener,
-        Kind::ListenerRule,
-        Kind::Repository,
-        Kind::LogGroup,
-        Kind::Cluster,
-        Kind::Role,
-        Kind::TaskDefinition,
-        Kind::Service,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Vpc => "vpc",
-            Kind::InternetGateway => "internet-gateway",
-            Kind::Subnet => "subnet",
-            Kind::ElasticIp => "elastic-ip",
-            Kind::NatGateway => "nat-gateway",
-            Kind::RouteTable => "route-table",
-            Kind::SecurityGroup => "security-group",
-            Kind::LoadBalancer => "load-balancer",
-            Kind::TargetGroup => "target-group",
-            Kind::Listener => "listener",
-            Kind::ListenerRule => "listener-rule",
-            Kind::Repository => "repository",
-            Kind::LogGroup => "log-group",
-            Kind::Cluster => "cluster",
-            Kind::Role => "role",
-            Kind::TaskDefinition => "task-definition",
-            Kind::Service => "service",
+impl Schema {
+    /// Replace on these fields; no sets; delete before create.
+    pub const fn replace_on(fields: &'static [&'static str]) -> Schema {
+        Schema {
+            replace_on: fields,
+            set_fields: &[],
+            create_before_destroy: false,
         }
     }
 
-    pub fn schema(self) -> Schema {
-        match self {
-            Kind::Vpc => Schema {
-                replace_on: &["cidr_block"],
-                set_fields: &[],
-                create_before_destroy: false,
-            },
-            Kind::InternetGateway => Schema {
-                replace_on: &[],
-                set_fields: &[],
-                create_before_destroy: false,
-            },
-            Kind::Subnet => Schema {
-                replace_on: &["vpc_id", "cidr_block", "availability_zone"],
-                set_fields: &[],
-                create_before_destroy: false,
-            },
-            Kind::ElasticIp => Schema {
-                replace_on: &["domain"],
-                set_fields: &[],
-                create_before_destroy: false,
-            },
-            Kind::NatGateway => Schema {
-                replace_on: &["subnet_id", "allocation_id", "connectivity_type"],
-                set_fields: &[],
-                create_before_destroy: false,
-            },
-            Kind::RouteTable => Schema {
-                replace_on: &["vpc_id"],
-                set_fields: &["routes", "subnet_ids"],
-                create_before_destroy: false,
-            },
-            Kind::SecurityGroup => Schema {
-                replace_on: &["name", "description", "vpc_id"],
-                set_fields: &["ingress", "egress"],
-                create_before_destroy: false,
-            },
-            Kind::LoadBalancer => Schema {
-                replace_on: &["name", "scheme", "type"],
-                set_fields: &["subnets", "security_groups"],
-                create_before_destroy: false,
-            },
-            Kind::TargetGroup => Schema {
-                replace_on: &["name", "port", "protocol", "target_type", "vpc_id"],
-                set_fields: &[],
-                create_before_destroy: false,
-            },
-            Kind::Listener => Schema {
-                replace_on: &["load_balancer_arn"],
-                set_fields: &[],
-                create_before_destroy: false,
-            },
-            Kind::ListenerRule => Schema {
-                replace_on: &["listener_arn"],
-                set_fields: &["path_patterns"],
-                create_before_destroy: false,
-            },
-            Kind::Repository | Kind::LogGroup | Kind::Cluster | Kind::Role => Schema {
-                replace_on: &["name"],
-                set_fields: &[],
-                create_before_destroy: false,
-            },
-            Kind::TaskDefinition => Schema {
-                // Task definitions are immutable: any change registers a new revision.
-                replace_on: &[
-                    "family",
-                    "cpu",
-                    "memory",
-                    "network_mode",
-                    "requires_compatibilities",
-                    "execution_role_arn",
-                    "container",
-                ],
-                set_fields: &[],
-                create_before_destroy: true,
-            },
-            Kind::Service => Schema {
-                replace_on: &["name", "cluster", "launch_type"],
-                set_fields: &["subnets", "security_groups", "load_balancers"],
-                create_before_destroy: false,
-            },
+    pub const fn sets(self, fields: &'static [&'static str]) -> Schema {
+        Schema {
+            set_fields: fields,
+            ..self
         }
     }
 }
 
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+/// A reference to another resource, by logical id: a dependency edge, and the physical id of that
+/// resource once apply knows it. Serialised as `{"ref": "<logical id>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ref(pub String);
+
+impl Ref {
+    pub fn to(id: impl Into<String>) -> Ref {
+        Ref(id.into())
     }
+}
+
+impl Serialize for Ref {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("ref", &self.0)?;
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Ref {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Wire {
+            r#ref: String,
+        }
+        Ok(Ref(Wire::deserialize(d)?.r#ref))
+    }
+}
+
+/// The names by which refresh finds what AWS cannot filter by tag (ECS has no tag filters): the
+/// cluster and the services. Known from the file, and carried in a saved plan so that applying it
+/// sees the live world exactly as the plan did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Names {
+    pub cluster: Option<String>,
+    pub services: Vec<String>,
+}
+
+/// A resource as read from AWS, its attributes in the shape the desired side writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveResource {
+    pub kind: Kind,
+    pub physical_id: String,
+    /// The `infra:id` tag, when present.
+    pub id: Option<String>,
+    pub attrs: Value,
 }
 
 /// One resource the environment file asks for.
@@ -361,8 +273,9 @@ mod tests {
     }
 
     #[test]
-    fn kind_names_are_unique() {
-        let names: BTreeSet<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
-        assert_eq!(names.len(), Kind::ALL.len());
+    fn a_typed_reference_is_the_ref_object() {
+        let r = Ref::to("vpc");
+        assert_eq!(serde_json::to_value(&r).unwrap(), reference("vpc"));
+        assert_eq!(serde_json::from_value::<Ref>(reference("vpc")).unwrap(), r);
     }
 }

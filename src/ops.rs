@@ -198,6 +198,7 @@ pub async fn make_plan(
             create_backend: !backend_exists,
             changes,
             warnings,
+            names: names(env),
         },
         state,
     ))

@@ -1,45 +1,41 @@
 //! Elastic Load Balancing v2 helpers shared by the load balancer, target group, listener and
 //! rule adapters: finding the environment's load balancer by its name, reading tags in batches
-//! of twenty, and listener actions in the shape `desired.rs` writes.
+//! of twenty, and listener actions as a typed value.
+
+use std::collections::HashMap;
 
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, FixedResponseActionConfig, RedirectActionConfig,
-    RedirectActionStatusCodeEnum, Tag,
+    RedirectActionStatusCodeEnum,
 };
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::{Aws, sdk_error, tag_changes, tags_value};
-use crate::aws::ec2::str_attr;
+use super::kinds::{Id, Tags, absent_ok};
+use super::{Aws, sdk_error, tags};
 use crate::error::AwsError;
+use crate::naming;
 
-/// The environment's load balancer ARN, if it exists (its name is the environment's).
+/// The environment's load balancer ARN, if it exists.
 pub async fn load_balancer_arn(aws: &Aws) -> Result<Option<String>, AwsError> {
-    match aws
-        .elbv2
-        .describe_load_balancers()
-        .names(&aws.environment)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out
-            .load_balancers()
-            .first()
-            .and_then(|l| l.load_balancer_arn())
-            .map(str::to_string)),
-        Err(e) => {
-            let e = sdk_error("elbv2", "DescribeLoadBalancers")(e);
-            if e.code_is("LoadBalancerNotFound") {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
-    }
+    absent_ok(
+        aws.elbv2
+            .describe_load_balancers()
+            .names(naming::load_balancer(&aws.environment))
+            .send()
+            .await
+            .map(|out| {
+                out.load_balancers()
+                    .first()
+                    .and_then(|l| l.load_balancer_arn())
+                    .map(str::to_string)
+            })
+            .map_err(sdk_error("elbv2", "DescribeLoadBalancers")),
+    )
 }
 
-/// Tags of many resources: one DescribeTags per twenty ARNs.
-pub async fn tags(aws: &Aws, arns: &[String]) -> Result<Vec<(String, Value)>, AwsError> {
-    let mut out = Vec::new();
+/// Tags of many resources by ARN: one DescribeTags per twenty ARNs.
+pub async fn tags_of(aws: &Aws, arns: &[String]) -> Result<HashMap<String, Tags>, AwsError> {
+    let mut out = HashMap::new();
     for chunk in arns.chunks(20) {
         let described = aws
             .elbv2
@@ -49,106 +45,100 @@ pub async fn tags(aws: &Aws, arns: &[String]) -> Result<Vec<(String, Value)>, Aw
             .await
             .map_err(sdk_error("elbv2", "DescribeTags"))?;
         for d in described.tag_descriptions() {
-            let tags = tags_value(
+            let tags = tags::collect(
                 d.tags()
                     .iter()
                     .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
             );
-            out.push((d.resource_arn().unwrap_or_default().to_string(), tags));
+            out.insert(d.resource_arn().unwrap_or_default().to_string(), tags);
         }
     }
     Ok(out)
 }
 
-pub fn tag_list(pairs: Vec<(String, String)>) -> Vec<Tag> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
+/// What a listener (or rule) does with a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ListenerAction<R = Id> {
+    Forward {
+        target_group_arn: R,
+    },
+    Redirect {
+        protocol: String,
+        port: String,
+        status_code: String,
+    },
+    FixedResponse {
+        status_code: String,
+        content_type: String,
+    },
 }
 
-/// Makes a resource's tags exactly the wanted ones.
-pub async fn sync_tags(aws: &Aws, arn: &str, have: &Value, want: &Value) -> Result<(), AwsError> {
-    let (set, remove) = tag_changes(have, want);
-    if !set.is_empty() {
-        aws.elbv2
-            .add_tags()
-            .resource_arns(arn)
-            .set_tags(Some(tag_list(set)))
-            .send()
-            .await
-            .map_err(sdk_error("elbv2", "AddTags"))?;
+impl ListenerAction {
+    /// An action as AWS describes it, with only the fields infra sets.
+    pub fn from_aws(a: &Action) -> ListenerAction {
+        let text = |s: Option<&str>| s.unwrap_or_default().to_string();
+        match a.r#type() {
+            Some(ActionTypeEnum::Redirect) => {
+                let r = a.redirect_config();
+                ListenerAction::Redirect {
+                    protocol: text(r.and_then(|r| r.protocol())),
+                    port: text(r.and_then(|r| r.port())),
+                    status_code: text(r.and_then(|r| r.status_code()).map(|s| s.as_str())),
+                }
+            }
+            Some(ActionTypeEnum::FixedResponse) => {
+                let f = a.fixed_response_config();
+                ListenerAction::FixedResponse {
+                    status_code: text(f.and_then(|f| f.status_code())),
+                    content_type: text(f.and_then(|f| f.content_type())),
+                }
+            }
+            _ => {
+                let tg = a.target_group_arn().or_else(|| {
+                    a.forward_config()
+                        .and_then(|f| f.target_groups().first())
+                        .and_then(|t| t.target_group_arn())
+                });
+                ListenerAction::Forward {
+                    target_group_arn: text(tg),
+                }
+            }
+        }
     }
-    if !remove.is_empty() {
-        aws.elbv2
-            .remove_tags()
-            .resource_arns(arn)
-            .set_tag_keys(Some(remove))
-            .send()
-            .await
-            .map_err(sdk_error("elbv2", "RemoveTags"))?;
-    }
-    Ok(())
-}
 
-/// An action as JSON: forward, redirect or fixed-response, with only the fields infra sets.
-pub fn action_json(a: &Action) -> Value {
-    match a.r#type() {
-        Some(ActionTypeEnum::Redirect) => {
-            let r = a.redirect_config();
-            json!({
-                "type": "redirect",
-                "protocol": r.and_then(|r| r.protocol()),
-                "port": r.and_then(|r| r.port()),
-                "status_code": r.and_then(|r| r.status_code()).map(|s| s.as_str()),
-            })
+    pub fn to_aws(&self) -> Action {
+        match self {
+            ListenerAction::Redirect {
+                protocol,
+                port,
+                status_code,
+            } => Action::builder()
+                .r#type(ActionTypeEnum::Redirect)
+                .redirect_config(
+                    RedirectActionConfig::builder()
+                        .protocol(protocol)
+                        .port(port)
+                        .status_code(RedirectActionStatusCodeEnum::from(status_code.as_str()))
+                        .build(),
+                )
+                .build(),
+            ListenerAction::FixedResponse {
+                status_code,
+                content_type,
+            } => Action::builder()
+                .r#type(ActionTypeEnum::FixedResponse)
+                .fixed_response_config(
+                    FixedResponseActionConfig::builder()
+                        .status_code(status_code)
+                        .content_type(content_type)
+                        .build(),
+                )
+                .build(),
+            ListenerAction::Forward { target_group_arn } => Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .target_group_arn(target_group_arn)
+                .build(),
         }
-        Some(ActionTypeEnum::FixedResponse) => {
-            let f = a.fixed_response_config();
-            json!({
-                "type": "fixed-response",
-                "status_code": f.and_then(|f| f.status_code()),
-                "content_type": f.and_then(|f| f.content_type()),
-            })
-        }
-        _ => {
-            let tg = a.target_group_arn().or_else(|| {
-                a.forward_config()
-                    .and_then(|f| f.target_groups().first())
-                    .and_then(|t| t.target_group_arn())
-            });
-            json!({ "type": "forward", "target_group_arn": tg })
-        }
-    }
-}
-
-pub fn action(v: &Value) -> Action {
-    match str_attr(v, "type") {
-        "redirect" => Action::builder()
-            .r#type(ActionTypeEnum::Redirect)
-            .redirect_config(
-                RedirectActionConfig::builder()
-                    .protocol(str_attr(v, "protocol"))
-                    .port(str_attr(v, "port"))
-                    .status_code(RedirectActionStatusCodeEnum::from(str_attr(
-                        v,
-                        "status_code",
-                    )))
-                    .build(),
-            )
-            .build(),
-        "fixed-response" => Action::builder()
-            .r#type(ActionTypeEnum::FixedResponse)
-            .fixed_response_config(
-                FixedResponseActionConfig::builder()
-                    .status_code(str_attr(v, "status_code"))
-                    .content_type(str_attr(v, "content_type"))
-                    .build(),
-            )
-            .build(),
-        _ => Action::builder()
-            .r#type(ActionTypeEnum::Forward)
-            .target_group_arn(str_attr(v, "target_group_arn"))
-            .build(),
     }
 }

@@ -12,6 +12,7 @@ pub mod images;
 pub mod kinds;
 pub mod rollout;
 pub mod s3_backend;
+pub mod tags;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -35,8 +36,9 @@ use aws_smithy_types::retry::ErrorKind;
 use aws_types::request_id::RequestId;
 
 use crate::error::AwsError;
+use crate::model::LiveResource;
+pub use crate::model::Names;
 use crate::model::TAG_ENVIRONMENT;
-use crate::plan::LiveResource;
 use crate::state::StateDoc;
 
 /// The clients of one environment's region, and what every adapter needs to know.
@@ -65,13 +67,6 @@ impl Aws {
     pub fn owns(&self, live: &LiveResource) -> bool {
         live.attrs["tags"][TAG_ENVIRONMENT].as_str() == Some(self.environment.as_str())
     }
-}
-
-/// Names of this environment's ECS resources, known from its file.
-#[derive(Debug, Clone, Default)]
-pub struct Names {
-    pub cluster: Option<String>,
-    pub services: Vec<String>,
 }
 
 /// Whether the endpoint is overridden (a local emulator): then S3 needs path-style addressing.
@@ -154,6 +149,20 @@ pub async fn connect_emulator(region: &str, environment: &str, endpoint: &str) -
     build(region, environment, Some(endpoint), None).await
 }
 
+/// The one way a service client is made: from the shared `SdkConfig`, over the gated HTTP client
+/// (the `--max-rps` pace and the lock's fence), with the call log. A new service's client is one
+/// more line in `build` with this macro; it cannot skip the fence.
+macro_rules! fenced_client {
+    ($sdk_crate:ident, $sdk:expr, $http:expr) => {
+        $sdk_crate::Client::from_conf(
+            $sdk_crate::config::Builder::from($sdk)
+                .http_client($http.clone())
+                .interceptor(CallLog)
+                .build(),
+        )
+    };
+}
+
 async fn build(
     region: &str,
     environment: &str,
@@ -193,88 +202,21 @@ async fn build(
         .force_path_style(emulator.is_some() || endpoint_overridden())
         .interceptor(CallLog)
         .build();
-    let ec2_conf = aws_sdk_ec2::config::Builder::from(&sdk)
-        .http_client(fenced.clone())
-        .interceptor(CallLog)
-        .build();
     Aws {
-        ec2: aws_sdk_ec2::Client::from_conf(ec2_conf),
+        ec2: fenced_client!(aws_sdk_ec2, &sdk, &fenced),
+        ecr: fenced_client!(aws_sdk_ecr, &sdk, &fenced),
+        ecs: fenced_client!(aws_sdk_ecs, &sdk, &fenced),
+        logs: fenced_client!(aws_sdk_cloudwatchlogs, &sdk, &fenced),
+        iam: fenced_client!(aws_sdk_iam, &sdk, &fenced),
+        elbv2: fenced_client!(aws_sdk_elasticloadbalancingv2, &sdk, &fenced),
+        // The state bucket's client is the one left outside the fence: the lock itself is
+        // renewed and released through it.
         s3: aws_sdk_s3::Client::from_conf(s3_conf),
-        ecr: aws_sdk_ecr::Client::from_conf(
-            aws_sdk_ecr::config::Builder::from(&sdk)
-                .http_client(fenced.clone())
-                .interceptor(CallLog)
-                .build(),
-        ),
-        ecs: aws_sdk_ecs::Client::from_conf(
-            aws_sdk_ecs::config::Builder::from(&sdk)
-                .http_client(fenced.clone())
-                .interceptor(CallLog)
-                .build(),
-        ),
-        logs: aws_sdk_cloudwatchlogs::Client::from_conf(
-            aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
-                .http_client(fenced.clone())
-                .interceptor(CallLog)
-                .build(),
-        ),
         region: region.to_string(),
         environment: environment.to_string(),
         names: Names::default(),
         fence,
-        elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
-            aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk)
-                .http_client(fenced.clone())
-                .interceptor(CallLog)
-                .build(),
-        ),
-        iam: aws_sdk_iam::Client::from_conf(
-            aws_sdk_iam::config::Builder::from(&sdk)
-                .http_client(fenced.clone())
-                .interceptor(CallLog)
-                .build(),
-        ),
     }
-}
-
-/// The `tags` attribute as key/value pairs, for services that take tags as pairs or maps.
-pub fn tag_pairs(attrs: &serde_json::Value) -> Vec<(String, String)> {
-    attrs["tags"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-        .collect()
-}
-
-/// Key/value pairs as the `tags` attribute, without the `aws:` tags nobody can change.
-pub fn tags_value<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> serde_json::Value {
-    let map: std::collections::BTreeMap<&str, &str> = pairs
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("aws:"))
-        .collect();
-    serde_json::to_value(map).expect("tags serialise")
-}
-
-/// Tag keys to set (new or changed) and to remove, going from `have` to `want`.
-pub fn tag_changes(
-    have: &serde_json::Value,
-    want: &serde_json::Value,
-) -> (Vec<(String, String)>, Vec<String>) {
-    let empty = serde_json::Map::new();
-    let have = have.as_object().unwrap_or(&empty);
-    let want = want.as_object().unwrap_or(&empty);
-    let set = want
-        .iter()
-        .filter(|(k, v)| have.get(*k) != Some(v))
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-        .collect();
-    let remove = have
-        .keys()
-        .filter(|k| !want.contains_key(*k))
-        .cloned()
-        .collect();
-    (set, remove)
 }
 
 /// Turns an SDK error into an `AwsError` that keeps code, status and request id.
@@ -318,7 +260,8 @@ where
 /// Reads every kind at once, each with one batched call (plus one for ids recorded in state
 /// but not found by tag). Returns every live resource of this environment.
 pub async fn refresh(aws: &Aws, state: &StateDoc) -> Result<Vec<LiveResource>, AwsError> {
-    let reads = kinds::ADAPTERS.iter().map(|adapter| {
+    let reads = crate::model::Kind::ALL.iter().map(|&kind| {
+        let adapter = kinds::adapter(kind);
         let recorded: Vec<String> = state
             .resources
             .values()

@@ -16,7 +16,7 @@ pub async fn apply(globals: &Globals, args: ApplyArgs) -> Result<ExitStatus> {
             &plan.region,
             &plan.environment,
             &plan.state,
-            Default::default(),
+            plan.names.clone(),
         )
         .await;
         render::print(&render::plan_text(&plan, &session.backend.describe()));

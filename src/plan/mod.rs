@@ -16,21 +16,12 @@ use serde_json::Value;
 
 use crate::config::StateConfig;
 use crate::desired::Desired;
-use crate::model::{Kind, has_unknown, normalize, resolve};
+pub use crate::model::LiveResource;
+use crate::model::{Kind, Names, has_unknown, normalize, resolve};
 use crate::state::StateDoc;
 
 /// The plan file format this build writes and accepts.
 pub const PLAN_FORMAT: u32 = 1;
-
-/// A resource as read from AWS, its attributes normalised to the desired shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LiveResource {
-    pub kind: Kind,
-    pub physical_id: String,
-    /// The `infra:id` tag, when present.
-    pub id: Option<String>,
-    pub attrs: Value,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -120,6 +111,9 @@ pub struct Plan {
     pub changes: Vec<Change>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// What refresh and lookups by tag need to find this environment's resources.
+    #[serde(default)]
+    pub names: Names,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -64,6 +64,7 @@ fn plan_of(changes: Vec<Change>, warnings: Vec<String>) -> Plan {
         create_backend: false,
         changes,
         warnings,
+        names: Default::default(),
     }
 }
 

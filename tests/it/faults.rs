@@ -19,6 +19,8 @@ pub(crate) struct Counts {
     throttled: AtomicUsize,
     failed: AtomicUsize,
     lost: AtomicUsize,
+    /// The operations of `Faults::lose_first` whose answer was already lost.
+    lost_first: std::sync::Mutex<Vec<&'static str>>,
     /// When each request arrived, and what it was (`what`).
     pub(crate) arrivals: std::sync::Mutex<Vec<(std::time::Instant, String)>>,
 }
@@ -29,6 +31,9 @@ pub(crate) struct Faults {
     pub(crate) throttle: u64,
     pub(crate) fail: u64,
     pub(crate) lose_answer: u64,
+    /// Besides the percentages: the answer of the first request of each of these operations
+    /// (matched against `what`, case-insensitively) is lost after the call was carried out.
+    pub(crate) lose_first: &'static [&'static str],
 }
 
 struct Request {
@@ -153,7 +158,17 @@ fn serve(client: TcpStream, upstream: String, faults: Faults, roll: &AtomicU64, 
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
     let dice = (n >> 33) % 100;
-    let reply = if dice < faults.throttle {
+    let described = what(&req).to_ascii_lowercase();
+    let first_of = faults.lose_first.iter().copied().find(|op| {
+        described.contains(&op.to_ascii_lowercase())
+            && !counts.lost_first.lock().unwrap().contains(op)
+    });
+    let reply = if let Some(op) = first_of {
+        counts.lost_first.lock().unwrap().push(op);
+        counts.lost.fetch_add(1, Ordering::SeqCst);
+        let _ = forward(&upstream, &req);
+        SERVER_ERROR.to_vec()
+    } else if dice < faults.throttle {
         counts.throttled.fetch_add(1, Ordering::SeqCst);
         throttle(&req)
     } else if dice < faults.throttle + faults.fail {
@@ -205,6 +220,7 @@ fn throttling_and_server_errors_on_every_call_still_converge() {
         throttle: 20,
         fail: 5,
         lose_answer: 0,
+        lose_first: &[],
     });
     let out = ctx
         .command(&["apply", &ctx.env, "--auto-approve", "--no-wait"])
@@ -298,6 +314,7 @@ fn answers_lost_after_the_call_was_carried_out_create_no_twins() {
         throttle: 0,
         fail: 0,
         lose_answer: 12,
+        lose_first: &[],
     });
     let through_proxy = |args: &[&str]| {
         let out = ctx
@@ -343,6 +360,49 @@ fn answers_lost_after_the_call_was_carried_out_create_no_twins() {
     assert_eq!(ids.len(), 14, "{ids:?}");
 }
 
+/// A saved plan carries the names that ECS lookups need, so `apply --plan` finds by tag what a
+/// create whose answer was lost made (cluster, task definition, service, target group) exactly as
+/// `apply ENV` does.
+#[test]
+fn a_saved_plan_applied_through_lost_answers_creates_no_twins() {
+    let ctx = Ctx::new("lostplan");
+    ctx.write_env(crate::platform::SERVICES);
+    ctx.infra(&["apply", "{env}", "--auto-approve", "--target", "repository"])
+        .success();
+    crate::platform::push_image(&ctx, "v1");
+    let plan_file = ctx.path("saved.plan");
+    ctx.infra(&["plan", "{env}", "--out", plan_file.to_str().unwrap()])
+        .success();
+    let (proxy, counts) = start_proxy(Faults {
+        throttle: 0,
+        fail: 0,
+        lose_answer: 0,
+        lose_first: &["RegisterTaskDefinition", "CreateService"],
+    });
+    let out = ctx
+        .command(&["apply", "--plan", plan_file.to_str().unwrap(), "--no-wait"])
+        .env("AWS_ENDPOINT_URL", &proxy)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(
+        counts.lost.load(Ordering::SeqCst),
+        2,
+        "both answers were lost"
+    );
+    ctx.assert_converged();
+    let ids = live_ids(&ctx);
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(ids, unique, "a resource was created twice");
+    assert_eq!(ids.len(), 14, "{ids:?}");
+}
+
 #[test]
 fn max_rps_caps_the_request_rate_of_the_whole_run() {
     let ctx = Ctx::new("rps");
@@ -351,6 +411,7 @@ fn max_rps_caps_the_request_rate_of_the_whole_run() {
         throttle: 0,
         fail: 0,
         lose_answer: 0,
+        lose_first: &[],
     });
     let out = ctx
         .command(&["apply", &ctx.env, "--auto-approve", "--max-rps", "10"])

@@ -8,3 +8,4 @@ mod network;
 mod pipeline;
 mod platform;
 mod state;
+mod tidy;

@@ -1,84 +1,83 @@
 //! Elastic IPs for NAT gateways. The public address is read back for `infra output`.
 
-use aws_sdk_ec2::types::{DomainType, Filter, ResourceType};
-use serde_json::{Value, json};
+use aws_sdk_ec2::types::{DomainType, ResourceType};
+use serde::{Deserialize, Serialize};
 
-use super::{Adapter, read_one};
-use crate::aws::ec2::{
-    env_filter, filter, gone_ok, id_tag, not_idempotent, retry_while, sync_tags, tag_spec,
-    tags_json,
-};
+use super::{Live, ResourceKind, Scope, Want, gone_ok};
+use crate::aws::ec2::{not_idempotent, retry_while, scope_filters};
+use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs {
+    /// Always `vpc`.
+    pub domain: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outputs {
+    pub public_ip: Option<String>,
+}
 
 pub struct ElasticIp;
 
-async fn read(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<LiveResource>, AwsError> {
-    // DescribeAddresses is not paginated: it returns every match at once.
-    let out = aws
-        .ec2
-        .describe_addresses()
-        .set_filters(Some(filters))
-        .send()
-        .await
-        .map_err(sdk_error("ec2", "DescribeAddresses"))?;
-    Ok(out
-        .addresses()
-        .iter()
-        .filter_map(|a| {
-            Some(LiveResource {
-                kind: Kind::ElasticIp,
-                physical_id: a.allocation_id()?.to_string(),
-                id: id_tag(a.tags()),
-                attrs: json!({
-                    "domain": a.domain().map(|d| d.as_str()).unwrap_or("vpc"),
-                    "public_ip": a.public_ip(),
-                    "tags": tags_json(a.tags()),
-                }),
-            })
-        })
-        .collect())
+impl super::Desire for Attrs {
+    type Kind = ElasticIp;
 }
 
 #[async_trait::async_trait]
-impl Adapter for ElasticIp {
-    fn kind(&self) -> Kind {
-        Kind::ElasticIp
+impl ResourceKind for ElasticIp {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+    const SCHEMA: Schema = Schema::replace_on(&["domain"]);
+    const TAGS: TagApi = TagApi::Ec2;
+
+    async fn read(
+        &self,
+        aws: &Aws,
+        scope: Scope<'_>,
+    ) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
+        // DescribeAddresses is not paginated: it returns every match at once.
+        let out = aws
+            .ec2
+            .describe_addresses()
+            .set_filters(Some(scope_filters(aws, scope, "allocation-id")))
+            .send()
+            .await
+            .map_err(sdk_error("ec2", "DescribeAddresses"))?;
+        Ok(out
+            .addresses()
+            .iter()
+            .filter_map(|a| {
+                Some(Live {
+                    physical_id: a.allocation_id()?.to_string(),
+                    attrs: Attrs {
+                        domain: a.domain().map(|d| d.as_str()).unwrap_or("vpc").to_string(),
+                    },
+                    outputs: Outputs {
+                        public_ip: a.public_ip().map(str::to_string),
+                    },
+                    tags: tags::from_ec2(a.tags()),
+                })
+            })
+            .collect())
     }
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, vec![env_filter(&aws.environment)]).await
-    }
-
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, vec![filter("allocation-id", ids)]).await
-    }
-
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
         let out = aws
             .ec2
             .allocate_address()
-            .domain(DomainType::Vpc)
-            .tag_specifications(tag_spec(ResourceType::ElasticIp, attrs))
+            .domain(DomainType::from(want.attrs.domain.as_str()))
+            .tag_specifications(tags::ec2_spec(ResourceType::ElasticIp, &want.tags))
             .customize()
             .config_override(not_idempotent())
             .send()
             .await
             .map_err(sdk_error("ec2", "AllocateAddress"))?;
-        read_one(self, aws, out.allocation_id().unwrap_or_default()).await
-    }
-
-    async fn update(
-        &self,
-        aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        let have = read_one(self, aws, physical).await?;
-        sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
-        read_one(self, aws, physical).await
+        Ok(out.allocation_id().unwrap_or_default().to_string())
     }
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {

@@ -1,47 +1,26 @@
 //! The internet gateway and its attachment to the VPC (one resource: `vpc_id` is the attachment).
 
-use aws_sdk_ec2::types::{Filter, ResourceType};
-use serde_json::{Value, json};
+use aws_sdk_ec2::types::ResourceType;
+use serde::{Deserialize, Serialize};
 
-use super::{Adapter, read_one};
-use crate::aws::ec2::{
-    env_filter, filter, gone_ok, id_tag, not_idempotent, retry_while, str_attr, sync_tags,
-    tag_spec, tags_json,
-};
+use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, gone_ok};
+use crate::aws::ec2::{not_idempotent, retry_while, scope_filters};
+use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs<R = Id> {
+    /// The VPC it is attached to; a detached gateway reads as `None`.
+    pub vpc_id: Option<R>,
+}
 
 pub struct InternetGateway;
 
-async fn read(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<LiveResource>, AwsError> {
-    let igws = aws
-        .ec2
-        .describe_internet_gateways()
-        .set_filters(Some(filters))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(sdk_error("ec2", "DescribeInternetGateways"))?;
-    Ok(igws
-        .into_iter()
-        .filter_map(|g| {
-            let vpc = g
-                .attachments()
-                .iter()
-                .find_map(|a| a.vpc_id())
-                .map(str::to_string);
-            Some(LiveResource {
-                kind: Kind::InternetGateway,
-                physical_id: g.internet_gateway_id()?.to_string(),
-                id: id_tag(g.tags()),
-                attrs: json!({ "vpc_id": vpc, "tags": tags_json(g.tags()) }),
-            })
-        })
-        .collect())
+impl super::Desire for Attrs<crate::model::Ref> {
+    type Kind = InternetGateway;
 }
 
 async fn detach(aws: &Aws, igw: &str, vpc: &str) -> Result<(), AwsError> {
@@ -72,24 +51,47 @@ async fn attach(aws: &Aws, igw: &str, vpc: &str) -> Result<(), AwsError> {
 }
 
 #[async_trait::async_trait]
-impl Adapter for InternetGateway {
-    fn kind(&self) -> Kind {
-        Kind::InternetGateway
+impl ResourceKind for InternetGateway {
+    type Attrs = Attrs;
+    type Outputs = NoOutputs;
+    const SCHEMA: Schema = Schema::replace_on(&[]);
+    const TAGS: TagApi = TagApi::Ec2;
+
+    async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
+        let igws = aws
+            .ec2
+            .describe_internet_gateways()
+            .set_filters(Some(scope_filters(aws, scope, "internet-gateway-id")))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(sdk_error("ec2", "DescribeInternetGateways"))?;
+        Ok(igws
+            .into_iter()
+            .filter_map(|g| {
+                Some(Live {
+                    physical_id: g.internet_gateway_id()?.to_string(),
+                    attrs: Attrs {
+                        vpc_id: g
+                            .attachments()
+                            .iter()
+                            .find_map(|a| a.vpc_id())
+                            .map(str::to_string),
+                    },
+                    outputs: NoOutputs {},
+                    tags: tags::from_ec2(g.tags()),
+                })
+            })
+            .collect())
     }
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, vec![env_filter(&aws.environment)]).await
-    }
-
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, vec![filter("internet-gateway-id", ids)]).await
-    }
-
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
         let out = aws
             .ec2
             .create_internet_gateway()
-            .tag_specifications(tag_spec(ResourceType::InternetGateway, attrs))
+            .tag_specifications(tags::ec2_spec(ResourceType::InternetGateway, &want.tags))
             .customize()
             .config_override(not_idempotent())
             .send()
@@ -100,35 +102,35 @@ impl Adapter for InternetGateway {
             .and_then(|g| g.internet_gateway_id())
             .unwrap_or_default()
             .to_string();
-        attach(aws, &igw, str_attr(attrs, "vpc_id")).await?;
-        read_one(self, aws, &igw).await
+        if let Some(vpc) = &want.attrs.vpc_id {
+            attach(aws, &igw, vpc).await?;
+        }
+        Ok(igw)
     }
 
-    async fn update(
+    async fn change(
         &self,
         aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        let have = read_one(self, aws, physical).await?;
-        let want_vpc = str_attr(attrs, "vpc_id");
-        let have_vpc = have.attrs["vpc_id"].as_str();
-        if have_vpc != Some(want_vpc) {
-            if let Some(old) = have_vpc {
-                detach(aws, physical, old).await?;
+        have: &Live<Attrs>,
+        want: &Want<Attrs>,
+    ) -> Result<(), AwsError> {
+        if have.attrs.vpc_id != want.attrs.vpc_id {
+            if let Some(old) = &have.attrs.vpc_id {
+                detach(aws, &have.physical_id, old).await?;
             }
-            attach(aws, physical, want_vpc).await?;
+            if let Some(new) = &want.attrs.vpc_id {
+                attach(aws, &have.physical_id, new).await?;
+            }
         }
-        sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
-        read_one(self, aws, physical).await
+        Ok(())
     }
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
-        let found = self.read_ids(aws, &[physical.to_string()]).await?;
+        let found = self.read(aws, Scope::Ids(&[physical.to_string()])).await?;
         let Some(have) = found.first() else {
             return Ok(());
         };
-        if let Some(vpc) = have.attrs["vpc_id"].as_str() {
+        if let Some(vpc) = &have.attrs.vpc_id {
             detach(aws, physical, vpc).await?;
         }
         gone_ok(

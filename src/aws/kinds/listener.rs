@@ -2,167 +2,171 @@
 //! configured) and HTTPS with the certificate. Read with the load balancer's DescribeListeners.
 
 use aws_sdk_elasticloadbalancingv2::types::{Certificate, ProtocolEnum};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::{Adapter, read_one};
-use crate::aws::ec2::str_attr;
-use crate::aws::elbv2::{action, action_json, load_balancer_arn, sync_tags, tag_list, tags};
-use crate::aws::{Aws, sdk_error, tag_pairs};
+use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, absent_ok, gone_ok};
+use crate::aws::elbv2::{ListenerAction, load_balancer_arn, tags_of};
+use crate::aws::tags::{self, TagApi};
+use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs<R = Id> {
+    pub load_balancer_arn: R,
+    pub port: u16,
+    pub protocol: String,
+    /// HTTPS only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_arn: Option<String>,
+    pub default_action: ListenerAction<R>,
+}
 
 pub struct Listener;
+
+impl super::Desire for Attrs<crate::model::Ref> {
+    type Kind = Listener;
+}
 
 async fn read(
     aws: &Aws,
     lb: Option<&str>,
     arns: Option<Vec<String>>,
-) -> Result<Vec<LiveResource>, AwsError> {
-    let out = match aws
-        .elbv2
-        .describe_listeners()
-        .set_load_balancer_arn(lb.map(str::to_string))
-        .set_listener_arns(arns)
-        .send()
-        .await
-    {
-        Ok(out) => out,
-        Err(e) => {
-            let e = sdk_error("elbv2", "DescribeListeners")(e);
-            return if e.code_is("ListenerNotFound") || e.code_is("LoadBalancerNotFound") {
-                Ok(Vec::new())
-            } else {
-                Err(e)
-            };
-        }
-    };
-    let arns: Vec<String> = out
-        .listeners()
+) -> Result<Vec<Live<Attrs>>, AwsError> {
+    let listeners = absent_ok(
+        aws.elbv2
+            .describe_listeners()
+            .set_load_balancer_arn(lb.map(str::to_string))
+            .set_listener_arns(arns)
+            .send()
+            .await
+            .map(|out| out.listeners().to_vec())
+            .map_err(sdk_error("elbv2", "DescribeListeners")),
+    )?;
+    let arns: Vec<String> = listeners
         .iter()
         .filter_map(|l| l.listener_arn().map(str::to_string))
         .collect();
-    let all_tags = tags(aws, &arns).await?;
-    Ok(out
-        .listeners()
+    let mut all_tags = tags_of(aws, &arns).await?;
+    Ok(listeners
         .iter()
         .filter_map(|l| {
             let arn = l.listener_arn()?;
-            let tags = all_tags
-                .iter()
-                .find(|(a, _)| a == arn)
-                .map(|(_, t)| t.clone())
-                .unwrap_or(json!({}));
-            let mut attrs = json!({
-                "load_balancer_arn": l.load_balancer_arn(),
-                "port": l.port(),
-                "protocol": l.protocol().map(|p| p.as_str()),
-                "default_action": l.default_actions().first().map(action_json),
-                "tags": tags,
-            });
-            if let Some(cert) = l.certificates().first().and_then(|c| c.certificate_arn()) {
-                attrs["certificate_arn"] = json!(cert);
-            }
-            Some(LiveResource {
-                kind: Kind::Listener,
+            Some(Live {
                 physical_id: arn.to_string(),
-                id: tags["infra:id"].as_str().map(str::to_string),
-                attrs,
+                attrs: Attrs {
+                    load_balancer_arn: l.load_balancer_arn().unwrap_or_default().to_string(),
+                    port: l
+                        .port()
+                        .and_then(|p| u16::try_from(p).ok())
+                        .unwrap_or_default(),
+                    protocol: l
+                        .protocol()
+                        .map(|p| p.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    certificate_arn: l
+                        .certificates()
+                        .first()
+                        .and_then(|c| c.certificate_arn())
+                        .map(str::to_string),
+                    default_action: ListenerAction::from_aws(l.default_actions().first()?),
+                },
+                outputs: NoOutputs {},
+                tags: all_tags.remove(arn).unwrap_or_default(),
             })
         })
         .collect())
 }
 
-fn certificates(attrs: &Value) -> Option<Vec<Certificate>> {
-    attrs["certificate_arn"]
-        .as_str()
+fn certificates(attrs: &Attrs) -> Option<Vec<Certificate>> {
+    attrs
+        .certificate_arn
+        .as_ref()
         .map(|c| vec![Certificate::builder().certificate_arn(c).build()])
 }
 
 #[async_trait::async_trait]
-impl Adapter for Listener {
-    fn kind(&self) -> Kind {
-        Kind::Listener
-    }
+impl ResourceKind for Listener {
+    type Attrs = Attrs;
+    type Outputs = NoOutputs;
+    const SCHEMA: Schema = Schema::replace_on(&["load_balancer_arn"]);
+    const TAGS: TagApi = TagApi::Elbv2;
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        match load_balancer_arn(aws).await? {
-            Some(lb) => read(aws, Some(&lb), None).await,
-            None => Ok(Vec::new()),
+    async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
+        match scope {
+            Scope::Environment => match load_balancer_arn(aws).await? {
+                Some(lb) => read(aws, Some(&lb), None).await,
+                None => Ok(Vec::new()),
+            },
+            Scope::Ids(ids) => {
+                let mut out = Vec::new();
+                for id in ids {
+                    out.extend(read(aws, None, Some(vec![id.clone()])).await?);
+                }
+                Ok(out)
+            }
         }
     }
 
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
-        let mut out = Vec::new();
-        for id in ids {
-            out.extend(read(aws, None, Some(vec![id.clone()])).await?);
-        }
-        Ok(out)
-    }
-
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
+        let a = &want.attrs;
         let out = aws
             .elbv2
             .create_listener()
-            .load_balancer_arn(str_attr(attrs, "load_balancer_arn"))
-            .port(attrs["port"].as_i64().unwrap_or(80) as i32)
-            .protocol(ProtocolEnum::from(str_attr(attrs, "protocol")))
-            .set_certificates(certificates(attrs))
-            .default_actions(action(&attrs["default_action"]))
-            .set_tags(Some(tag_list(tag_pairs(attrs))))
+            .load_balancer_arn(&a.load_balancer_arn)
+            .port(i32::from(a.port))
+            .protocol(ProtocolEnum::from(a.protocol.as_str()))
+            .set_certificates(certificates(a))
+            .default_actions(a.default_action.to_aws())
+            .set_tags(Some(tags::elbv2(&want.tags)))
             .send()
             .await
             .map_err(sdk_error("elbv2", "CreateListener"))?;
-        let arn = out
+        Ok(out
             .listeners()
             .first()
             .and_then(|l| l.listener_arn())
             .unwrap_or_default()
-            .to_string();
-        read_one(self, aws, &arn).await
+            .to_string())
     }
 
-    async fn update(
+    async fn change(
         &self,
         aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        let have = read_one(self, aws, physical).await?;
-        let settings = ["port", "protocol", "certificate_arn", "default_action"];
-        if settings.iter().any(|k| have.attrs[*k] != attrs[*k]) {
+        have: &Live<Attrs>,
+        want: &Want<Attrs>,
+    ) -> Result<(), AwsError> {
+        let (h, w) = (&have.attrs, &want.attrs);
+        if h.port != w.port
+            || h.protocol != w.protocol
+            || h.certificate_arn != w.certificate_arn
+            || h.default_action != w.default_action
+        {
             aws.elbv2
                 .modify_listener()
-                .listener_arn(physical)
-                .port(attrs["port"].as_i64().unwrap_or(80) as i32)
-                .protocol(ProtocolEnum::from(str_attr(attrs, "protocol")))
-                .set_certificates(certificates(attrs))
-                .default_actions(action(&attrs["default_action"]))
+                .listener_arn(&have.physical_id)
+                .port(i32::from(w.port))
+                .protocol(ProtocolEnum::from(w.protocol.as_str()))
+                .set_certificates(certificates(w))
+                .default_actions(w.default_action.to_aws())
                 .send()
                 .await
                 .map_err(sdk_error("elbv2", "ModifyListener"))?;
         }
-        sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
-        read_one(self, aws, physical).await
+        Ok(())
     }
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
-        match aws
-            .elbv2
-            .delete_listener()
-            .listener_arn(physical)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let e = sdk_error("elbv2", "DeleteListener")(e);
-                if e.code_is("ListenerNotFound") {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        gone_ok(
+            aws.elbv2
+                .delete_listener()
+                .listener_arn(physical)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(sdk_error("elbv2", "DeleteListener")),
+        )
     }
 }

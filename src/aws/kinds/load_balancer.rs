@@ -10,29 +10,43 @@ use aws_sdk_elasticloadbalancingv2::types::{
     IpAddressType, LoadBalancer as Alb, LoadBalancerAttribute, LoadBalancerSchemeEnum,
     LoadBalancerTypeEnum,
 };
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::{Adapter, read_one};
-use crate::aws::ec2::str_attr;
-use crate::aws::elbv2::{sync_tags, tag_list, tags};
-use crate::aws::{Aws, sdk_error, tag_pairs};
+use super::{Id, Live, ResourceKind, Scope, Want, absent_ok, gone_ok};
+use crate::aws::elbv2::tags_of;
+use crate::aws::tags::{self, TagApi};
+use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+use crate::naming;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs<R = Id> {
+    pub name: String,
+    pub scheme: String,
+    #[serde(rename = "type")]
+    pub lb_type: String,
+    pub subnets: Vec<R>,
+    pub security_groups: Vec<R>,
+    pub idle_timeout_seconds: u32,
+    pub deletion_protection: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outputs {
+    pub dns_name: Option<String>,
+}
 
 pub struct LoadBalancer;
 
-const WAIT: Duration = Duration::from_secs(15 * 60);
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect()
+impl super::Desire for Attrs<crate::model::Ref> {
+    type Kind = LoadBalancer;
 }
 
-async fn describe(aws: &Aws, lbs: &[Alb]) -> Result<Vec<LiveResource>, AwsError> {
+const WAIT: Duration = Duration::from_secs(15 * 60);
+
+async fn describe(aws: &Aws, lbs: &[Alb]) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
     let arns: Vec<String> = lbs
         .iter()
         .filter_map(|l| l.load_balancer_arn().map(str::to_string))
@@ -40,7 +54,7 @@ async fn describe(aws: &Aws, lbs: &[Alb]) -> Result<Vec<LiveResource>, AwsError>
     if arns.is_empty() {
         return Ok(Vec::new());
     }
-    let all_tags = tags(aws, &arns).await?;
+    let mut all_tags = tags_of(aws, &arns).await?;
     let mut out = Vec::new();
     for lb in lbs {
         let Some(arn) = lb.load_balancer_arn() else {
@@ -61,53 +75,54 @@ async fn describe(aws: &Aws, lbs: &[Alb]) -> Result<Vec<LiveResource>, AwsError>
                 .and_then(|a| a.value())
                 .map(str::to_string)
         };
-        let tags = all_tags
-            .iter()
-            .find(|(a, _)| a == arn)
-            .map(|(_, t)| t.clone())
-            .unwrap_or(json!({}));
-        out.push(LiveResource {
-            kind: Kind::LoadBalancer,
+        out.push(Live {
             physical_id: arn.to_string(),
-            id: tags["infra:id"].as_str().map(str::to_string),
-            attrs: json!({
-                "name": lb.load_balancer_name(),
-                "scheme": lb.scheme().map(|s| s.as_str()),
-                "type": lb.r#type().map(|t| t.as_str()),
-                "subnets": lb.availability_zones().iter().filter_map(|z| z.subnet_id()).collect::<Vec<_>>(),
-                "security_groups": lb.security_groups(),
-                "idle_timeout_seconds": attr("idle_timeout.timeout_seconds").and_then(|v| v.parse::<u64>().ok()),
-                "deletion_protection": attr("deletion_protection.enabled").as_deref() == Some("true"),
-                "dns_name": lb.dns_name(),
-                "tags": tags,
-            }),
+            attrs: Attrs {
+                name: lb.load_balancer_name().unwrap_or_default().to_string(),
+                scheme: lb
+                    .scheme()
+                    .map(|s| s.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                lb_type: lb
+                    .r#type()
+                    .map(|t| t.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                subnets: lb
+                    .availability_zones()
+                    .iter()
+                    .filter_map(|z| z.subnet_id().map(str::to_string))
+                    .collect(),
+                security_groups: lb.security_groups().to_vec(),
+                idle_timeout_seconds: attr("idle_timeout.timeout_seconds")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_default(),
+                deletion_protection: attr("deletion_protection.enabled").as_deref() == Some("true"),
+            },
+            outputs: Outputs {
+                dns_name: lb.dns_name().map(str::to_string),
+            },
+            tags: all_tags.remove(arn).unwrap_or_default(),
         });
     }
     Ok(out)
 }
 
-async fn set_attributes(aws: &Aws, arn: &str, attrs: &Value) -> Result<(), AwsError> {
-    let idle = attrs["idle_timeout_seconds"]
-        .as_u64()
-        .unwrap_or(60)
-        .to_string();
-    let protect = attrs["deletion_protection"]
-        .as_bool()
-        .unwrap_or(false)
-        .to_string();
+async fn set_attributes(aws: &Aws, arn: &str, want: &Attrs) -> Result<(), AwsError> {
     aws.elbv2
         .modify_load_balancer_attributes()
         .load_balancer_arn(arn)
         .attributes(
             LoadBalancerAttribute::builder()
                 .key("idle_timeout.timeout_seconds")
-                .value(idle)
+                .value(want.idle_timeout_seconds.to_string())
                 .build(),
         )
         .attributes(
             LoadBalancerAttribute::builder()
                 .key("deletion_protection.enabled")
-                .value(protect)
+                .value(want.deletion_protection.to_string())
                 .build(),
         )
         .send()
@@ -116,65 +131,57 @@ async fn set_attributes(aws: &Aws, arn: &str, attrs: &Value) -> Result<(), AwsEr
         .map_err(sdk_error("elbv2", "ModifyLoadBalancerAttributes"))
 }
 
+fn sorted(v: &[String]) -> Vec<&String> {
+    let mut s: Vec<&String> = v.iter().collect();
+    s.sort();
+    s
+}
+
 #[async_trait::async_trait]
-impl Adapter for LoadBalancer {
-    fn kind(&self) -> Kind {
-        Kind::LoadBalancer
-    }
+impl ResourceKind for LoadBalancer {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+    const SCHEMA: Schema =
+        Schema::replace_on(&["name", "scheme", "type"]).sets(&["subnets", "security_groups"]);
+    const TAGS: TagApi = TagApi::Elbv2;
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        match aws
-            .elbv2
-            .describe_load_balancers()
-            .names(&aws.environment)
-            .send()
-            .await
-        {
-            Ok(out) => describe(aws, out.load_balancers()).await,
-            Err(e) => {
-                let e = sdk_error("elbv2", "DescribeLoadBalancers")(e);
-                if e.code_is("LoadBalancerNotFound") {
-                    Ok(Vec::new())
-                } else {
-                    Err(e)
-                }
-            }
+    async fn read(
+        &self,
+        aws: &Aws,
+        scope: Scope<'_>,
+    ) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
+        let mut found = Vec::new();
+        let requests: Vec<(Option<String>, Option<String>)> = match scope {
+            Scope::Environment => vec![(Some(naming::load_balancer(&aws.environment)), None)],
+            Scope::Ids(ids) => ids.iter().map(|id| (None, Some(id.clone()))).collect(),
+        };
+        for (name, arn) in requests {
+            found.extend(absent_ok(
+                aws.elbv2
+                    .describe_load_balancers()
+                    .set_names(name.map(|n| vec![n]))
+                    .set_load_balancer_arns(arn.map(|a| vec![a]))
+                    .send()
+                    .await
+                    .map(|out| out.load_balancers().to_vec())
+                    .map_err(sdk_error("elbv2", "DescribeLoadBalancers")),
+            )?);
         }
+        describe(aws, &found).await
     }
 
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
-        let mut out = Vec::new();
-        for id in ids {
-            match aws
-                .elbv2
-                .describe_load_balancers()
-                .load_balancer_arns(id)
-                .send()
-                .await
-            {
-                Ok(found) => out.extend(describe(aws, found.load_balancers()).await?),
-                Err(e) => {
-                    let e = sdk_error("elbv2", "DescribeLoadBalancers")(e);
-                    if !e.code_is("LoadBalancerNotFound") {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
+        let a = &want.attrs;
         let out = aws
             .elbv2
             .create_load_balancer()
-            .name(str_attr(attrs, "name"))
-            .scheme(LoadBalancerSchemeEnum::from(str_attr(attrs, "scheme")))
-            .r#type(LoadBalancerTypeEnum::from(str_attr(attrs, "type")))
+            .name(&a.name)
+            .scheme(LoadBalancerSchemeEnum::from(a.scheme.as_str()))
+            .r#type(LoadBalancerTypeEnum::from(a.lb_type.as_str()))
             .ip_address_type(IpAddressType::Ipv4)
-            .set_subnets(Some(strings(&attrs["subnets"])))
-            .set_security_groups(Some(strings(&attrs["security_groups"])))
-            .set_tags(Some(tag_list(tag_pairs(attrs))))
+            .set_subnets(Some(a.subnets.clone()))
+            .set_security_groups(Some(a.security_groups.clone()))
+            .set_tags(Some(tags::elbv2(&want.tags)))
             .send()
             .await
             .map_err(sdk_error("elbv2", "CreateLoadBalancer"))?;
@@ -196,47 +203,42 @@ impl Adapter for LoadBalancer {
                     format!("load balancer did not become active: {e}"),
                 )
             })?;
-        set_attributes(aws, &arn, attrs).await?;
-        read_one(self, aws, &arn).await
+        set_attributes(aws, &arn, a).await?;
+        Ok(arn)
     }
 
-    async fn update(
+    async fn change(
         &self,
         aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        let have = read_one(self, aws, physical).await?;
-        let sorted = |v: &Value| {
-            let mut s = strings(v);
-            s.sort();
-            s
-        };
-        if sorted(&have.attrs["subnets"]) != sorted(&attrs["subnets"]) {
+        have: &Live<Attrs, Outputs>,
+        want: &Want<Attrs>,
+    ) -> Result<(), AwsError> {
+        let (h, w) = (&have.attrs, &want.attrs);
+        let arn = have.physical_id.as_str();
+        if sorted(&h.subnets) != sorted(&w.subnets) {
             aws.elbv2
                 .set_subnets()
-                .load_balancer_arn(physical)
-                .set_subnets(Some(strings(&attrs["subnets"])))
+                .load_balancer_arn(arn)
+                .set_subnets(Some(w.subnets.clone()))
                 .send()
                 .await
                 .map_err(sdk_error("elbv2", "SetSubnets"))?;
         }
-        if sorted(&have.attrs["security_groups"]) != sorted(&attrs["security_groups"]) {
+        if sorted(&h.security_groups) != sorted(&w.security_groups) {
             aws.elbv2
                 .set_security_groups()
-                .load_balancer_arn(physical)
-                .set_security_groups(Some(strings(&attrs["security_groups"])))
+                .load_balancer_arn(arn)
+                .set_security_groups(Some(w.security_groups.clone()))
                 .send()
                 .await
                 .map_err(sdk_error("elbv2", "SetSecurityGroups"))?;
         }
-        if have.attrs["idle_timeout_seconds"] != attrs["idle_timeout_seconds"]
-            || have.attrs["deletion_protection"] != attrs["deletion_protection"]
+        if h.idle_timeout_seconds != w.idle_timeout_seconds
+            || h.deletion_protection != w.deletion_protection
         {
-            set_attributes(aws, physical, attrs).await?;
+            set_attributes(aws, arn, w).await?;
         }
-        sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
-        read_one(self, aws, physical).await
+        Ok(())
     }
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
@@ -246,29 +248,26 @@ impl Adapter for LoadBalancer {
             .load_balancer_arn(physical)
             .send()
             .await
-        {
-            Ok(_) => {}
-            Err(e) => {
-                let e = sdk_error("elbv2", "DeleteLoadBalancer")(e);
-                return if e.code_is("LoadBalancerNotFound") {
-                    Ok(())
-                } else {
-                    Err(e)
-                };
-            }
-        }
-        aws.elbv2
-            .wait_until_load_balancers_deleted()
-            .load_balancer_arns(physical)
-            .wait(WAIT)
-            .await
             .map(|_| ())
-            .map_err(|e| {
-                AwsError::local(
-                    "elbv2",
-                    "DescribeLoadBalancers",
-                    format!("load balancer was not deleted in time: {e}"),
-                )
-            })
+            .map_err(sdk_error("elbv2", "DeleteLoadBalancer"))
+        {
+            Err(e) if e.is_not_found() => return Ok(()),
+            other => other?,
+        }
+        gone_ok(
+            aws.elbv2
+                .wait_until_load_balancers_deleted()
+                .load_balancer_arns(physical)
+                .wait(WAIT)
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    AwsError::local(
+                        "elbv2",
+                        "DescribeLoadBalancers",
+                        format!("load balancer was not deleted in time: {e}"),
+                    )
+                }),
+        )
     }
 }

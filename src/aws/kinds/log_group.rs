@@ -1,15 +1,33 @@
 //! CloudWatch log groups, one per service, with a retention. Found with one prefix-filtered
 //! describe (`/ecs/<env>/`); tags cost one call per group.
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::{Adapter, read_one};
-use crate::aws::{Aws, sdk_error, tag_changes, tag_pairs, tags_value};
+use super::{Live, ResourceKind, Scope, Want, gone_ok};
+use crate::aws::tags::{self, TagApi};
+use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+use crate::naming;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs {
+    pub name: String,
+    pub retention_in_days: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outputs {
+    /// Without the `:*` suffix DescribeLogGroups gives it: what the tagging API wants.
+    pub arn: String,
+}
 
 pub struct LogGroup;
+
+impl super::Desire for Attrs {
+    type Kind = LogGroup;
+}
 
 /// Log group ARNs as DescribeLogGroups gives them end in `:*`; tagging APIs want them without.
 fn bare_arn(arn: &str) -> &str {
@@ -20,7 +38,7 @@ async fn read(
     aws: &Aws,
     prefix: &str,
     keep: impl Fn(&str) -> bool,
-) -> Result<Vec<LiveResource>, AwsError> {
+) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
     let groups = aws
         .logs
         .describe_log_groups()
@@ -42,40 +60,42 @@ async fn read(
             .or(g.arn())
             .map(bare_arn)
             .unwrap_or_default();
-        let tags = aws
+        let listed = aws
             .logs
             .list_tags_for_resource()
             .resource_arn(arn)
             .send()
             .await
             .map_err(sdk_error("logs", "ListTagsForResource"))?;
-        let tags = tags_value(
-            tags.tags()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        out.push(LiveResource {
-            kind: Kind::LogGroup,
+        out.push(Live {
             physical_id: name.to_string(),
-            id: tags["infra:id"].as_str().map(str::to_string),
-            attrs: json!({
-                "name": name,
-                "retention_in_days": g.retention_in_days(),
-                "arn": arn,
-                "tags": tags,
-            }),
+            attrs: Attrs {
+                name: name.to_string(),
+                retention_in_days: g
+                    .retention_in_days()
+                    .and_then(|d| u32::try_from(d).ok())
+                    .unwrap_or_default(),
+            },
+            outputs: Outputs {
+                arn: arn.to_string(),
+            },
+            tags: tags::collect(
+                listed
+                    .tags()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
         });
     }
     Ok(out)
 }
 
-async fn set_retention(aws: &Aws, name: &str, attrs: &Value) -> Result<(), AwsError> {
-    let days = attrs["retention_in_days"].as_i64().unwrap_or(30) as i32;
+async fn set_retention(aws: &Aws, name: &str, days: u32) -> Result<(), AwsError> {
     aws.logs
         .put_retention_policy()
         .log_group_name(name)
-        .retention_in_days(days)
+        .retention_in_days(days as i32)
         .send()
         .await
         .map(|_| ())
@@ -83,86 +103,69 @@ async fn set_retention(aws: &Aws, name: &str, attrs: &Value) -> Result<(), AwsEr
 }
 
 #[async_trait::async_trait]
-impl Adapter for LogGroup {
-    fn kind(&self) -> Kind {
-        Kind::LogGroup
-    }
+impl ResourceKind for LogGroup {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+    const SCHEMA: Schema = Schema::replace_on(&["name"]);
+    const TAGS: TagApi = TagApi::Logs;
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, &format!("/ecs/{}/", aws.environment), |_| true).await
-    }
-
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
-        let mut out = Vec::new();
-        for id in ids {
-            out.extend(read(aws, id, |name| name == id).await?);
+    async fn read(
+        &self,
+        aws: &Aws,
+        scope: Scope<'_>,
+    ) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
+        match scope {
+            Scope::Environment => {
+                read(aws, &naming::log_group_prefix(&aws.environment), |_| true).await
+            }
+            Scope::Ids(ids) => {
+                let mut out = Vec::new();
+                for id in ids {
+                    out.extend(read(aws, id, |name| name == id).await?);
+                }
+                Ok(out)
+            }
         }
-        Ok(out)
     }
 
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
-        let name = attrs["name"].as_str().unwrap_or_default();
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
+        let a = &want.attrs;
         aws.logs
             .create_log_group()
-            .log_group_name(name)
-            .set_tags(Some(tag_pairs(attrs).into_iter().collect()))
+            .log_group_name(&a.name)
+            .set_tags(Some(want.tags.clone().into_iter().collect()))
             .send()
             .await
             .map_err(sdk_error("logs", "CreateLogGroup"))?;
-        set_retention(aws, name, attrs).await?;
-        read_one(self, aws, name).await
+        set_retention(aws, &a.name, a.retention_in_days).await?;
+        Ok(a.name.clone())
     }
 
-    async fn update(
+    async fn change(
         &self,
         aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        let have = read_one(self, aws, physical).await?;
-        if have.attrs["retention_in_days"] != attrs["retention_in_days"] {
-            set_retention(aws, physical, attrs).await?;
+        have: &Live<Attrs, Outputs>,
+        want: &Want<Attrs>,
+    ) -> Result<(), AwsError> {
+        if have.attrs.retention_in_days != want.attrs.retention_in_days {
+            set_retention(aws, &have.physical_id, want.attrs.retention_in_days).await?;
         }
-        let arn = have.attrs["arn"].as_str().unwrap_or_default();
-        let (set, remove) = tag_changes(&have.attrs["tags"], &attrs["tags"]);
-        if !set.is_empty() {
-            aws.logs
-                .tag_resource()
-                .resource_arn(arn)
-                .set_tags(Some(set.into_iter().collect()))
-                .send()
-                .await
-                .map_err(sdk_error("logs", "TagResource"))?;
-        }
-        if !remove.is_empty() {
-            aws.logs
-                .untag_resource()
-                .resource_arn(arn)
-                .set_tag_keys(Some(remove))
-                .send()
-                .await
-                .map_err(sdk_error("logs", "UntagResource"))?;
-        }
-        read_one(self, aws, physical).await
+        Ok(())
+    }
+
+    fn tag_target(have: &Live<Attrs, Outputs>) -> String {
+        have.outputs.arn.clone()
     }
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
-        match aws
-            .logs
-            .delete_log_group()
-            .log_group_name(physical)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let e = sdk_error("logs", "DeleteLogGroup")(e);
-                if e.code_is("ResourceNotFoundException") {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        gone_ok(
+            aws.logs
+                .delete_log_group()
+                .log_group_name(physical)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(sdk_error("logs", "DeleteLogGroup")),
+        )
     }
 }

@@ -5,81 +5,109 @@
 use std::time::Duration;
 
 use aws_sdk_ec2::client::Waiters;
-use aws_sdk_ec2::types::{ConnectivityType, Filter, NatGatewayState, ResourceType};
-use serde_json::{Value, json};
+use aws_sdk_ec2::types::{ConnectivityType, NatGatewayState, ResourceType};
+use serde::{Deserialize, Serialize};
 
-use super::{Adapter, read_one};
-use crate::aws::ec2::{env_filter, filter, id_tag, str_attr, sync_tags, tag_spec, tags_json};
+use super::{Id, Live, ResourceKind, Scope, Want};
+use crate::aws::ec2::scope_filters;
+use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs<R = Id> {
+    pub subnet_id: R,
+    pub allocation_id: R,
+    /// Always `public`.
+    pub connectivity_type: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outputs {
+    pub public_ip: Option<String>,
+}
 
 pub struct NatGateway;
 
-const WAIT: Duration = Duration::from_secs(15 * 60);
-
-async fn read(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<LiveResource>, AwsError> {
-    let nats = aws
-        .ec2
-        .describe_nat_gateways()
-        .set_filter(Some(filters))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(sdk_error("ec2", "DescribeNatGateways"))?;
-    Ok(nats
-        .into_iter()
-        // Deleted gateways stay visible for an hour; they are gone for every purpose here.
-        .filter(|n| {
-            !matches!(
-                n.state(),
-                Some(NatGatewayState::Deleted | NatGatewayState::Deleting | NatGatewayState::Failed)
-            )
-        })
-        .filter_map(|n| {
-            let address = n.nat_gateway_addresses().first();
-            Some(LiveResource {
-                kind: Kind::NatGateway,
-                physical_id: n.nat_gateway_id()?.to_string(),
-                id: id_tag(n.tags()),
-                attrs: json!({
-                    "subnet_id": n.subnet_id(),
-                    "allocation_id": address.and_then(|a| a.allocation_id()),
-                    "connectivity_type": n.connectivity_type().map(|c| c.as_str()).unwrap_or("public"),
-                    "public_ip": address.and_then(|a| a.public_ip()),
-                    "tags": tags_json(n.tags()),
-                }),
-            })
-        })
-        .collect())
+impl super::Desire for Attrs<crate::model::Ref> {
+    type Kind = NatGateway;
 }
 
+const WAIT: Duration = Duration::from_secs(15 * 60);
+
 #[async_trait::async_trait]
-impl Adapter for NatGateway {
-    fn kind(&self) -> Kind {
-        Kind::NatGateway
+impl ResourceKind for NatGateway {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+    const SCHEMA: Schema = Schema::replace_on(&["subnet_id", "allocation_id", "connectivity_type"]);
+    const TAGS: TagApi = TagApi::Ec2;
+
+    async fn read(
+        &self,
+        aws: &Aws,
+        scope: Scope<'_>,
+    ) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
+        let nats = aws
+            .ec2
+            .describe_nat_gateways()
+            .set_filter(Some(scope_filters(aws, scope, "nat-gateway-id")))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(sdk_error("ec2", "DescribeNatGateways"))?;
+        Ok(nats
+            .into_iter()
+            // Deleted gateways stay visible for an hour; they are gone for every purpose here.
+            .filter(|n| {
+                !matches!(
+                    n.state(),
+                    Some(
+                        NatGatewayState::Deleted
+                            | NatGatewayState::Deleting
+                            | NatGatewayState::Failed
+                    )
+                )
+            })
+            .filter_map(|n| {
+                let address = n.nat_gateway_addresses().first();
+                Some(Live {
+                    physical_id: n.nat_gateway_id()?.to_string(),
+                    attrs: Attrs {
+                        subnet_id: n.subnet_id().unwrap_or_default().to_string(),
+                        allocation_id: address
+                            .and_then(|a| a.allocation_id())
+                            .unwrap_or_default()
+                            .to_string(),
+                        connectivity_type: n
+                            .connectivity_type()
+                            .map(|c| c.as_str())
+                            .unwrap_or("public")
+                            .to_string(),
+                    },
+                    outputs: Outputs {
+                        public_ip: address.and_then(|a| a.public_ip()).map(str::to_string),
+                    },
+                    tags: tags::from_ec2(n.tags()),
+                })
+            })
+            .collect())
     }
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, vec![env_filter(&aws.environment)]).await
-    }
-
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, vec![filter("nat-gateway-id", ids)]).await
-    }
-
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
         let out = aws
             .ec2
             .create_nat_gateway()
-            .subnet_id(str_attr(attrs, "subnet_id"))
-            .allocation_id(str_attr(attrs, "allocation_id"))
-            .connectivity_type(ConnectivityType::from(str_attr(attrs, "connectivity_type")))
+            .subnet_id(&want.attrs.subnet_id)
+            .allocation_id(&want.attrs.allocation_id)
+            .connectivity_type(ConnectivityType::from(
+                want.attrs.connectivity_type.as_str(),
+            ))
             .client_token(uuid::Uuid::new_v4().to_string())
-            .tag_specifications(tag_spec(ResourceType::Natgateway, attrs))
+            .tag_specifications(tags::ec2_spec(ResourceType::Natgateway, &want.tags))
             .send()
             .await
             .map_err(sdk_error("ec2", "CreateNatGateway"))?;
@@ -100,18 +128,7 @@ impl Adapter for NatGateway {
                     format!("NAT gateway {nat} did not become available: {e}"),
                 )
             })?;
-        read_one(self, aws, &nat).await
-    }
-
-    async fn update(
-        &self,
-        aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        let have = read_one(self, aws, physical).await?;
-        sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
-        read_one(self, aws, physical).await
+        Ok(nat)
     }
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {

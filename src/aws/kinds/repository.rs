@@ -3,18 +3,38 @@
 //! call per repository of this environment (repositories are few, and do not grow with the
 //! network).
 
-use aws_sdk_ecr::types::{
-    ImageScanningConfiguration, ImageTagMutability, Repository as EcrRepository, Tag,
-};
-use serde_json::{Value, json};
+use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability, Repository as Ecr};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::{Adapter, read_one};
-use crate::aws::{Aws, sdk_error, tag_changes, tag_pairs, tags_value};
+use super::{Live, ResourceKind, Scope, Want, absent_ok, gone_ok};
+use crate::aws::tags::{self, TagApi};
+use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+use crate::naming;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs {
+    pub name: String,
+    pub scan_on_push: bool,
+    pub immutable_tags: bool,
+    /// The ECR lifecycle policy document.
+    pub lifecycle_policy: Value,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outputs {
+    pub uri: Option<String>,
+    pub arn: String,
+}
 
 pub struct Repository;
+
+impl super::Desire for Attrs {
+    type Kind = Repository;
+}
 
 fn mutability(immutable: bool) -> ImageTagMutability {
     if immutable {
@@ -24,7 +44,7 @@ fn mutability(immutable: bool) -> ImageTagMutability {
     }
 }
 
-async fn describe(aws: &Aws, r: &EcrRepository) -> Result<LiveResource, AwsError> {
+async fn describe(aws: &Aws, r: &Ecr) -> Result<Live<Attrs, Outputs>, AwsError> {
     let name = r.repository_name().unwrap_or_default();
     let arn = r.repository_arn().unwrap_or_default();
     let tags = aws
@@ -34,63 +54,36 @@ async fn describe(aws: &Aws, r: &EcrRepository) -> Result<LiveResource, AwsError
         .send()
         .await
         .map_err(sdk_error("ecr", "ListTagsForResource"))?;
-    let tags = tags_value(tags.tags().iter().map(|t| (t.key(), t.value())));
-    let policy = match aws
-        .ecr
-        .get_lifecycle_policy()
-        .repository_name(name)
-        .send()
-        .await
-    {
-        Ok(out) => out
-            .lifecycle_policy_text()
-            .and_then(|t| serde_json::from_str::<Value>(t).ok())
-            .unwrap_or(Value::Null),
-        Err(e) => {
-            let e = sdk_error("ecr", "GetLifecyclePolicy")(e);
-            if e.code_is("LifecyclePolicyNotFoundException") {
-                Value::Null
-            } else {
-                return Err(e);
-            }
-        }
-    };
-    let id = tags["infra:id"].as_str().map(str::to_string);
-    Ok(LiveResource {
-        kind: Kind::Repository,
+    let tags = tags::collect(tags.tags().iter().map(|t| (t.key(), t.value())));
+    let policy = absent_ok(
+        aws.ecr
+            .get_lifecycle_policy()
+            .repository_name(name)
+            .send()
+            .await
+            .map(|out| {
+                out.lifecycle_policy_text()
+                    .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                    .unwrap_or(Value::Null)
+            })
+            .map_err(sdk_error("ecr", "GetLifecyclePolicy")),
+    )?;
+    Ok(Live {
         physical_id: name.to_string(),
-        id,
-        attrs: json!({
-            "name": name,
-            "scan_on_push": r.image_scanning_configuration().is_some_and(|c| c.scan_on_push()),
-            "immutable_tags": r.image_tag_mutability() == Some(&ImageTagMutability::Immutable),
-            "lifecycle_policy": policy,
-            "uri": r.repository_uri(),
-            "arn": arn,
-            "tags": tags,
-        }),
+        attrs: Attrs {
+            name: name.to_string(),
+            scan_on_push: r
+                .image_scanning_configuration()
+                .is_some_and(|c| c.scan_on_push()),
+            immutable_tags: r.image_tag_mutability() == Some(&ImageTagMutability::Immutable),
+            lifecycle_policy: policy,
+        },
+        outputs: Outputs {
+            uri: r.repository_uri().map(str::to_string),
+            arn: arn.to_string(),
+        },
+        tags,
     })
-}
-
-/// Every repository whose name passes `keep`, read fully.
-async fn read(aws: &Aws, keep: impl Fn(&str) -> bool) -> Result<Vec<LiveResource>, AwsError> {
-    let repos = aws
-        .ecr
-        .describe_repositories()
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(sdk_error("ecr", "DescribeRepositories"))?;
-    let mut out = Vec::new();
-    for r in repos
-        .iter()
-        .filter(|r| r.repository_name().is_some_and(&keep))
-    {
-        out.push(describe(aws, r).await?);
-    }
-    Ok(out)
 }
 
 async fn put_policy(aws: &Aws, name: &str, policy: &Value) -> Result<(), AwsError> {
@@ -104,138 +97,109 @@ async fn put_policy(aws: &Aws, name: &str, policy: &Value) -> Result<(), AwsErro
         .map_err(sdk_error("ecr", "PutLifecyclePolicy"))
 }
 
+fn scanning(on: bool) -> ImageScanningConfiguration {
+    ImageScanningConfiguration::builder()
+        .scan_on_push(on)
+        .build()
+}
+
 #[async_trait::async_trait]
-impl Adapter for Repository {
-    fn kind(&self) -> Kind {
-        Kind::Repository
+impl ResourceKind for Repository {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+    const SCHEMA: Schema = Schema::replace_on(&["name"]);
+    const TAGS: TagApi = TagApi::Ecr;
+
+    async fn read(
+        &self,
+        aws: &Aws,
+        scope: Scope<'_>,
+    ) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
+        let repos = aws
+            .ecr
+            .describe_repositories()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(sdk_error("ecr", "DescribeRepositories"))?;
+        let prefix = naming::repository_prefix(&aws.environment);
+        let keep = |name: &str| match scope {
+            Scope::Environment => name.starts_with(&prefix),
+            Scope::Ids(ids) => ids.iter().any(|i| i == name),
+        };
+        let mut out = Vec::new();
+        for r in repos
+            .iter()
+            .filter(|r| r.repository_name().is_some_and(keep))
+        {
+            out.push(describe(aws, r).await?);
+        }
+        Ok(out)
     }
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        let prefix = format!("{}/", aws.environment);
-        read(aws, |name| name.starts_with(&prefix)).await
-    }
-
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, |name| ids.iter().any(|i| i == name)).await
-    }
-
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
-        let name = attrs["name"].as_str().unwrap_or_default();
-        let tags: Vec<Tag> = tag_pairs(attrs)
-            .into_iter()
-            .map(|(k, v)| {
-                Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-                    .expect("key and value set")
-            })
-            .collect();
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
+        let a = &want.attrs;
         aws.ecr
             .create_repository()
-            .repository_name(name)
-            .image_scanning_configuration(
-                ImageScanningConfiguration::builder()
-                    .scan_on_push(attrs["scan_on_push"].as_bool().unwrap_or(true))
-                    .build(),
-            )
-            .image_tag_mutability(mutability(
-                attrs["immutable_tags"].as_bool().unwrap_or(true),
-            ))
-            .set_tags(Some(tags))
+            .repository_name(&a.name)
+            .image_scanning_configuration(scanning(a.scan_on_push))
+            .image_tag_mutability(mutability(a.immutable_tags))
+            .set_tags(Some(tags::ecr(&want.tags)?))
             .send()
             .await
             .map_err(sdk_error("ecr", "CreateRepository"))?;
-        put_policy(aws, name, &attrs["lifecycle_policy"]).await?;
-        read_one(self, aws, name).await
+        put_policy(aws, &a.name, &a.lifecycle_policy).await?;
+        Ok(a.name.clone())
     }
 
-    async fn update(
+    async fn change(
         &self,
         aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        let have = read_one(self, aws, physical).await?;
-        if have.attrs["scan_on_push"] != attrs["scan_on_push"] {
+        have: &Live<Attrs, Outputs>,
+        want: &Want<Attrs>,
+    ) -> Result<(), AwsError> {
+        let (h, w, name) = (&have.attrs, &want.attrs, have.physical_id.as_str());
+        if h.scan_on_push != w.scan_on_push {
             aws.ecr
                 .put_image_scanning_configuration()
-                .repository_name(physical)
-                .image_scanning_configuration(
-                    ImageScanningConfiguration::builder()
-                        .scan_on_push(attrs["scan_on_push"].as_bool().unwrap_or(true))
-                        .build(),
-                )
+                .repository_name(name)
+                .image_scanning_configuration(scanning(w.scan_on_push))
                 .send()
                 .await
                 .map_err(sdk_error("ecr", "PutImageScanningConfiguration"))?;
         }
-        if have.attrs["immutable_tags"] != attrs["immutable_tags"] {
+        if h.immutable_tags != w.immutable_tags {
             aws.ecr
                 .put_image_tag_mutability()
-                .repository_name(physical)
-                .image_tag_mutability(mutability(
-                    attrs["immutable_tags"].as_bool().unwrap_or(true),
-                ))
+                .repository_name(name)
+                .image_tag_mutability(mutability(w.immutable_tags))
                 .send()
                 .await
                 .map_err(sdk_error("ecr", "PutImageTagMutability"))?;
         }
-        if have.attrs["lifecycle_policy"] != attrs["lifecycle_policy"] {
-            put_policy(aws, physical, &attrs["lifecycle_policy"]).await?;
+        if h.lifecycle_policy != w.lifecycle_policy {
+            put_policy(aws, name, &w.lifecycle_policy).await?;
         }
-        let arn = have.attrs["arn"].as_str().unwrap_or_default();
-        let (set, remove) = tag_changes(&have.attrs["tags"], &attrs["tags"]);
-        if !set.is_empty() {
-            let tags: Vec<Tag> = set
-                .into_iter()
-                .map(|(k, v)| {
-                    Tag::builder()
-                        .key(k)
-                        .value(v)
-                        .build()
-                        .expect("key and value set")
-                })
-                .collect();
-            aws.ecr
-                .tag_resource()
-                .resource_arn(arn)
-                .set_tags(Some(tags))
-                .send()
-                .await
-                .map_err(sdk_error("ecr", "TagResource"))?;
-        }
-        if !remove.is_empty() {
-            aws.ecr
-                .untag_resource()
-                .resource_arn(arn)
-                .set_tag_keys(Some(remove))
-                .send()
-                .await
-                .map_err(sdk_error("ecr", "UntagResource"))?;
-        }
-        read_one(self, aws, physical).await
+        Ok(())
+    }
+
+    fn tag_target(have: &Live<Attrs, Outputs>) -> String {
+        have.outputs.arn.clone()
     }
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
         // `force`: the plan said this repository goes, images included.
-        match aws
-            .ecr
-            .delete_repository()
-            .repository_name(physical)
-            .force(true)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let e = sdk_error("ecr", "DeleteRepository")(e);
-                if e.code_is("RepositoryNotFoundException") {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        gone_ok(
+            aws.ecr
+                .delete_repository()
+                .repository_name(physical)
+                .force(true)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(sdk_error("ecr", "DeleteRepository")),
+        )
     }
 }

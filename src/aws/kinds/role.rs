@@ -2,16 +2,31 @@
 //! Fargate needs for this environment. IAM is global, so the role's name carries the region; it
 //! is read by name (GetRole, GetRolePolicy), never by listing the account's roles.
 
-use aws_sdk_iam::types::Tag;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::{Adapter, read_one};
-use crate::aws::{Aws, sdk_error, tag_changes, tag_pairs, tags_value};
+use super::{Live, NoOutputs, ResourceKind, Scope, Want, absent_ok};
+use crate::aws::tags::{self, TagApi};
+use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+use crate::naming;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs {
+    pub name: String,
+    /// The trust policy document.
+    pub assume_role_policy: Value,
+    /// The inline policy document.
+    pub policy: Value,
+}
 
 pub struct Role;
+
+impl super::Desire for Attrs {
+    type Kind = Role;
+}
 
 /// The inline policy's name on the role.
 const POLICY: &str = "infra-task-execution";
@@ -26,160 +41,119 @@ fn name_of(physical: &str) -> &str {
     physical.rsplit('/').next().unwrap_or(physical)
 }
 
-async fn read(aws: &Aws, name: &str) -> Result<Option<LiveResource>, AwsError> {
-    let role = match aws.iam.get_role().role_name(name).send().await {
-        Ok(out) => match out.role {
-            Some(r) => r,
-            None => return Ok(None),
-        },
-        Err(e) => {
-            let e = sdk_error("iam", "GetRole")(e);
-            return if e.code_is("NoSuchEntity") {
-                Ok(None)
-            } else {
-                Err(e)
-            };
-        }
-    };
-    let policy = match aws
-        .iam
-        .get_role_policy()
-        .role_name(name)
-        .policy_name(POLICY)
-        .send()
-        .await
-    {
-        Ok(out) => document(out.policy_document()),
-        Err(e) => {
-            let e = sdk_error("iam", "GetRolePolicy")(e);
-            if e.code_is("NoSuchEntity") {
-                Value::Null
-            } else {
-                return Err(e);
-            }
-        }
-    };
-    let tags = tags_value(role.tags().iter().map(|t| (t.key(), t.value())));
-    Ok(Some(LiveResource {
-        kind: Kind::Role,
+async fn read(aws: &Aws, name: &str) -> Result<Option<Live<Attrs>>, AwsError> {
+    let role = absent_ok(
+        aws.iam
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .map(|out| out.role)
+            .map_err(sdk_error("iam", "GetRole")),
+    )?;
+    let Some(role) = role else { return Ok(None) };
+    let policy = absent_ok(
+        aws.iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(POLICY)
+            .send()
+            .await
+            .map(|out| document(out.policy_document()))
+            .map_err(sdk_error("iam", "GetRolePolicy")),
+    )?;
+    Ok(Some(Live {
         physical_id: role.arn().to_string(),
-        id: tags["infra:id"].as_str().map(str::to_string),
-        attrs: json!({
-            "name": role.role_name(),
-            "assume_role_policy": role.assume_role_policy_document().map(document),
-            "policy": policy,
-            "tags": tags,
-        }),
+        attrs: Attrs {
+            name: role.role_name().to_string(),
+            assume_role_policy: role
+                .assume_role_policy_document()
+                .map(document)
+                .unwrap_or_default(),
+            policy,
+        },
+        outputs: NoOutputs {},
+        tags: tags::collect(role.tags().iter().map(|t| (t.key(), t.value()))),
     }))
 }
 
-async fn put_policy(aws: &Aws, name: &str, attrs: &Value) -> Result<(), AwsError> {
+async fn put_policy(aws: &Aws, name: &str, policy: &Value) -> Result<(), AwsError> {
     aws.iam
         .put_role_policy()
         .role_name(name)
         .policy_name(POLICY)
-        .policy_document(attrs["policy"].to_string())
+        .policy_document(policy.to_string())
         .send()
         .await
         .map(|_| ())
         .map_err(sdk_error("iam", "PutRolePolicy"))
 }
 
-fn iam_tags(pairs: Vec<(String, String)>) -> Vec<Tag> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .expect("key and value set")
-        })
-        .collect()
-}
-
 #[async_trait::async_trait]
-impl Adapter for Role {
-    fn kind(&self) -> Kind {
-        Kind::Role
-    }
+impl ResourceKind for Role {
+    type Attrs = Attrs;
+    type Outputs = NoOutputs;
+    const SCHEMA: Schema = Schema::replace_on(&["name"]);
+    const TAGS: TagApi = TagApi::Iam;
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        let name = format!("infra-{}-{}-task-execution", aws.environment, aws.region);
-        Ok(read(aws, &name).await?.into_iter().collect())
-    }
-
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
+    async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
+        let names: Vec<String> = match scope {
+            Scope::Environment => vec![naming::execution_role(&aws.environment, &aws.region)],
+            Scope::Ids(ids) => ids.iter().map(|id| name_of(id).to_string()).collect(),
+        };
         let mut out = Vec::new();
-        for id in ids {
-            out.extend(read(aws, name_of(id)).await?);
+        for name in names {
+            out.extend(read(aws, &name).await?);
         }
         Ok(out)
     }
 
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
-        let name = attrs["name"].as_str().unwrap_or_default();
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
+        let a = &want.attrs;
         let out = aws
             .iam
             .create_role()
-            .role_name(name)
+            .role_name(&a.name)
             .description("infra: lets ECS start this environment's tasks")
-            .assume_role_policy_document(attrs["assume_role_policy"].to_string())
-            .set_tags(Some(iam_tags(tag_pairs(attrs))))
+            .assume_role_policy_document(a.assume_role_policy.to_string())
+            .set_tags(Some(tags::iam(&want.tags)?))
             .send()
             .await
             .map_err(sdk_error("iam", "CreateRole"))?;
-        put_policy(aws, name, attrs).await?;
-        let arn = out.role().map(|r| r.arn().to_string()).unwrap_or_default();
-        read_one(self, aws, &arn).await
+        put_policy(aws, &a.name, &a.policy).await?;
+        Ok(out.role().map(|r| r.arn().to_string()).unwrap_or_default())
     }
 
-    async fn update(
+    async fn change(
         &self,
         aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        let name = name_of(physical);
-        let have = read_one(self, aws, physical).await?;
-        if have.attrs["assume_role_policy"] != attrs["assume_role_policy"] {
+        have: &Live<Attrs>,
+        want: &Want<Attrs>,
+    ) -> Result<(), AwsError> {
+        let name = name_of(&have.physical_id);
+        if have.attrs.assume_role_policy != want.attrs.assume_role_policy {
             aws.iam
                 .update_assume_role_policy()
                 .role_name(name)
-                .policy_document(attrs["assume_role_policy"].to_string())
+                .policy_document(want.attrs.assume_role_policy.to_string())
                 .send()
                 .await
                 .map_err(sdk_error("iam", "UpdateAssumeRolePolicy"))?;
         }
-        if have.attrs["policy"] != attrs["policy"] {
-            put_policy(aws, name, attrs).await?;
+        if have.attrs.policy != want.attrs.policy {
+            put_policy(aws, name, &want.attrs.policy).await?;
         }
-        let (set, remove) = tag_changes(&have.attrs["tags"], &attrs["tags"]);
-        if !set.is_empty() {
-            aws.iam
-                .tag_role()
-                .role_name(name)
-                .set_tags(Some(iam_tags(set)))
-                .send()
-                .await
-                .map_err(sdk_error("iam", "TagRole"))?;
-        }
-        if !remove.is_empty() {
-            aws.iam
-                .untag_role()
-                .role_name(name)
-                .set_tag_keys(Some(remove))
-                .send()
-                .await
-                .map_err(sdk_error("iam", "UntagRole"))?;
-        }
-        read_one(self, aws, physical).await
+        Ok(())
+    }
+
+    fn tag_target(have: &Live<Attrs>) -> String {
+        name_of(&have.physical_id).to_string()
     }
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
         let name = name_of(physical);
         // A role with policies cannot be deleted: the inline policy goes first.
-        for result in [
+        absent_ok(
             aws.iam
                 .delete_role_policy()
                 .role_name(name)
@@ -188,6 +162,8 @@ impl Adapter for Role {
                 .await
                 .map(|_| ())
                 .map_err(sdk_error("iam", "DeleteRolePolicy")),
+        )?;
+        absent_ok(
             aws.iam
                 .delete_role()
                 .role_name(name)
@@ -195,12 +171,6 @@ impl Adapter for Role {
                 .await
                 .map(|_| ())
                 .map_err(sdk_error("iam", "DeleteRole")),
-        ] {
-            match result {
-                Err(e) if !e.code_is("NoSuchEntity") => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(())
+        )
     }
 }

@@ -2,123 +2,84 @@
 //! `subnet_ids` are sets that updates converge (routes added, replaced or removed; subnets
 //! associated or released). The VPC's `local` route is AWS's and never shown.
 
-use aws_sdk_ec2::types::{Filter, ResourceType, Route};
-use serde_json::{Value, json};
+use aws_sdk_ec2::types::{ResourceType, Route as Ec2Route};
+use serde::{Deserialize, Serialize};
 
-use super::{Adapter, read_one};
-use crate::aws::ec2::{
-    env_filter, filter, gone_ok, id_tag, retry_while, str_attr, sync_tags, tag_spec, tags_json,
-};
+use super::{Id, Live, ResourceKind, Scope, Want, gone_ok};
+use crate::aws::ec2::{retry_while, scope_filters};
+use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs<R = Id> {
+    pub vpc_id: R,
+    pub routes: Vec<Route<R>>,
+    pub subnet_ids: Vec<R>,
+}
+
+/// A route to an internet gateway or a NAT gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route<R = Id> {
+    pub destination_cidr_block: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_id: Option<R>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat_gateway_id: Option<R>,
+}
+
+impl Route {
+    fn target(&self) -> (Option<&str>, Option<&str>) {
+        (self.gateway_id.as_deref(), self.nat_gateway_id.as_deref())
+    }
+}
+
+/// The association ids that updates and deletes need; not kept in state.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outputs {
+    #[serde(skip)]
+    associations: Vec<(String, String)>, // (association id, subnet id)
+}
 
 pub struct RouteTable;
 
-fn route_json(r: &Route) -> Option<Value> {
+impl super::Desire for Attrs<crate::model::Ref> {
+    type Kind = RouteTable;
+}
+
+fn route(r: &Ec2Route) -> Option<Route> {
     let dest = r.destination_cidr_block()?;
     if r.gateway_id() == Some("local") {
         return None;
     }
-    let mut m = serde_json::Map::new();
-    m.insert("destination_cidr_block".into(), dest.into());
-    if let Some(g) = r.gateway_id() {
-        m.insert("gateway_id".into(), g.into());
-    }
-    if let Some(n) = r.nat_gateway_id() {
-        m.insert("nat_gateway_id".into(), n.into());
-    }
-    Some(Value::Object(m))
+    Some(Route {
+        destination_cidr_block: dest.to_string(),
+        gateway_id: r.gateway_id().map(str::to_string),
+        nat_gateway_id: r.nat_gateway_id().map(str::to_string),
+    })
 }
 
-/// A live table: attributes plus the association ids that updates and deletes need.
-struct Table {
-    live: LiveResource,
-    associations: Vec<(String, String)>, // (association id, subnet id)
-}
-
-async fn read_tables(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Table>, AwsError> {
-    let tables = aws
-        .ec2
-        .describe_route_tables()
-        .set_filters(Some(filters))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(sdk_error("ec2", "DescribeRouteTables"))?;
-    Ok(tables
-        .into_iter()
-        .filter_map(|t| {
-            let associations: Vec<(String, String)> = t
-                .associations()
-                .iter()
-                .filter(|a| a.main() != Some(true))
-                .filter_map(|a| {
-                    Some((
-                        a.route_table_association_id()?.to_string(),
-                        a.subnet_id()?.to_string(),
-                    ))
-                })
-                .collect();
-            let routes: Vec<Value> = t.routes().iter().filter_map(route_json).collect();
-            let subnets: Vec<&str> = associations.iter().map(|(_, s)| s.as_str()).collect();
-            Some(Table {
-                live: LiveResource {
-                    kind: Kind::RouteTable,
-                    physical_id: t.route_table_id()?.to_string(),
-                    id: id_tag(t.tags()),
-                    attrs: json!({
-                        "vpc_id": t.vpc_id(),
-                        "routes": routes,
-                        "subnet_ids": subnets,
-                        "tags": tags_json(t.tags()),
-                    }),
-                },
-                associations,
-            })
-        })
-        .collect())
-}
-
-async fn read_table(aws: &Aws, physical: &str) -> Result<Option<Table>, AwsError> {
-    Ok(
-        read_tables(aws, vec![filter("route-table-id", &[physical.to_string()])])
-            .await?
-            .into_iter()
-            .next(),
-    )
-}
-
-fn target(route: &Value) -> (Option<&str>, Option<&str>) {
-    (
-        route["gateway_id"].as_str(),
-        route["nat_gateway_id"].as_str(),
-    )
-}
-
-async fn converge(aws: &Aws, table: &Table, attrs: &Value) -> Result<(), AwsError> {
-    let rt = table.live.physical_id.as_str();
-    let empty = Vec::new();
-    let want_routes = attrs["routes"].as_array().unwrap_or(&empty);
-    let have_routes = table.live.attrs["routes"].as_array().unwrap_or(&empty);
-    for want in want_routes {
-        let dest = str_attr(want, "destination_cidr_block");
-        let existing = have_routes
+async fn converge(aws: &Aws, have: &Live<Attrs, Outputs>, want: &Attrs) -> Result<(), AwsError> {
+    let rt = have.physical_id.as_str();
+    for w in &want.routes {
+        let dest = &w.destination_cidr_block;
+        let existing = have
+            .attrs
+            .routes
             .iter()
-            .find(|h| h["destination_cidr_block"].as_str() == Some(dest));
-        let (gw, nat) = target(want);
+            .find(|h| &h.destination_cidr_block == dest);
         match existing {
-            Some(h) if target(h) == (gw, nat) => {}
+            Some(h) if h.target() == w.target() => {}
             Some(_) => {
                 aws.ec2
                     .replace_route()
                     .route_table_id(rt)
                     .destination_cidr_block(dest)
-                    .set_gateway_id(gw.map(str::to_string))
-                    .set_nat_gateway_id(nat.map(str::to_string))
+                    .set_gateway_id(w.gateway_id.clone())
+                    .set_nat_gateway_id(w.nat_gateway_id.clone())
                     .send()
                     .await
                     .map_err(sdk_error("ec2", "ReplaceRoute"))?;
@@ -128,19 +89,20 @@ async fn converge(aws: &Aws, table: &Table, attrs: &Value) -> Result<(), AwsErro
                     .create_route()
                     .route_table_id(rt)
                     .destination_cidr_block(dest)
-                    .set_gateway_id(gw.map(str::to_string))
-                    .set_nat_gateway_id(nat.map(str::to_string))
+                    .set_gateway_id(w.gateway_id.clone())
+                    .set_nat_gateway_id(w.nat_gateway_id.clone())
                     .send()
                     .await
                     .map_err(sdk_error("ec2", "CreateRoute"))?;
             }
         }
     }
-    for have in have_routes {
-        let dest = str_attr(have, "destination_cidr_block");
-        if !want_routes
+    for h in &have.attrs.routes {
+        let dest = &h.destination_cidr_block;
+        if !want
+            .routes
             .iter()
-            .any(|w| w["destination_cidr_block"].as_str() == Some(dest))
+            .any(|w| &w.destination_cidr_block == dest)
         {
             gone_ok(
                 aws.ec2
@@ -154,14 +116,8 @@ async fn converge(aws: &Aws, table: &Table, attrs: &Value) -> Result<(), AwsErro
             )?;
         }
     }
-    let want_subnets: Vec<&str> = attrs["subnet_ids"]
-        .as_array()
-        .unwrap_or(&empty)
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    for (assoc, subnet) in &table.associations {
-        if !want_subnets.contains(&subnet.as_str()) {
+    for (assoc, subnet) in &have.outputs.associations {
+        if !want.subnet_ids.contains(subnet) {
             gone_ok(
                 aws.ec2
                     .disassociate_route_table()
@@ -173,8 +129,8 @@ async fn converge(aws: &Aws, table: &Table, attrs: &Value) -> Result<(), AwsErro
             )?;
         }
     }
-    for subnet in want_subnets {
-        if !table.associations.iter().any(|(_, s)| s == subnet) {
+    for subnet in &want.subnet_ids {
+        if !have.outputs.associations.iter().any(|(_, s)| s == subnet) {
             aws.ec2
                 .associate_route_table()
                 .route_table_id(rt)
@@ -184,37 +140,65 @@ async fn converge(aws: &Aws, table: &Table, attrs: &Value) -> Result<(), AwsErro
                 .map_err(sdk_error("ec2", "AssociateRouteTable"))?;
         }
     }
-    sync_tags(aws, rt, &table.live.attrs["tags"], &attrs["tags"]).await
+    Ok(())
 }
 
 #[async_trait::async_trait]
-impl Adapter for RouteTable {
-    fn kind(&self) -> Kind {
-        Kind::RouteTable
-    }
+impl ResourceKind for RouteTable {
+    type Attrs = Attrs;
+    type Outputs = Outputs;
+    const SCHEMA: Schema = Schema::replace_on(&["vpc_id"]).sets(&["routes", "subnet_ids"]);
+    const TAGS: TagApi = TagApi::Ec2;
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        Ok(read_tables(aws, vec![env_filter(&aws.environment)])
-            .await?
+    async fn read(
+        &self,
+        aws: &Aws,
+        scope: Scope<'_>,
+    ) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
+        let tables = aws
+            .ec2
+            .describe_route_tables()
+            .set_filters(Some(scope_filters(aws, scope, "route-table-id")))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(sdk_error("ec2", "DescribeRouteTables"))?;
+        Ok(tables
             .into_iter()
-            .map(|t| t.live)
+            .filter_map(|t| {
+                let associations: Vec<(String, String)> = t
+                    .associations()
+                    .iter()
+                    .filter(|a| a.main() != Some(true))
+                    .filter_map(|a| {
+                        Some((
+                            a.route_table_association_id()?.to_string(),
+                            a.subnet_id()?.to_string(),
+                        ))
+                    })
+                    .collect();
+                Some(Live {
+                    physical_id: t.route_table_id()?.to_string(),
+                    attrs: Attrs {
+                        vpc_id: t.vpc_id().unwrap_or_default().to_string(),
+                        routes: t.routes().iter().filter_map(route).collect(),
+                        subnet_ids: associations.iter().map(|(_, s)| s.clone()).collect(),
+                    },
+                    outputs: Outputs { associations },
+                    tags: tags::from_ec2(t.tags()),
+                })
+            })
             .collect())
     }
 
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
-        Ok(read_tables(aws, vec![filter("route-table-id", ids)])
-            .await?
-            .into_iter()
-            .map(|t| t.live)
-            .collect())
-    }
-
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
         let out = aws
             .ec2
             .create_route_table()
-            .vpc_id(str_attr(attrs, "vpc_id"))
-            .tag_specifications(tag_spec(ResourceType::RouteTable, attrs))
+            .vpc_id(&want.attrs.vpc_id)
+            .tag_specifications(tags::ec2_spec(ResourceType::RouteTable, &want.tags))
             .send()
             .await
             .map_err(sdk_error("ec2", "CreateRouteTable"))?;
@@ -223,39 +207,26 @@ impl Adapter for RouteTable {
             .and_then(|t| t.route_table_id())
             .unwrap_or_default()
             .to_string();
-        let table = read_table(aws, &rt).await?.ok_or_else(|| {
-            AwsError::local(
-                "ec2",
-                "DescribeRouteTables",
-                format!("route table {rt} vanished after creation"),
-            )
-        })?;
-        converge(aws, &table, attrs).await?;
-        read_one(self, aws, &rt).await
+        let have = super::read_one(self, aws, &rt).await?;
+        converge(aws, &have, &want.attrs).await?;
+        Ok(rt)
     }
 
-    async fn update(
+    async fn change(
         &self,
         aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        let table = read_table(aws, physical).await?.ok_or_else(|| {
-            AwsError::local(
-                "ec2",
-                "DescribeRouteTables",
-                format!("route table {physical} no longer exists"),
-            )
-        })?;
-        converge(aws, &table, attrs).await?;
-        read_one(self, aws, physical).await
+        have: &Live<Attrs, Outputs>,
+        want: &Want<Attrs>,
+    ) -> Result<(), AwsError> {
+        converge(aws, have, &want.attrs).await
     }
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
-        let Some(table) = read_table(aws, physical).await? else {
+        let found = self.read(aws, Scope::Ids(&[physical.to_string()])).await?;
+        let Some(table) = found.first() else {
             return Ok(());
         };
-        for (assoc, _) in &table.associations {
+        for (assoc, _) in &table.outputs.associations {
             gone_ok(
                 aws.ec2
                     .disassociate_route_table()

@@ -4,112 +4,151 @@
 //! does not ask for it.
 
 use aws_sdk_ec2::types::{
-    Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup as Ec2Group,
-    UserIdGroupPair,
+    IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup as Ec2Group, UserIdGroupPair,
 };
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::{Adapter, read_one};
-use crate::aws::ec2::{
-    env_filter, filter, gone_ok, id_tag, retry_while, str_attr, sync_tags, tag_spec, tags_json,
-};
+use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, gone_ok};
+use crate::aws::ec2::{retry_while, scope_filters};
+use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs<R = Id> {
+    pub name: String,
+    pub description: String,
+    pub vpc_id: R,
+    pub ingress: Vec<Rule<R>>,
+    pub egress: Vec<Rule<R>>,
+}
+
+/// One rule: a protocol (`-1` for all, then no ports), a port range, and one source or
+/// destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule<R = Id> {
+    pub protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cidr_ipv4: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cidr_ipv6: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_security_group_id: Option<R>,
+}
+
+impl<R> Rule<R> {
+    /// TCP on one port.
+    pub fn tcp(port: u16) -> Rule<R> {
+        Rule {
+            protocol: "tcp".into(),
+            from_port: Some(i32::from(port)),
+            to_port: Some(i32::from(port)),
+            cidr_ipv4: None,
+            cidr_ipv6: None,
+            source_security_group_id: None,
+        }
+    }
+
+    /// Every protocol and port.
+    pub fn all() -> Rule<R> {
+        Rule {
+            protocol: "-1".into(),
+            from_port: None,
+            to_port: None,
+            cidr_ipv4: None,
+            cidr_ipv6: None,
+            source_security_group_id: None,
+        }
+    }
+}
 
 pub struct SecurityGroup;
 
-fn rule(p: &IpPermission, source: (&str, &str)) -> Value {
-    let mut m = Map::new();
-    let protocol = p.ip_protocol().unwrap_or("-1");
-    m.insert("protocol".into(), protocol.into());
-    if protocol != "-1" {
-        m.insert("from_port".into(), p.from_port().into());
-        m.insert("to_port".into(), p.to_port().into());
-    }
-    m.insert(source.0.into(), source.1.into());
-    Value::Object(m)
+impl super::Desire for Attrs<crate::model::Ref> {
+    type Kind = SecurityGroup;
 }
 
-/// One rule per source, in the shape `desired.rs` writes.
-fn flatten(perms: &[IpPermission]) -> Vec<Value> {
+/// One rule per source, in the shape `desired` writes.
+fn flatten(perms: &[IpPermission]) -> Vec<Rule> {
     let mut out = Vec::new();
     for p in perms {
-        for r in p.ip_ranges() {
-            out.extend(r.cidr_ip().map(|c| rule(p, ("cidr_ipv4", c))));
+        let protocol = p.ip_protocol().unwrap_or("-1");
+        let base = || {
+            let mut r = Rule::all();
+            r.protocol = protocol.to_string();
+            if protocol != "-1" {
+                r.from_port = p.from_port();
+                r.to_port = p.to_port();
+            }
+            r
+        };
+        for range in p.ip_ranges() {
+            out.extend(range.cidr_ip().map(|c| Rule {
+                cidr_ipv4: Some(c.to_string()),
+                ..base()
+            }));
         }
-        for r in p.ipv6_ranges() {
-            out.extend(r.cidr_ipv6().map(|c| rule(p, ("cidr_ipv6", c))));
+        for range in p.ipv6_ranges() {
+            out.extend(range.cidr_ipv6().map(|c| Rule {
+                cidr_ipv6: Some(c.to_string()),
+                ..base()
+            }));
         }
         for g in p.user_id_group_pairs() {
-            out.extend(
-                g.group_id()
-                    .map(|id| rule(p, ("source_security_group_id", id))),
-            );
+            out.extend(g.group_id().map(|id| Rule {
+                source_security_group_id: Some(id.to_string()),
+                ..base()
+            }));
         }
     }
     out
 }
 
-fn permission(rule: &Value) -> IpPermission {
-    let protocol = str_attr(rule, "protocol");
-    let mut b = IpPermission::builder().ip_protocol(protocol);
-    if protocol != "-1" {
-        b = b
-            .from_port(rule["from_port"].as_i64().unwrap_or(0) as i32)
-            .to_port(rule["to_port"].as_i64().unwrap_or(0) as i32);
+fn permission(rule: &Rule) -> IpPermission {
+    let mut b = IpPermission::builder().ip_protocol(&rule.protocol);
+    if rule.protocol != "-1" {
+        b = b.set_from_port(rule.from_port).set_to_port(rule.to_port);
     }
-    if let Some(c) = rule["cidr_ipv4"].as_str() {
+    if let Some(c) = &rule.cidr_ipv4 {
         b = b.ip_ranges(IpRange::builder().cidr_ip(c).build());
     }
-    if let Some(c) = rule["cidr_ipv6"].as_str() {
+    if let Some(c) = &rule.cidr_ipv6 {
         b = b.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(c).build());
     }
-    if let Some(g) = rule["source_security_group_id"].as_str() {
+    if let Some(g) = &rule.source_security_group_id {
         b = b.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build());
     }
     b.build()
 }
 
-fn live(g: &Ec2Group) -> Option<LiveResource> {
-    Some(LiveResource {
-        kind: Kind::SecurityGroup,
+fn live(g: &Ec2Group) -> Option<Live<Attrs>> {
+    Some(Live {
         physical_id: g.group_id()?.to_string(),
-        id: id_tag(g.tags()),
-        attrs: json!({
-            "name": g.group_name(),
-            "description": g.description(),
-            "vpc_id": g.vpc_id(),
-            "ingress": flatten(g.ip_permissions()),
-            "egress": flatten(g.ip_permissions_egress()),
-            "tags": tags_json(g.tags()),
-        }),
+        attrs: Attrs {
+            name: g.group_name().unwrap_or_default().to_string(),
+            description: g.description().unwrap_or_default().to_string(),
+            vpc_id: g.vpc_id().unwrap_or_default().to_string(),
+            ingress: flatten(g.ip_permissions()),
+            egress: flatten(g.ip_permissions_egress()),
+        },
+        outputs: NoOutputs {},
+        tags: tags::from_ec2(g.tags()),
     })
 }
 
-async fn read(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<LiveResource>, AwsError> {
-    let groups = aws
-        .ec2
-        .describe_security_groups()
-        .set_filters(Some(filters))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(sdk_error("ec2", "DescribeSecurityGroups"))?;
-    Ok(groups.iter().filter_map(live).collect())
-}
-
-fn rules(v: &Value) -> Vec<Value> {
-    v.as_array().cloned().unwrap_or_default()
-}
-
 /// Revokes what the group has and the file does not want, then authorises what is missing.
-async fn converge(aws: &Aws, group: &str, have: &Value, want: &Value) -> Result<(), AwsError> {
-    for direction in ["ingress", "egress"] {
-        let (have, want) = (rules(&have[direction]), rules(&want[direction]));
+async fn converge(aws: &Aws, group: &str, have: &Attrs, want: &Attrs) -> Result<(), AwsError> {
+    for (ingress, have, want) in [
+        (true, &have.ingress, &want.ingress),
+        (false, &have.egress, &want.egress),
+    ] {
         let revoke: Vec<IpPermission> = have
             .iter()
             .filter(|r| !want.contains(r))
@@ -121,7 +160,7 @@ async fn converge(aws: &Aws, group: &str, have: &Value, want: &Value) -> Result<
             .map(permission)
             .collect();
         if !revoke.is_empty() {
-            if direction == "ingress" {
+            if ingress {
                 aws.ec2
                     .revoke_security_group_ingress()
                     .group_id(group)
@@ -140,7 +179,7 @@ async fn converge(aws: &Aws, group: &str, have: &Value, want: &Value) -> Result<
             }
         }
         if !add.is_empty() {
-            if direction == "ingress" {
+            if ingress {
                 aws.ec2
                     .authorize_security_group_ingress()
                     .group_id(group)
@@ -163,46 +202,51 @@ async fn converge(aws: &Aws, group: &str, have: &Value, want: &Value) -> Result<
 }
 
 #[async_trait::async_trait]
-impl Adapter for SecurityGroup {
-    fn kind(&self) -> Kind {
-        Kind::SecurityGroup
+impl ResourceKind for SecurityGroup {
+    type Attrs = Attrs;
+    type Outputs = NoOutputs;
+    const SCHEMA: Schema =
+        Schema::replace_on(&["name", "description", "vpc_id"]).sets(&["ingress", "egress"]);
+    const TAGS: TagApi = TagApi::Ec2;
+
+    async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
+        let groups = aws
+            .ec2
+            .describe_security_groups()
+            .set_filters(Some(scope_filters(aws, scope, "group-id")))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(sdk_error("ec2", "DescribeSecurityGroups"))?;
+        Ok(groups.iter().filter_map(live).collect())
     }
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, vec![env_filter(&aws.environment)]).await
-    }
-
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, vec![filter("group-id", ids)]).await
-    }
-
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
         let out = aws
             .ec2
             .create_security_group()
-            .group_name(str_attr(attrs, "name"))
-            .description(str_attr(attrs, "description"))
-            .vpc_id(str_attr(attrs, "vpc_id"))
-            .tag_specifications(tag_spec(ResourceType::SecurityGroup, attrs))
+            .group_name(&want.attrs.name)
+            .description(&want.attrs.description)
+            .vpc_id(&want.attrs.vpc_id)
+            .tag_specifications(tags::ec2_spec(ResourceType::SecurityGroup, &want.tags))
             .send()
             .await
             .map_err(sdk_error("ec2", "CreateSecurityGroup"))?;
         let group = out.group_id().unwrap_or_default().to_string();
-        let have = read_one(self, aws, &group).await?;
-        converge(aws, &group, &have.attrs, attrs).await?;
-        read_one(self, aws, &group).await
+        let have = super::read_one(self, aws, &group).await?;
+        converge(aws, &group, &have.attrs, &want.attrs).await?;
+        Ok(group)
     }
 
-    async fn update(
+    async fn change(
         &self,
         aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        let have = read_one(self, aws, physical).await?;
-        converge(aws, physical, &have.attrs, attrs).await?;
-        sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
-        read_one(self, aws, physical).await
+        have: &Live<Attrs>,
+        want: &Want<Attrs>,
+    ) -> Result<(), AwsError> {
+        converge(aws, &have.physical_id, &have.attrs, &want.attrs).await
     }
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {

@@ -12,16 +12,55 @@ use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, DeploymentCircuitBreaker, DeploymentConfiguration,
     LaunchType, NetworkConfiguration, Service as EcsService, ServiceField,
 };
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::{Adapter, read_one};
-use crate::aws::ec2::str_attr;
-use crate::aws::{Aws, ecs, sdk_error, tag_pairs, tags_value};
+use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, absent_ok};
+use crate::aws::tags::{self, TagApi};
+use crate::aws::{Aws, sdk_error};
+use crate::config::CircuitBreaker;
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs<R = Id> {
+    pub name: String,
+    pub cluster: R,
+    pub task_definition: R,
+    pub desired_count: u32,
+    pub launch_type: String,
+    pub subnets: Vec<R>,
+    pub security_groups: Vec<R>,
+    pub assign_public_ip: bool,
+    pub load_balancers: Vec<LoadBalancerLink<R>>,
+    /// Always sent; `None` only when read from an emulator that does not return it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<Deployment>,
+}
+
+/// The target group a service registers its tasks in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBalancerLink<R = Id> {
+    pub target_group_arn: R,
+    pub container_name: String,
+    pub container_port: u16,
+}
+
+/// A rolling deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    pub min_healthy_percent: u32,
+    pub max_percent: u32,
+    pub circuit_breaker: CircuitBreaker,
+}
 
 pub struct Service;
+
+impl super::Desire for Attrs<crate::model::Ref> {
+    type Kind = Service;
+}
 
 /// `arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/NAME` → CLUSTER.
 fn cluster_of(arn: &str) -> Option<&str> {
@@ -32,48 +71,65 @@ fn cluster_of(arn: &str) -> Option<&str> {
     parts.next().map(|_| cluster)
 }
 
-fn live(s: &EcsService) -> Option<LiveResource> {
+fn live(s: &EcsService) -> Option<Live<Attrs>> {
     if s.status() != Some("ACTIVE") {
         return None;
     }
-    let tags = tags_value(s.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))));
     let vpc = s
         .network_configuration()
         .and_then(|n| n.awsvpc_configuration());
-    let mut attrs = json!({
-        "name": s.service_name(),
-        "cluster": s.cluster_arn(),
-        "task_definition": s.task_definition(),
-        "desired_count": s.desired_count(),
-        "launch_type": s.launch_type().map(|l| l.as_str()),
-        "subnets": vpc.map(|v| v.subnets().to_vec()).unwrap_or_default(),
-        "security_groups": vpc.map(|v| v.security_groups().to_vec()).unwrap_or_default(),
-        "assign_public_ip": vpc.and_then(|v| v.assign_public_ip()) == Some(&AssignPublicIp::Enabled),
-        "load_balancers": s.load_balancers().iter().map(|l| json!({
-            "target_group_arn": l.target_group_arn(),
-            "container_name": l.container_name(),
-            "container_port": l.container_port(),
-        })).collect::<Vec<_>>(),
-        "tags": tags,
-    });
-    if let Some(d) = s.deployment_configuration() {
+    let deployment = s.deployment_configuration().map(|d| {
         let cb = d.deployment_circuit_breaker();
-        let breaker = match cb.map(|c| (c.enable(), c.rollback())) {
-            Some((true, true)) => "rollback",
-            Some((true, false)) => "on",
-            _ => "off",
-        };
-        attrs["deployment"] = json!({
-            "min_healthy_percent": d.minimum_healthy_percent(),
-            "max_percent": d.maximum_percent(),
-            "circuit_breaker": breaker,
-        });
-    }
-    Some(LiveResource {
-        kind: Kind::Service,
+        Deployment {
+            min_healthy_percent: d
+                .minimum_healthy_percent()
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or_default(),
+            max_percent: d
+                .maximum_percent()
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or_default(),
+            circuit_breaker: match cb.map(|c| (c.enable(), c.rollback())) {
+                Some((true, true)) => CircuitBreaker::Rollback,
+                Some((true, false)) => CircuitBreaker::On,
+                _ => CircuitBreaker::Off,
+            },
+        }
+    });
+    Some(Live {
         physical_id: s.service_arn()?.to_string(),
-        id: attrs["tags"]["infra:id"].as_str().map(str::to_string),
-        attrs,
+        attrs: Attrs {
+            name: s.service_name().unwrap_or_default().to_string(),
+            cluster: s.cluster_arn().unwrap_or_default().to_string(),
+            task_definition: s.task_definition().unwrap_or_default().to_string(),
+            desired_count: u32::try_from(s.desired_count()).unwrap_or_default(),
+            launch_type: s
+                .launch_type()
+                .map(|l| l.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            subnets: vpc.map(|v| v.subnets().to_vec()).unwrap_or_default(),
+            security_groups: vpc
+                .map(|v| v.security_groups().to_vec())
+                .unwrap_or_default(),
+            assign_public_ip: vpc.and_then(|v| v.assign_public_ip())
+                == Some(&AssignPublicIp::Enabled),
+            load_balancers: s
+                .load_balancers()
+                .iter()
+                .map(|l| LoadBalancerLink {
+                    target_group_arn: l.target_group_arn().unwrap_or_default().to_string(),
+                    container_name: l.container_name().unwrap_or_default().to_string(),
+                    container_port: l
+                        .container_port()
+                        .and_then(|p| u16::try_from(p).ok())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            deployment,
+        },
+        outputs: NoOutputs {},
+        tags: tags::from_ecs(s.tags()),
     })
 }
 
@@ -81,7 +137,7 @@ async fn describe(
     aws: &Aws,
     cluster: &str,
     services: &[String],
-) -> Result<Vec<LiveResource>, AwsError> {
+) -> Result<Vec<Live<Attrs>>, AwsError> {
     let mut out = Vec::new();
     for chunk in services.chunks(10) {
         let described = aws
@@ -98,23 +154,15 @@ async fn describe(
     Ok(out)
 }
 
-fn network(attrs: &Value) -> Result<NetworkConfiguration, AwsError> {
-    let strings = |k: &str| -> Vec<String> {
-        attrs[k]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect()
-    };
-    let public = if attrs["assign_public_ip"].as_bool() == Some(true) {
+fn network(a: &Attrs) -> Result<NetworkConfiguration, AwsError> {
+    let public = if a.assign_public_ip {
         AssignPublicIp::Enabled
     } else {
         AssignPublicIp::Disabled
     };
     let vpc = AwsVpcConfiguration::builder()
-        .set_subnets(Some(strings("subnets")))
-        .set_security_groups(Some(strings("security_groups")))
+        .set_subnets(Some(a.subnets.clone()))
+        .set_security_groups(Some(a.security_groups.clone()))
         .assign_public_ip(public)
         .build()
         .map_err(|e| AwsError::local("ecs", "CreateService", e.to_string()))?;
@@ -123,132 +171,132 @@ fn network(attrs: &Value) -> Result<NetworkConfiguration, AwsError> {
         .build())
 }
 
-fn deployment(attrs: &Value) -> DeploymentConfiguration {
-    let d = &attrs["deployment"];
-    let breaker = str_attr(d, "circuit_breaker");
-    DeploymentConfiguration::builder()
-        .minimum_healthy_percent(d["min_healthy_percent"].as_i64().unwrap_or(100) as i32)
-        .maximum_percent(d["max_percent"].as_i64().unwrap_or(200) as i32)
+fn deployment(a: &Attrs, id: &str) -> Result<DeploymentConfiguration, AwsError> {
+    let d = a.deployment.as_ref().ok_or_else(|| {
+        AwsError::local(
+            "infra",
+            "decode attributes",
+            format!("service `{id}`: missing field `deployment`"),
+        )
+    })?;
+    Ok(DeploymentConfiguration::builder()
+        .minimum_healthy_percent(d.min_healthy_percent as i32)
+        .maximum_percent(d.max_percent as i32)
         .deployment_circuit_breaker(
             DeploymentCircuitBreaker::builder()
-                .enable(breaker != "off")
-                .rollback(breaker == "rollback")
+                .enable(d.circuit_breaker != CircuitBreaker::Off)
+                .rollback(d.circuit_breaker == CircuitBreaker::Rollback)
                 .build(),
         )
-        .build()
+        .build())
 }
 
-fn load_balancers(attrs: &Value) -> Vec<aws_sdk_ecs::types::LoadBalancer> {
-    attrs["load_balancers"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn load_balancers(a: &Attrs) -> Vec<aws_sdk_ecs::types::LoadBalancer> {
+    a.load_balancers
+        .iter()
         .map(|l| {
             aws_sdk_ecs::types::LoadBalancer::builder()
-                .target_group_arn(str_attr(l, "target_group_arn"))
-                .container_name(str_attr(l, "container_name"))
-                .container_port(l["container_port"].as_i64().unwrap_or(0) as i32)
+                .target_group_arn(&l.target_group_arn)
+                .container_name(&l.container_name)
+                .container_port(i32::from(l.container_port))
                 .build()
         })
         .collect()
 }
 
 #[async_trait::async_trait]
-impl Adapter for Service {
-    fn kind(&self) -> Kind {
-        Kind::Service
-    }
+impl ResourceKind for Service {
+    type Attrs = Attrs;
+    type Outputs = NoOutputs;
+    const SCHEMA: Schema = Schema::replace_on(&["name", "cluster", "launch_type"]).sets(&[
+        "subnets",
+        "security_groups",
+        "load_balancers",
+    ]);
+    const TAGS: TagApi = TagApi::Ecs;
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        let Some(cluster) = &aws.names.cluster else {
-            return Ok(Vec::new());
-        };
-        let arns = match aws
-            .ecs
-            .list_services()
-            .cluster(cluster)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-        {
-            Ok(arns) => arns,
-            Err(e) => {
-                let e = sdk_error("ecs", "ListServices")(e);
-                return if e.code_is("ClusterNotFoundException") {
-                    Ok(Vec::new())
-                } else {
-                    Err(e)
+    async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
+        match scope {
+            Scope::Environment => {
+                let Some(cluster) = &aws.names.cluster else {
+                    return Ok(Vec::new());
                 };
+                let arns = absent_ok(
+                    aws.ecs
+                        .list_services()
+                        .cluster(cluster)
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .collect::<Result<Vec<_>, _>>()
+                        .await
+                        .map_err(sdk_error("ecs", "ListServices")),
+                )?;
+                describe(aws, cluster, &arns).await
             }
-        };
-        describe(aws, cluster, &arns).await
-    }
-
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
-        let mut out = Vec::new();
-        for id in ids {
-            let Some(cluster) = cluster_of(id) else {
-                continue;
-            };
-            match describe(aws, cluster, std::slice::from_ref(id)).await {
-                Ok(found) => out.extend(found),
-                Err(e) if e.code_is("ClusterNotFoundException") => {}
-                Err(e) => return Err(e),
+            Scope::Ids(ids) => {
+                let mut out = Vec::new();
+                for id in ids {
+                    let Some(cluster) = cluster_of(id) else {
+                        continue;
+                    };
+                    out.extend(absent_ok(
+                        describe(aws, cluster, std::slice::from_ref(id)).await,
+                    )?);
+                }
+                Ok(out)
             }
         }
-        Ok(out)
     }
 
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
+        let a = &want.attrs;
         let out = aws
             .ecs
             .create_service()
-            .cluster(str_attr(attrs, "cluster"))
-            .service_name(str_attr(attrs, "name"))
-            .task_definition(str_attr(attrs, "task_definition"))
-            .desired_count(attrs["desired_count"].as_i64().unwrap_or(1) as i32)
-            .launch_type(LaunchType::from(str_attr(attrs, "launch_type")))
-            .network_configuration(network(attrs)?)
-            .deployment_configuration(deployment(attrs))
-            .set_load_balancers(Some(load_balancers(attrs)))
-            .set_tags(Some(ecs::tags(tag_pairs(attrs))))
+            .cluster(&a.cluster)
+            .service_name(&a.name)
+            .task_definition(&a.task_definition)
+            .desired_count(a.desired_count as i32)
+            .launch_type(LaunchType::from(a.launch_type.as_str()))
+            .network_configuration(network(a)?)
+            .deployment_configuration(deployment(a, &want.id)?)
+            .set_load_balancers(Some(load_balancers(a)))
+            .set_tags(Some(tags::ecs(&want.tags)))
             .propagate_tags(aws_sdk_ecs::types::PropagateTags::Service)
             .enable_ecs_managed_tags(true)
             .send()
             .await
             .map_err(sdk_error("ecs", "CreateService"))?;
-        let arn = out
+        Ok(out
             .service()
             .and_then(|s| s.service_arn())
-            .unwrap_or_default();
-        read_one(self, aws, arn).await
+            .unwrap_or_default()
+            .to_string())
     }
 
-    async fn update(
+    async fn change(
         &self,
         aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        let have = read_one(self, aws, physical).await?;
-        let cluster = cluster_of(physical).unwrap_or_default();
-        let moved = have.attrs["load_balancers"] != attrs["load_balancers"];
+        have: &Live<Attrs>,
+        want: &Want<Attrs>,
+    ) -> Result<(), AwsError> {
+        let a = &want.attrs;
+        let physical = have.physical_id.as_str();
+        let moved = have.attrs.load_balancers != a.load_balancers;
         aws.ecs
             .update_service()
-            .set_load_balancers(moved.then(|| load_balancers(attrs)))
-            .cluster(cluster)
+            .set_load_balancers(moved.then(|| load_balancers(a)))
+            .cluster(cluster_of(physical).unwrap_or_default())
             .service(physical)
-            .task_definition(str_attr(attrs, "task_definition"))
-            .desired_count(attrs["desired_count"].as_i64().unwrap_or(1) as i32)
-            .network_configuration(network(attrs)?)
-            .deployment_configuration(deployment(attrs))
+            .task_definition(&a.task_definition)
+            .desired_count(a.desired_count as i32)
+            .network_configuration(network(a)?)
+            .deployment_configuration(deployment(a, &want.id)?)
             .send()
             .await
             .map_err(sdk_error("ecs", "UpdateService"))?;
-        ecs::sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
-        read_one(self, aws, physical).await
+        Ok(())
     }
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
@@ -263,15 +311,11 @@ impl Adapter for Service {
             .force(true)
             .send()
             .await
+            .map(|_| ())
+            .map_err(sdk_error("ecs", "DeleteService"))
         {
-            Ok(_) => {}
-            Err(e) => {
-                let e = sdk_error("ecs", "DeleteService")(e);
-                if e.code_is("ServiceNotFoundException") || e.code_is("ClusterNotFoundException") {
-                    return Ok(());
-                }
-                return Err(e);
-            }
+            Err(e) if e.is_not_found() => return Ok(()),
+            other => other?,
         }
         // Draining ends when the service is INACTIVE; the cluster cannot go before that.
         let mut delay = Duration::from_millis(500);
@@ -280,7 +324,7 @@ impl Adapter for Service {
             let found = describe(aws, cluster, &[physical.to_string()]).await;
             match found {
                 Ok(v) if v.is_empty() => return Ok(()),
-                Err(e) if e.code_is("ClusterNotFoundException") => return Ok(()),
+                Err(e) if e.is_not_found() => return Ok(()),
                 Err(e) => return Err(e),
                 Ok(_) if tokio::time::Instant::now() > deadline => {
                     return Err(AwsError::local(

@@ -1,47 +1,28 @@
 //! Subnets: one public and one private per zone. Public ones map public IPs on launch.
 
-use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType};
-use serde_json::{Value, json};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
+use serde::{Deserialize, Serialize};
 
-use super::{Adapter, read_one};
-use crate::aws::ec2::{
-    env_filter, filter, gone_ok, id_tag, retry_while, str_attr, sync_tags, tag_spec, tags_json,
-};
+use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, gone_ok};
+use crate::aws::ec2::{retry_while, scope_filters};
+use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs<R = Id> {
+    pub vpc_id: R,
+    pub cidr_block: String,
+    pub availability_zone: String,
+    pub map_public_ip_on_launch: bool,
+}
 
 pub struct Subnet;
 
-async fn read(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<LiveResource>, AwsError> {
-    let subnets = aws
-        .ec2
-        .describe_subnets()
-        .set_filters(Some(filters))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(sdk_error("ec2", "DescribeSubnets"))?;
-    Ok(subnets
-        .into_iter()
-        .filter_map(|s| {
-            Some(LiveResource {
-                kind: Kind::Subnet,
-                physical_id: s.subnet_id()?.to_string(),
-                id: id_tag(s.tags()),
-                attrs: json!({
-                    "vpc_id": s.vpc_id(),
-                    "cidr_block": s.cidr_block(),
-                    "availability_zone": s.availability_zone(),
-                    "map_public_ip_on_launch": s.map_public_ip_on_launch().unwrap_or(false),
-                    "tags": tags_json(s.tags()),
-                }),
-            })
-        })
-        .collect())
+impl super::Desire for Attrs<crate::model::Ref> {
+    type Kind = Subnet;
 }
 
 async fn set_public_ip(aws: &Aws, subnet: &str, value: bool) -> Result<(), AwsError> {
@@ -56,27 +37,49 @@ async fn set_public_ip(aws: &Aws, subnet: &str, value: bool) -> Result<(), AwsEr
 }
 
 #[async_trait::async_trait]
-impl Adapter for Subnet {
-    fn kind(&self) -> Kind {
-        Kind::Subnet
+impl ResourceKind for Subnet {
+    type Attrs = Attrs;
+    type Outputs = NoOutputs;
+    const SCHEMA: Schema = Schema::replace_on(&["vpc_id", "cidr_block", "availability_zone"]);
+    const TAGS: TagApi = TagApi::Ec2;
+
+    async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
+        let subnets = aws
+            .ec2
+            .describe_subnets()
+            .set_filters(Some(scope_filters(aws, scope, "subnet-id")))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(sdk_error("ec2", "DescribeSubnets"))?;
+        Ok(subnets
+            .into_iter()
+            .filter_map(|s| {
+                Some(Live {
+                    physical_id: s.subnet_id()?.to_string(),
+                    attrs: Attrs {
+                        vpc_id: s.vpc_id()?.to_string(),
+                        cidr_block: s.cidr_block()?.to_string(),
+                        availability_zone: s.availability_zone()?.to_string(),
+                        map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
+                    },
+                    outputs: NoOutputs {},
+                    tags: tags::from_ec2(s.tags()),
+                })
+            })
+            .collect())
     }
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, vec![env_filter(&aws.environment)]).await
-    }
-
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, vec![filter("subnet-id", ids)]).await
-    }
-
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
         let out = aws
             .ec2
             .create_subnet()
-            .vpc_id(str_attr(attrs, "vpc_id"))
-            .cidr_block(str_attr(attrs, "cidr_block"))
-            .availability_zone(str_attr(attrs, "availability_zone"))
-            .tag_specifications(tag_spec(ResourceType::Subnet, attrs))
+            .vpc_id(&want.attrs.vpc_id)
+            .cidr_block(&want.attrs.cidr_block)
+            .availability_zone(&want.attrs.availability_zone)
+            .tag_specifications(tags::ec2_spec(ResourceType::Subnet, &want.tags))
             .send()
             .await
             .map_err(sdk_error("ec2", "CreateSubnet"))?;
@@ -85,25 +88,22 @@ impl Adapter for Subnet {
             .and_then(|s| s.subnet_id())
             .unwrap_or_default()
             .to_string();
-        if attrs["map_public_ip_on_launch"].as_bool() == Some(true) {
+        if want.attrs.map_public_ip_on_launch {
             set_public_ip(aws, &subnet, true).await?;
         }
-        read_one(self, aws, &subnet).await
+        Ok(subnet)
     }
 
-    async fn update(
+    async fn change(
         &self,
         aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        let have = read_one(self, aws, physical).await?;
-        let want = attrs["map_public_ip_on_launch"].as_bool().unwrap_or(false);
-        if have.attrs["map_public_ip_on_launch"].as_bool() != Some(want) {
-            set_public_ip(aws, physical, want).await?;
+        have: &Live<Attrs>,
+        want: &Want<Attrs>,
+    ) -> Result<(), AwsError> {
+        if have.attrs.map_public_ip_on_launch != want.attrs.map_public_ip_on_launch {
+            set_public_ip(aws, &have.physical_id, want.attrs.map_public_ip_on_launch).await?;
         }
-        sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
-        read_one(self, aws, physical).await
+        Ok(())
     }
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {

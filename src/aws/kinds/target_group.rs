@@ -4,47 +4,67 @@
 use aws_sdk_elasticloadbalancingv2::types::{
     Matcher, ProtocolEnum, TargetGroup as Tg, TargetTypeEnum,
 };
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::{Adapter, read_one};
-use crate::aws::ec2::{retry_while, str_attr};
-use crate::aws::elbv2::{sync_tags, tag_list, tags};
-use crate::aws::{Aws, sdk_error, tag_pairs};
-use crate::desired::target_group_name;
+use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, absent_ok, gone_ok};
+use crate::aws::ec2::retry_while;
+use crate::aws::elbv2::tags_of;
+use crate::aws::tags::{self, TagApi};
+use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+use crate::naming;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs<R = Id> {
+    pub name: String,
+    pub port: u16,
+    pub protocol: String,
+    pub target_type: String,
+    pub vpc_id: R,
+    pub health_check_path: String,
+}
 
 pub struct TargetGroup;
 
-async fn describe(aws: &Aws, groups: &[Tg]) -> Result<Vec<LiveResource>, AwsError> {
+impl super::Desire for Attrs<crate::model::Ref> {
+    type Kind = TargetGroup;
+}
+
+async fn describe(aws: &Aws, groups: &[Tg]) -> Result<Vec<Live<Attrs>>, AwsError> {
     let arns: Vec<String> = groups
         .iter()
         .filter_map(|g| g.target_group_arn().map(str::to_string))
         .collect();
-    let all_tags = tags(aws, &arns).await?;
+    let mut all_tags = tags_of(aws, &arns).await?;
     Ok(groups
         .iter()
         .filter_map(|g| {
             let arn = g.target_group_arn()?;
-            let tags = all_tags
-                .iter()
-                .find(|(a, _)| a == arn)
-                .map(|(_, t)| t.clone())
-                .unwrap_or(json!({}));
-            Some(LiveResource {
-                kind: Kind::TargetGroup,
+            Some(Live {
                 physical_id: arn.to_string(),
-                id: tags["infra:id"].as_str().map(str::to_string),
-                attrs: json!({
-                    "name": g.target_group_name(),
-                    "port": g.port(),
-                    "protocol": g.protocol().map(|p| p.as_str()),
-                    "target_type": g.target_type().map(|t| t.as_str()),
-                    "vpc_id": g.vpc_id(),
-                    "health_check_path": g.health_check_path(),
-                    "tags": tags,
-                }),
+                attrs: Attrs {
+                    name: g.target_group_name().unwrap_or_default().to_string(),
+                    port: g
+                        .port()
+                        .and_then(|p| u16::try_from(p).ok())
+                        .unwrap_or_default(),
+                    protocol: g
+                        .protocol()
+                        .map(|p| p.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    target_type: g
+                        .target_type()
+                        .map(|t| t.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    vpc_id: g.vpc_id().unwrap_or_default().to_string(),
+                    health_check_path: g.health_check_path().unwrap_or_default().to_string(),
+                },
+                outputs: NoOutputs {},
+                tags: all_tags.remove(arn).unwrap_or_default(),
             })
         })
         .collect())
@@ -55,113 +75,101 @@ async fn find(
     aws: &Aws,
     name: Option<&str>,
     arn: Option<&str>,
-) -> Result<Vec<LiveResource>, AwsError> {
-    let req = aws
-        .elbv2
-        .describe_target_groups()
-        .set_names(name.map(|n| vec![n.to_string()]))
-        .set_target_group_arns(arn.map(|a| vec![a.to_string()]));
-    match req.send().await {
-        Ok(out) => describe(aws, out.target_groups()).await,
-        Err(e) => {
-            let e = sdk_error("elbv2", "DescribeTargetGroups")(e);
-            if e.code_is("TargetGroupNotFound") {
-                Ok(Vec::new())
-            } else {
-                Err(e)
-            }
-        }
-    }
+) -> Result<Vec<Live<Attrs>>, AwsError> {
+    let found = absent_ok(
+        aws.elbv2
+            .describe_target_groups()
+            .set_names(name.map(|n| vec![n.to_string()]))
+            .set_target_group_arns(arn.map(|a| vec![a.to_string()]))
+            .send()
+            .await
+            .map(|out| out.target_groups().to_vec())
+            .map_err(sdk_error("elbv2", "DescribeTargetGroups")),
+    )?;
+    describe(aws, &found).await
 }
 
 #[async_trait::async_trait]
-impl Adapter for TargetGroup {
-    fn kind(&self) -> Kind {
-        Kind::TargetGroup
-    }
+impl ResourceKind for TargetGroup {
+    type Attrs = Attrs;
+    type Outputs = NoOutputs;
+    const SCHEMA: Schema =
+        Schema::replace_on(&["name", "port", "protocol", "target_type", "vpc_id"]);
+    const TAGS: TagApi = TagApi::Elbv2;
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
+    async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let mut out = Vec::new();
-        for service in &aws.names.services {
-            out.extend(
-                find(
-                    aws,
-                    Some(&target_group_name(&aws.environment, service)),
-                    None,
-                )
-                .await?,
-            );
+        match scope {
+            Scope::Environment => {
+                for service in &aws.names.services {
+                    let name = naming::target_group(&aws.environment, service);
+                    out.extend(find(aws, Some(&name), None).await?);
+                }
+            }
+            Scope::Ids(ids) => {
+                for id in ids {
+                    out.extend(find(aws, None, Some(id)).await?);
+                }
+            }
         }
         Ok(out)
     }
 
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
-        let mut out = Vec::new();
-        for id in ids {
-            out.extend(find(aws, None, Some(id)).await?);
-        }
-        Ok(out)
-    }
-
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
+        let a = &want.attrs;
         let out = aws
             .elbv2
             .create_target_group()
-            .name(str_attr(attrs, "name"))
-            .port(attrs["port"].as_i64().unwrap_or(80) as i32)
-            .protocol(ProtocolEnum::from(str_attr(attrs, "protocol")))
-            .target_type(TargetTypeEnum::from(str_attr(attrs, "target_type")))
-            .vpc_id(str_attr(attrs, "vpc_id"))
-            .health_check_path(str_attr(attrs, "health_check_path"))
+            .name(&a.name)
+            .port(i32::from(a.port))
+            .protocol(ProtocolEnum::from(a.protocol.as_str()))
+            .target_type(TargetTypeEnum::from(a.target_type.as_str()))
+            .vpc_id(&a.vpc_id)
+            .health_check_path(&a.health_check_path)
             .matcher(Matcher::builder().http_code("200-399").build())
-            .set_tags(Some(tag_list(tag_pairs(attrs))))
+            .set_tags(Some(tags::elbv2(&want.tags)))
             .send()
             .await
             .map_err(sdk_error("elbv2", "CreateTargetGroup"))?;
-        let arn = out
+        Ok(out
             .target_groups()
             .first()
             .and_then(|g| g.target_group_arn())
             .unwrap_or_default()
-            .to_string();
-        read_one(self, aws, &arn).await
+            .to_string())
     }
 
-    async fn update(
+    async fn change(
         &self,
         aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        let have = read_one(self, aws, physical).await?;
-        if have.attrs["health_check_path"] != attrs["health_check_path"] {
+        have: &Live<Attrs>,
+        want: &Want<Attrs>,
+    ) -> Result<(), AwsError> {
+        if have.attrs.health_check_path != want.attrs.health_check_path {
             aws.elbv2
                 .modify_target_group()
-                .target_group_arn(physical)
-                .health_check_path(str_attr(attrs, "health_check_path"))
+                .target_group_arn(&have.physical_id)
+                .health_check_path(&want.attrs.health_check_path)
                 .send()
                 .await
                 .map_err(sdk_error("elbv2", "ModifyTargetGroup"))?;
         }
-        sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
-        read_one(self, aws, physical).await
+        Ok(())
     }
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
         // Still in use until the listener or rule that forwards to it is gone.
-        match retry_while(&["ResourceInUse"], || async {
-            aws.elbv2
-                .delete_target_group()
-                .target_group_arn(physical)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(sdk_error("elbv2", "DeleteTargetGroup"))
-        })
-        .await
-        {
-            Err(e) if e.code_is("TargetGroupNotFound") => Ok(()),
-            other => other,
-        }
+        gone_ok(
+            retry_while(&["ResourceInUse"], || async {
+                aws.elbv2
+                    .delete_target_group()
+                    .target_group_arn(physical)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(sdk_error("elbv2", "DeleteTargetGroup"))
+            })
+            .await,
+        )
     }
 }

@@ -5,24 +5,128 @@
 
 use aws_sdk_ecs::types::{
     Compatibility, ContainerDefinition, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
-    PortMapping, Secret, TaskDefinitionField, TaskDefinitionStatus, TransportProtocol,
+    PortMapping as EcsPortMapping, Secret, TaskDefinitionField, TaskDefinitionStatus,
+    TransportProtocol,
 };
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::{Adapter, read_one};
-use crate::aws::ec2::str_attr;
-use crate::aws::{Aws, ecs, sdk_error, tag_pairs, tags_value};
+use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want};
+use crate::aws::tags::{self, TagApi};
+use crate::aws::{Aws, ecs, sdk_error};
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+use crate::naming;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs<R = Id> {
+    pub family: String,
+    /// CPU units as ECS writes them ("256").
+    pub cpu: String,
+    /// MiB as ECS writes them ("512").
+    pub memory: String,
+    pub network_mode: String,
+    pub requires_compatibilities: Vec<String>,
+    pub execution_role_arn: R,
+    pub container: Container<R>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Container<R = Id> {
+    pub name: String,
+    pub image: String,
+    pub essential: bool,
+    pub port_mappings: Vec<PortMapping>,
+    /// Sorted by name.
+    pub environment: Vec<NameValue>,
+    /// Sorted by name; values are references (ARNs), never resolved secrets.
+    pub secrets: Vec<SecretRef>,
+    pub log_group: R,
+    pub log_region: String,
+    pub log_stream_prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortMapping {
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub name: String,
+    pub value_from: String,
+}
 
 pub struct TaskDefinition;
+
+impl super::Desire for Attrs<crate::model::Ref> {
+    type Kind = TaskDefinition;
+}
 
 fn invalid(e: impl std::fmt::Display) -> AwsError {
     AwsError::local("ecs", "RegisterTaskDefinition", e.to_string())
 }
 
-async fn describe(aws: &Aws, arn: &str) -> Result<Option<LiveResource>, AwsError> {
+fn container_of(c: &ContainerDefinition) -> Container {
+    let options = c.log_configuration().and_then(|l| l.options());
+    let option = |k: &str| options.and_then(|o| o.get(k)).cloned().unwrap_or_default();
+    let mut environment: Vec<NameValue> = c
+        .environment()
+        .iter()
+        .map(|kv| NameValue {
+            name: kv.name().unwrap_or_default().to_string(),
+            value: kv.value().unwrap_or_default().to_string(),
+        })
+        .collect();
+    environment.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut secrets: Vec<SecretRef> = c
+        .secrets()
+        .iter()
+        .map(|s| SecretRef {
+            name: s.name().to_string(),
+            value_from: s.value_from().to_string(),
+        })
+        .collect();
+    secrets.sort_by(|a, b| a.name.cmp(&b.name));
+    Container {
+        name: c.name().unwrap_or_default().to_string(),
+        image: c.image().unwrap_or_default().to_string(),
+        essential: c.essential().unwrap_or(true),
+        port_mappings: c
+            .port_mappings()
+            .iter()
+            .map(|p| PortMapping {
+                container_port: p
+                    .container_port()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or_default(),
+                protocol: p
+                    .protocol()
+                    .map(|x| x.as_str())
+                    .unwrap_or("tcp")
+                    .to_string(),
+            })
+            .collect(),
+        environment,
+        secrets,
+        log_group: option("awslogs-group"),
+        log_region: option("awslogs-region"),
+        log_stream_prefix: option("awslogs-stream-prefix"),
+    }
+}
+
+async fn describe(aws: &Aws, arn: &str) -> Result<Option<Live<Attrs>>, AwsError> {
     let out = match aws
         .ecs
         .describe_task_definition()
@@ -30,16 +134,12 @@ async fn describe(aws: &Aws, arn: &str) -> Result<Option<LiveResource>, AwsError
         .include(TaskDefinitionField::Tags)
         .send()
         .await
+        .map_err(sdk_error("ecs", "DescribeTaskDefinition"))
     {
         Ok(out) => out,
-        Err(e) => {
-            let e = sdk_error("ecs", "DescribeTaskDefinition")(e);
-            return if e.code_is("ClientException") {
-                Ok(None)
-            } else {
-                Err(e)
-            };
-        }
+        // ECS answers an unknown revision with a ClientException.
+        Err(e) if e.code_is("ClientException") => return Ok(None),
+        Err(e) => return Err(e),
     };
     let Some(td) = out.task_definition() else {
         return Ok(None);
@@ -47,153 +147,142 @@ async fn describe(aws: &Aws, arn: &str) -> Result<Option<LiveResource>, AwsError
     if td.status() != Some(&TaskDefinitionStatus::Active) {
         return Ok(None);
     }
-    let tags = tags_value(
-        out.tags()
-            .iter()
-            .filter_map(|t| Some((t.key()?, t.value()?))),
-    );
-    let container = td.container_definitions().first().map(|c| {
-        let options = c.log_configuration().and_then(|l| l.options());
-        let option = |k: &str| options.and_then(|o| o.get(k)).cloned();
-        let mut environment: Vec<Value> = c
-            .environment()
-            .iter()
-            .map(|kv| json!({ "name": kv.name(), "value": kv.value() }))
-            .collect();
-        environment.sort_by_key(|v| v["name"].to_string());
-        let mut secrets: Vec<Value> = c
-            .secrets()
-            .iter()
-            .map(|s| json!({ "name": s.name(), "value_from": s.value_from() }))
-            .collect();
-        secrets.sort_by_key(|v| v["name"].to_string());
-        json!({
-            "name": c.name(),
-            "image": c.image(),
-            "essential": c.essential().unwrap_or(true),
-            "port_mappings": c.port_mappings().iter().map(|p| json!({
-                "container_port": p.container_port(),
-                "protocol": p.protocol().map(|x| x.as_str()).unwrap_or("tcp"),
-            })).collect::<Vec<_>>(),
-            "environment": environment,
-            "secrets": secrets,
-            "log_group": option("awslogs-group"),
-            "log_region": option("awslogs-region"),
-            "log_stream_prefix": option("awslogs-stream-prefix"),
-        })
-    });
-    Ok(Some(LiveResource {
-        kind: Kind::TaskDefinition,
+    let Some(container) = td.container_definitions().first() else {
+        return Ok(None);
+    };
+    Ok(Some(Live {
         physical_id: td.task_definition_arn().unwrap_or(arn).to_string(),
-        id: tags["infra:id"].as_str().map(str::to_string),
-        attrs: json!({
-            "family": td.family(),
-            "cpu": td.cpu(),
-            "memory": td.memory(),
-            "network_mode": td.network_mode().map(|m| m.as_str()),
-            "requires_compatibilities": td.requires_compatibilities().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-            "execution_role_arn": td.execution_role_arn(),
-            "container": container,
-            "tags": tags,
-        }),
+        attrs: Attrs {
+            family: td.family().unwrap_or_default().to_string(),
+            cpu: td.cpu().unwrap_or_default().to_string(),
+            memory: td.memory().unwrap_or_default().to_string(),
+            network_mode: td
+                .network_mode()
+                .map(|m| m.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            requires_compatibilities: td
+                .requires_compatibilities()
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
+            execution_role_arn: td.execution_role_arn().unwrap_or_default().to_string(),
+            container: container_of(container),
+        },
+        outputs: NoOutputs {},
+        tags: tags::from_ecs(out.tags()),
     }))
 }
 
-fn container(c: &Value) -> Result<ContainerDefinition, AwsError> {
+fn container(c: &Container) -> Result<ContainerDefinition, AwsError> {
     let mut b = ContainerDefinition::builder()
-        .name(str_attr(c, "name"))
-        .image(str_attr(c, "image"))
-        .essential(c["essential"].as_bool().unwrap_or(true));
-    for p in c["port_mappings"].as_array().into_iter().flatten() {
+        .name(&c.name)
+        .image(&c.image)
+        .essential(c.essential);
+    for p in &c.port_mappings {
         b = b.port_mappings(
-            PortMapping::builder()
-                .container_port(p["container_port"].as_i64().unwrap_or(0) as i32)
-                .protocol(TransportProtocol::from(str_attr(p, "protocol")))
+            EcsPortMapping::builder()
+                .container_port(i32::from(p.container_port))
+                .protocol(TransportProtocol::from(p.protocol.as_str()))
                 .build(),
         );
     }
-    for e in c["environment"].as_array().into_iter().flatten() {
+    for e in &c.environment {
         b = b.environment(
             KeyValuePair::builder()
-                .name(str_attr(e, "name"))
-                .value(str_attr(e, "value"))
+                .name(&e.name)
+                .value(&e.value)
                 .build(),
         );
     }
-    for s in c["secrets"].as_array().into_iter().flatten() {
+    for s in &c.secrets {
         b = b.secrets(
             Secret::builder()
-                .name(str_attr(s, "name"))
-                .value_from(str_attr(s, "value_from"))
+                .name(&s.name)
+                .value_from(&s.value_from)
                 .build()
                 .map_err(invalid)?,
         );
     }
     let log = LogConfiguration::builder()
         .log_driver(LogDriver::Awslogs)
-        .options("awslogs-group", str_attr(c, "log_group"))
-        .options("awslogs-region", str_attr(c, "log_region"))
-        .options("awslogs-stream-prefix", str_attr(c, "log_stream_prefix"))
+        .options("awslogs-group", &c.log_group)
+        .options("awslogs-region", &c.log_region)
+        .options("awslogs-stream-prefix", &c.log_stream_prefix)
         .build()
         .map_err(invalid)?;
     Ok(b.log_configuration(log).build())
 }
 
 #[async_trait::async_trait]
-impl Adapter for TaskDefinition {
-    fn kind(&self) -> Kind {
-        Kind::TaskDefinition
-    }
+impl ResourceKind for TaskDefinition {
+    type Attrs = Attrs;
+    type Outputs = NoOutputs;
+    // Task definitions are immutable: any change registers a new revision, before the old one
+    // is deregistered.
+    const SCHEMA: Schema = Schema {
+        replace_on: &[
+            "family",
+            "cpu",
+            "memory",
+            "network_mode",
+            "requires_compatibilities",
+            "execution_role_arn",
+            "container",
+        ],
+        set_fields: &[],
+        create_before_destroy: true,
+    };
+    const TAGS: TagApi = TagApi::Ecs;
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        let mut out = Vec::new();
-        for service in &aws.names.services {
-            let family = format!("{}-{service}", aws.environment);
-            let arns = aws
-                .ecs
-                .list_task_definitions()
-                .family_prefix(&family)
-                .status(TaskDefinitionStatus::Active)
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(sdk_error("ecs", "ListTaskDefinitions"))?;
-            // The prefix also matches longer family names: keep this family's revisions only.
-            for arn in arns.iter().filter(|a| a.contains(&format!("/{family}:"))) {
-                out.extend(describe(aws, arn).await?);
+    async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
+        let mut arns = Vec::new();
+        match scope {
+            Scope::Environment => {
+                for service in &aws.names.services {
+                    let family = naming::task_family(&aws.environment, service);
+                    let listed = aws
+                        .ecs
+                        .list_task_definitions()
+                        .family_prefix(&family)
+                        .status(TaskDefinitionStatus::Active)
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .collect::<Result<Vec<_>, _>>()
+                        .await
+                        .map_err(sdk_error("ecs", "ListTaskDefinitions"))?;
+                    // The prefix also matches longer family names: keep this family's only.
+                    arns.extend(
+                        listed
+                            .into_iter()
+                            .filter(|a| a.contains(&format!("/{family}:"))),
+                    );
+                }
             }
+            Scope::Ids(ids) => arns.extend(ids.iter().cloned()),
         }
-        Ok(out)
-    }
-
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
         let mut out = Vec::new();
-        for id in ids {
-            out.extend(describe(aws, id).await?);
+        for arn in &arns {
+            out.extend(describe(aws, arn).await?);
         }
         Ok(out)
     }
 
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
+        let a = &want.attrs;
         let mut req = aws
             .ecs
             .register_task_definition()
-            .family(str_attr(attrs, "family"))
-            .cpu(str_attr(attrs, "cpu"))
-            .memory(str_attr(attrs, "memory"))
-            .network_mode(NetworkMode::from(str_attr(attrs, "network_mode")))
-            .execution_role_arn(str_attr(attrs, "execution_role_arn"))
-            .container_definitions(container(&attrs["container"])?)
-            .set_tags(Some(ecs::tags(tag_pairs(attrs))));
-        for c in attrs["requires_compatibilities"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            req =
-                req.requires_compatibilities(Compatibility::from(c.as_str().unwrap_or("FARGATE")));
+            .family(&a.family)
+            .cpu(&a.cpu)
+            .memory(&a.memory)
+            .network_mode(NetworkMode::from(a.network_mode.as_str()))
+            .execution_role_arn(&a.execution_role_arn)
+            .container_definitions(container(&a.container)?)
+            .set_tags(Some(tags::ecs(&want.tags)));
+        for c in &a.requires_compatibilities {
+            req = req.requires_compatibilities(Compatibility::from(c.as_str()));
         }
         let out = req
             .customize()
@@ -201,24 +290,15 @@ impl Adapter for TaskDefinition {
             .send()
             .await
             .map_err(sdk_error("ecs", "RegisterTaskDefinition"))?;
-        let arn = out
+        Ok(out
             .task_definition()
             .and_then(|t| t.task_definition_arn())
-            .unwrap_or_default();
-        read_one(self, aws, arn).await
+            .unwrap_or_default()
+            .to_string())
     }
 
-    async fn update(
-        &self,
-        aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        // Only tags change in place; everything else is a new revision.
-        let have = read_one(self, aws, physical).await?;
-        ecs::sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
-        read_one(self, aws, physical).await
-    }
+    // Only tags change in place (the shared update shape syncs them); everything else is a new
+    // revision.
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
         match aws
@@ -227,16 +307,10 @@ impl Adapter for TaskDefinition {
             .task_definition(physical)
             .send()
             .await
+            .map_err(sdk_error("ecs", "DeregisterTaskDefinition"))
         {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let e = sdk_error("ecs", "DeregisterTaskDefinition")(e);
-                if e.code_is("ClientException") || e.is_not_found() {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) if e.code_is("ClientException") || e.is_not_found() => Ok(()),
+            other => other.map(|_| ()),
         }
     }
 }

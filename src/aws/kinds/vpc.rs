@@ -3,19 +3,28 @@
 //! constant.
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::{Adapter, read_one};
-use crate::aws::ec2::{
-    env_filter, filter, gone_ok, id_tag, not_idempotent, retry_while, str_attr, sync_tags,
-    tag_spec, tags_json,
-};
+use super::{Live, NoOutputs, ResourceKind, Scope, Want, gone_ok};
+use crate::aws::ec2::{not_idempotent, retry_while, scope_filters};
+use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
-use crate::model::Kind;
-use crate::plan::LiveResource;
+use crate::model::Schema;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attrs {
+    pub cidr_block: String,
+    pub enable_dns_support: bool,
+    pub enable_dns_hostnames: bool,
+}
 
 pub struct Vpc;
+
+impl super::Desire for Attrs {
+    type Kind = Vpc;
+}
 
 async fn dns(aws: &Aws, vpc: &str, name: VpcAttributeName) -> Result<bool, AwsError> {
     let out = aws
@@ -33,55 +42,26 @@ async fn dns(aws: &Aws, vpc: &str, name: VpcAttributeName) -> Result<bool, AwsEr
     Ok(v.and_then(|a| a.value()).unwrap_or(false))
 }
 
-async fn read(
-    aws: &Aws,
-    filters: Vec<aws_sdk_ec2::types::Filter>,
-) -> Result<Vec<LiveResource>, AwsError> {
-    let vpcs = aws
-        .ec2
-        .describe_vpcs()
-        .set_filters(Some(filters))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(sdk_error("ec2", "DescribeVpcs"))?;
-    let mut out = Vec::with_capacity(vpcs.len());
-    for v in vpcs {
-        let Some(vpc_id) = v.vpc_id() else { continue };
-        let support = dns(aws, vpc_id, VpcAttributeName::EnableDnsSupport).await?;
-        let hostnames = dns(aws, vpc_id, VpcAttributeName::EnableDnsHostnames).await?;
-        out.push(LiveResource {
-            kind: Kind::Vpc,
-            physical_id: vpc_id.to_string(),
-            id: id_tag(v.tags()),
-            attrs: json!({
-                "cidr_block": v.cidr_block(),
-                "enable_dns_support": support,
-                "enable_dns_hostnames": hostnames,
-                "tags": tags_json(v.tags()),
-            }),
-        });
-    }
-    Ok(out)
-}
-
-async fn set_dns(
-    aws: &Aws,
-    vpc: &str,
-    attrs: &Value,
-    have: Option<&Value>,
-) -> Result<(), AwsError> {
-    // One attribute per call: the API refuses both at once.
-    for key in ["enable_dns_support", "enable_dns_hostnames"] {
-        let want = attrs[key].as_bool().unwrap_or(true);
-        if have.is_some_and(|h| h[key].as_bool() == Some(want)) {
+/// One attribute per call: the API refuses both at once.
+async fn set_dns(aws: &Aws, vpc: &str, want: &Attrs, have: Option<&Attrs>) -> Result<(), AwsError> {
+    for (support, value, had) in [
+        (
+            true,
+            want.enable_dns_support,
+            have.map(|h| h.enable_dns_support),
+        ),
+        (
+            false,
+            want.enable_dns_hostnames,
+            have.map(|h| h.enable_dns_hostnames),
+        ),
+    ] {
+        if had == Some(value) {
             continue;
         }
-        let value = AttributeBooleanValue::builder().value(want).build();
+        let value = AttributeBooleanValue::builder().value(value).build();
         let call = aws.ec2.modify_vpc_attribute().vpc_id(vpc);
-        let call = if key == "enable_dns_support" {
+        let call = if support {
             call.enable_dns_support(value)
         } else {
             call.enable_dns_hostnames(value)
@@ -94,25 +74,48 @@ async fn set_dns(
 }
 
 #[async_trait::async_trait]
-impl Adapter for Vpc {
-    fn kind(&self) -> Kind {
-        Kind::Vpc
+impl ResourceKind for Vpc {
+    type Attrs = Attrs;
+    type Outputs = NoOutputs;
+    const SCHEMA: Schema = Schema::replace_on(&["cidr_block"]);
+    const TAGS: TagApi = TagApi::Ec2;
+
+    async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
+        let vpcs = aws
+            .ec2
+            .describe_vpcs()
+            .set_filters(Some(scope_filters(aws, scope, "vpc-id")))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(sdk_error("ec2", "DescribeVpcs"))?;
+        let mut out = Vec::with_capacity(vpcs.len());
+        for v in vpcs {
+            let Some(vpc_id) = v.vpc_id() else { continue };
+            out.push(Live {
+                physical_id: vpc_id.to_string(),
+                attrs: Attrs {
+                    cidr_block: v.cidr_block().unwrap_or_default().to_string(),
+                    enable_dns_support: dns(aws, vpc_id, VpcAttributeName::EnableDnsSupport)
+                        .await?,
+                    enable_dns_hostnames: dns(aws, vpc_id, VpcAttributeName::EnableDnsHostnames)
+                        .await?,
+                },
+                outputs: NoOutputs {},
+                tags: tags::from_ec2(v.tags()),
+            });
+        }
+        Ok(out)
     }
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, vec![env_filter(&aws.environment)]).await
-    }
-
-    async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError> {
-        read(aws, vec![filter("vpc-id", ids)]).await
-    }
-
-    async fn create(&self, aws: &Aws, _id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+    async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
         let out = aws
             .ec2
             .create_vpc()
-            .cidr_block(str_attr(attrs, "cidr_block"))
-            .tag_specifications(tag_spec(ResourceType::Vpc, attrs))
+            .cidr_block(&want.attrs.cidr_block)
+            .tag_specifications(tags::ec2_spec(ResourceType::Vpc, &want.tags))
             .customize()
             .config_override(not_idempotent())
             .send()
@@ -123,20 +126,17 @@ impl Adapter for Vpc {
             .and_then(|v| v.vpc_id())
             .unwrap_or_default()
             .to_string();
-        set_dns(aws, &vpc_id, attrs, None).await?;
-        read_one(self, aws, &vpc_id).await
+        set_dns(aws, &vpc_id, &want.attrs, None).await?;
+        Ok(vpc_id)
     }
 
-    async fn update(
+    async fn change(
         &self,
         aws: &Aws,
-        physical: &str,
-        attrs: &Value,
-    ) -> Result<LiveResource, AwsError> {
-        let have = read_one(self, aws, physical).await?;
-        set_dns(aws, physical, attrs, Some(&have.attrs)).await?;
-        sync_tags(aws, physical, &have.attrs["tags"], &attrs["tags"]).await?;
-        read_one(self, aws, physical).await
+        have: &Live<Attrs>,
+        want: &Want<Attrs>,
+    ) -> Result<(), AwsError> {
+        set_dns(aws, &have.physical_id, &want.attrs, Some(&have.attrs)).await
     }
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {

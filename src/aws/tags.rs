@@ -1,0 +1,280 @@
+//! Tags, once for every AWS service: reading them into a map (without the `aws:` tags nobody can
+//! change), and bringing a resource's tags to exactly the wanted set with the service's own
+//! tagging calls. Every kind names its `TagApi`; none writes its own tag sync.
+
+use aws_smithy_types::error::operation::BuildError;
+
+use super::kinds::Tags;
+use super::{Aws, sdk_error};
+use crate::error::AwsError;
+
+/// The tagging API a kind's resources answer to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagApi {
+    /// CreateTags / DeleteTags by resource id.
+    Ec2,
+    /// AddTags / RemoveTags by ARN.
+    Elbv2,
+    /// TagResource / UntagResource by ARN.
+    Ecs,
+    /// TagResource / UntagResource by ARN (without the `:*` suffix).
+    Logs,
+    /// TagResource / UntagResource by ARN.
+    Ecr,
+    /// TagRole / UntagRole by role name.
+    Iam,
+}
+
+/// A map of tags from key/value pairs, without the `aws:` tags AWS sets.
+pub fn collect<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Tags {
+    pairs
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("aws:"))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Tag keys to set (new or changed) and to remove, going from `have` to `want`.
+pub fn changes(have: &Tags, want: &Tags) -> (Tags, Vec<String>) {
+    let set = want
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let remove = have
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .cloned()
+        .collect();
+    (set, remove)
+}
+
+fn built<T>(r: Result<T, BuildError>, op: &'static str) -> Result<T, AwsError> {
+    r.map_err(|e| AwsError::local("infra", op, e.to_string()))
+}
+
+/// Makes the tags of `target` exactly `want`: adds and changes in one call, removes in another.
+pub async fn sync(
+    aws: &Aws,
+    api: TagApi,
+    target: &str,
+    have: &Tags,
+    want: &Tags,
+) -> Result<(), AwsError> {
+    let (set, remove) = changes(have, want);
+    if !set.is_empty() {
+        match api {
+            TagApi::Ec2 => {
+                aws.ec2
+                    .create_tags()
+                    .resources(target)
+                    .set_tags(Some(ec2(&set)))
+                    .send()
+                    .await
+                    .map_err(sdk_error("ec2", "CreateTags"))?;
+            }
+            TagApi::Elbv2 => {
+                aws.elbv2
+                    .add_tags()
+                    .resource_arns(target)
+                    .set_tags(Some(elbv2(&set)))
+                    .send()
+                    .await
+                    .map_err(sdk_error("elbv2", "AddTags"))?;
+            }
+            TagApi::Ecs => {
+                aws.ecs
+                    .tag_resource()
+                    .resource_arn(target)
+                    .set_tags(Some(ecs(&set)))
+                    .send()
+                    .await
+                    .map_err(sdk_error("ecs", "TagResource"))?;
+            }
+            TagApi::Logs => {
+                aws.logs
+                    .tag_resource()
+                    .resource_arn(target)
+                    .set_tags(Some(set.into_iter().collect()))
+                    .send()
+                    .await
+                    .map_err(sdk_error("logs", "TagResource"))?;
+            }
+            TagApi::Ecr => {
+                aws.ecr
+                    .tag_resource()
+                    .resource_arn(target)
+                    .set_tags(Some(ecr(&set)?))
+                    .send()
+                    .await
+                    .map_err(sdk_error("ecr", "TagResource"))?;
+            }
+            TagApi::Iam => {
+                aws.iam
+                    .tag_role()
+                    .role_name(target)
+                    .set_tags(Some(iam(&set)?))
+                    .send()
+                    .await
+                    .map_err(sdk_error("iam", "TagRole"))?;
+            }
+        }
+    }
+    if !remove.is_empty() {
+        match api {
+            TagApi::Ec2 => {
+                let keys = remove
+                    .iter()
+                    .map(|k| aws_sdk_ec2::types::Tag::builder().key(k).build())
+                    .collect();
+                aws.ec2
+                    .delete_tags()
+                    .resources(target)
+                    .set_tags(Some(keys))
+                    .send()
+                    .await
+                    .map_err(sdk_error("ec2", "DeleteTags"))?;
+            }
+            TagApi::Elbv2 => {
+                aws.elbv2
+                    .remove_tags()
+                    .resource_arns(target)
+                    .set_tag_keys(Some(remove))
+                    .send()
+                    .await
+                    .map_err(sdk_error("elbv2", "RemoveTags"))?;
+            }
+            TagApi::Ecs => {
+                aws.ecs
+                    .untag_resource()
+                    .resource_arn(target)
+                    .set_tag_keys(Some(remove))
+                    .send()
+                    .await
+                    .map_err(sdk_error("ecs", "UntagResource"))?;
+            }
+            TagApi::Logs => {
+                aws.logs
+                    .untag_resource()
+                    .resource_arn(target)
+                    .set_tag_keys(Some(remove))
+                    .send()
+                    .await
+                    .map_err(sdk_error("logs", "UntagResource"))?;
+            }
+            TagApi::Ecr => {
+                aws.ecr
+                    .untag_resource()
+                    .resource_arn(target)
+                    .set_tag_keys(Some(remove))
+                    .send()
+                    .await
+                    .map_err(sdk_error("ecr", "UntagResource"))?;
+            }
+            TagApi::Iam => {
+                aws.iam
+                    .untag_role()
+                    .role_name(target)
+                    .set_tag_keys(Some(remove))
+                    .send()
+                    .await
+                    .map_err(sdk_error("iam", "UntagRole"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn ec2(tags: &Tags) -> Vec<aws_sdk_ec2::types::Tag> {
+    tags.iter()
+        .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// The tags for an EC2 create call itself.
+pub fn ec2_spec(
+    resource_type: aws_sdk_ec2::types::ResourceType,
+    tags: &Tags,
+) -> aws_sdk_ec2::types::TagSpecification {
+    aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(resource_type)
+        .set_tags(Some(ec2(tags)))
+        .build()
+}
+
+pub fn from_ec2(tags: &[aws_sdk_ec2::types::Tag]) -> Tags {
+    collect(
+        tags.iter()
+            .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
+    )
+}
+
+pub fn elbv2(tags: &Tags) -> Vec<aws_sdk_elasticloadbalancingv2::types::Tag> {
+    tags.iter()
+        .map(|(k, v)| {
+            aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+        })
+        .collect()
+}
+
+pub fn ecs(tags: &Tags) -> Vec<aws_sdk_ecs::types::Tag> {
+    tags.iter()
+        .map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+pub fn from_ecs(tags: &[aws_sdk_ecs::types::Tag]) -> Tags {
+    collect(tags.iter().filter_map(|t| Some((t.key()?, t.value()?))))
+}
+
+pub fn ecr(tags: &Tags) -> Result<Vec<aws_sdk_ecr::types::Tag>, AwsError> {
+    tags.iter()
+        .map(|(k, v)| {
+            built(
+                aws_sdk_ecr::types::Tag::builder().key(k).value(v).build(),
+                "ecr tag",
+            )
+        })
+        .collect()
+}
+
+pub fn iam(tags: &Tags) -> Result<Vec<aws_sdk_iam::types::Tag>, AwsError> {
+    tags.iter()
+        .map(|(k, v)| {
+            built(
+                aws_sdk_iam::types::Tag::builder().key(k).value(v).build(),
+                "iam tag",
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_set_what_differs_and_remove_what_is_unwanted() {
+        let have: Tags = [("a", "1"), ("b", "2"), ("c", "3")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let want: Tags = [("a", "1"), ("b", "20"), ("d", "4")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (set, remove) = changes(&have, &want);
+        assert_eq!(
+            set.into_iter().collect::<Vec<_>>(),
+            [
+                ("b".to_string(), "20".to_string()),
+                ("d".into(), "4".into())
+            ]
+        );
+        assert_eq!(remove, ["c"]);
+        assert_eq!(collect([("aws:x", "y"), ("k", "v")]).len(), 1);
+    }
+}
