@@ -365,14 +365,17 @@ async fn run_locked(
         lock: Some(guard),
     };
     let progress = Arc::new(render::Reporter::new(std::io::stderr().is_terminal()));
-    let mut report = exec::execute(
-        plan,
-        &session.aws,
-        &mut writer,
-        globals.parallelism,
-        progress.clone(),
-    )
-    .await;
+    let options = exec::Options {
+        parallelism: globals.parallelism,
+        progress: progress.clone(),
+        adapters: exec::registry(),
+    };
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let mut report = exec::execute(plan, &session.aws, &mut writer, &options, interrupt).await;
     if wait && report.state_error.is_none() {
         follow_rollouts(session, plan, &writer.doc, &mut report, progress.as_ref()).await;
     }

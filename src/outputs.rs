@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::model::Kind;
+use crate::naming::id;
 use crate::state::StateDoc;
 
 /// Every output, by name.
@@ -18,16 +19,16 @@ pub fn outputs(state: &StateDoc) -> BTreeMap<&'static str, Value> {
             .map(|(_, r)| Value::String(r.physical_id.clone()))
             .collect()
     };
-    if let Some(vpc) = state.physical_id("vpc") {
+    if let Some(vpc) = state.physical_id(id::VPC) {
         out.insert("vpc_id", json!(vpc));
     }
     out.insert(
         "public_subnet_ids",
-        Value::Array(ids(Kind::Subnet, "subnet.public.")),
+        Value::Array(ids(Kind::Subnet, &id::subnet("public", ""))),
     );
     out.insert(
         "private_subnet_ids",
-        Value::Array(ids(Kind::Subnet, "subnet.private.")),
+        Value::Array(ids(Kind::Subnet, &id::subnet("private", ""))),
     );
     let nat_ips: Vec<Value> = state
         .resources
@@ -41,14 +42,14 @@ pub fn outputs(state: &StateDoc) -> BTreeMap<&'static str, Value> {
         .iter()
         .filter(|(_, r)| r.kind == Kind::Repository)
         .filter_map(|(id, r)| {
-            let key = id.strip_prefix("repository.")?;
+            let key = id.strip_prefix(&id::repository(""))?;
             Some((key.to_string(), r.attributes.get("uri")?.clone()))
         })
         .collect();
     if !repos.is_empty() {
         out.insert("repository_urls", Value::Object(repos));
     }
-    if let Some(lb) = state.resources.get("load-balancer") {
+    if let Some(lb) = state.resources.get(id::LOAD_BALANCER) {
         out.insert("load_balancer_dns", lb.attributes["dns_name"].clone());
     }
     let services: Vec<Value> = state
@@ -60,7 +61,7 @@ pub fn outputs(state: &StateDoc) -> BTreeMap<&'static str, Value> {
     if !services.is_empty() {
         out.insert("services", Value::Array(services));
     }
-    if let Some(c) = state.resources.get("cluster") {
+    if let Some(c) = state.resources.get(id::CLUSTER) {
         out.insert("cluster", c.attributes["name"].clone());
     }
     out

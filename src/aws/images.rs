@@ -20,7 +20,7 @@ pub async fn resolve(aws: &Aws, env: &Environment) -> Result<Resolved, AwsError>
         let Image::Repository { key, tag } = &s.image else {
             continue;
         };
-        let repo = format!("{}/{key}", env.name);
+        let repo = crate::naming::repository(&env.name, key);
         if !uris.contains_key(&repo) {
             let uri = match aws
                 .ecr

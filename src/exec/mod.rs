@@ -1,10 +1,15 @@
 //! Runs a plan: walks its step graph with bounded concurrency, resolves references from the state
-//! as it grows, and writes the state after every completed step (compare-and-swap), so a crash
-//! loses at most the steps that were in flight — and those left resources tagged for the next
-//! refresh to find.
+//! as it grows, and writes the state as steps complete (compare-and-swap). Writes are coalesced:
+//! one write is in flight at a time, and the completions that arrive meanwhile go into the next,
+//! so a run makes about as many writes as it has waves of completions, and no step ever waits for
+//! a state write to start. A crash loses at most the completions not yet written — and those
+//! resources carry their tags for the next refresh to find and adopt.
 //!
-//! A failed step fails only what depends on it; independent branches finish. Ctrl-C stops
-//! starting new steps and lets running ones finish and be recorded.
+//! A failed step fails only what depends on it; independent branches finish. An interrupt
+//! (Ctrl-C) stops starting new steps and lets running ones finish and be recorded.
+//!
+//! The adapters come in as a value (`Adapters`): the registry in production, in-memory fakes
+//! with scripted failures in this module's tests.
 
 pub mod queue;
 
@@ -16,10 +21,10 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use crate::aws::Aws;
-use crate::aws::kinds::{Adapter, adapter};
+use crate::aws::kinds::Adapter;
 use crate::error::AwsError;
 use crate::model::LiveResource;
-use crate::model::{has_unknown, resolve};
+use crate::model::{Kind, has_unknown, resolve};
 use crate::plan::graph::{Op, steps};
 use crate::plan::{Action, Change, Plan};
 use crate::state::lock::LockGuard;
@@ -35,6 +40,24 @@ pub trait Progress: Send + Sync {
     fn note(&self, message: &str);
 }
 
+/// Which adapter runs each kind's steps: `aws::kinds::adapter` in production.
+pub type Adapters = Arc<dyn Fn(Kind) -> AdapterRef + Send + Sync>;
+
+/// An adapter of the registry (or a test's fake).
+pub type AdapterRef = &'static dyn Adapter;
+
+/// The registry's adapters.
+pub fn registry() -> Adapters {
+    Arc::new(crate::aws::kinds::adapter)
+}
+
+/// How a plan is run.
+pub struct Options {
+    pub parallelism: usize,
+    pub progress: Arc<dyn Progress>,
+    pub adapters: Adapters,
+}
+
 /// What happened to every step.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -44,6 +67,8 @@ pub struct Report {
     /// Writing state failed: the run stopped there.
     pub state_error: Option<StateError>,
     pub interrupted: bool,
+    /// How many times the state was written.
+    pub state_writes: usize,
 }
 
 impl Report {
@@ -63,15 +88,28 @@ pub struct StateWriter<'a> {
     pub lock: Option<&'a LockGuard>,
 }
 
-impl StateWriter<'_> {
+type Write<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Version, StateError>> + Send + 'a>>;
+
+impl<'a> StateWriter<'a> {
+    /// Writes the document as it stands now (the next serial), compare-and-swap on the version
+    /// the last write left, and only while the lock is still ours.
     pub async fn save(&mut self) -> Result<(), StateError> {
-        if let Some(lock) = self.lock {
-            lock.check().await?;
-        }
-        self.doc.serial += 1;
-        let v = self.backend.write(&self.doc, self.version.as_ref()).await?;
+        let v = self.begin_write().await?;
         self.version = Some(v);
         Ok(())
+    }
+
+    /// Starts writing a snapshot of the document; the caller records the version it returns.
+    fn begin_write(&mut self) -> Write<'a> {
+        self.doc.serial += 1;
+        let snapshot = self.doc.clone();
+        let (backend, lock, prev) = (self.backend, self.lock, self.version.clone());
+        Box::pin(async move {
+            if let Some(lock) = lock {
+                lock.check().await?;
+            }
+            backend.write(&snapshot, prev.as_ref()).await
+        })
     }
 }
 
@@ -84,11 +122,11 @@ enum Effect {
 
 async fn run_step(
     aws: Aws,
+    a: &'static dyn Adapter,
     change: Change,
     op: Op,
     lookup: Vec<(String, String)>,
 ) -> Result<Effect, AwsError> {
-    let a = adapter(change.kind);
     let resolved = || {
         let attrs = change
             .after
@@ -238,13 +276,14 @@ where
     }
 }
 
-/// Executes `plan` against AWS, recording every step in `state`.
+/// Executes `plan` against AWS, recording every step in `state`. `interrupt` resolving stops the
+/// run from starting new steps (Ctrl-C in production).
 pub async fn execute(
     plan: &Plan,
     aws: &Aws,
     state: &mut StateWriter<'_>,
-    parallelism: usize,
-    progress: Arc<dyn Progress>,
+    options: &Options,
+    interrupt: impl Future<Output = ()>,
 ) -> Report {
     let (steps, deps) = steps(&plan.changes);
     let mut queue = match Queue::new(deps) {
@@ -256,18 +295,21 @@ pub async fn execute(
             };
         }
     };
+    let progress = options.progress.as_ref();
     let mut report = Report::default();
     let mut ready: VecDeque<usize> = VecDeque::new();
     let mut running: JoinSet<(usize, Duration, Result<Effect, AwsError>)> = JoinSet::new();
     let mut stopping = false;
-    let interrupt = tokio::signal::ctrl_c();
+    // Completions recorded in `state.doc` and not yet in a write; the write in flight.
+    let mut unwritten = false;
+    let mut writing: Option<Write<'_>> = None;
     tokio::pin!(interrupt);
     let label = |i: usize| (&plan.changes[steps[i].change], steps[i].op);
 
     loop {
         if !stopping {
             ready.extend(queue.take_ready());
-            while running.len() < parallelism.max(1) {
+            while running.len() < options.parallelism.max(1) {
                 let Some(i) = ready.pop_front() else { break };
                 let (change, op) = label(i);
                 progress.started(change, op);
@@ -277,20 +319,35 @@ pub async fn execute(
                     .iter()
                     .map(|(k, r)| (k.clone(), r.physical_id.clone()))
                     .collect();
-                let aws = aws.clone();
+                let (aws, adapter) = (aws.clone(), (options.adapters)(change.kind));
                 let change = change.clone();
                 running.spawn(async move {
                     let t = Instant::now();
-                    let r = run_step(aws, change, op, lookup).await;
+                    let r = run_step(aws, adapter, change, op, lookup).await;
                     (i, t.elapsed(), r)
                 });
             }
         }
-        if running.is_empty() {
+        // One write at a time; what completes meanwhile waits for the next.
+        if unwritten && writing.is_none() && report.state_error.is_none() {
+            writing = Some(state.begin_write());
+            report.state_writes += 1;
+            unwritten = false;
+        }
+        if running.is_empty() && writing.is_none() {
             break;
         }
-        let joined = tokio::select! {
-            j = running.join_next() => j,
+        tokio::select! {
+            written = async { writing.as_mut().expect("guarded").await }, if writing.is_some() => {
+                writing = None;
+                match written {
+                    Ok(v) => state.version = Some(v),
+                    Err(e) => {
+                        report.state_error = Some(e);
+                        stopping = true;
+                    }
+                }
+            }
             _ = &mut interrupt, if !stopping => {
                 stopping = true;
                 report.interrupted = true;
@@ -298,57 +355,34 @@ pub async fn execute(
                     "interrupted: waiting for {} running step(s) to finish and be recorded",
                     running.len()
                 ));
-                continue;
             }
-        };
-        let Some(joined) = joined else { break };
-        let (i, elapsed, result) = match joined {
-            Ok(x) => x,
-            Err(e) => {
-                report.state_error = Some(StateError::Io(format!("a step panicked: {e}")));
-                stopping = true;
-                continue;
-            }
-        };
-        let (change, op) = label(i);
-        match result {
-            Ok(effect) => {
-                let physical = match effect {
-                    Effect::Record(live) => {
-                        let p = live.physical_id.clone();
-                        state.doc.resources.insert(
-                            change.id.clone(),
-                            StateResource {
-                                kind: change.kind,
-                                physical_id: live.physical_id,
-                                attributes: live.attrs,
-                                depends_on: change.depends_on.clone(),
-                                protected: change.protected,
-                            },
-                        );
-                        Some(p)
+            Some(joined) = running.join_next(), if !running.is_empty() => {
+                let (i, elapsed, result) = match joined {
+                    Ok(x) => x,
+                    Err(e) => {
+                        report.state_error = Some(StateError::Io(format!("a step panicked: {e}")));
+                        stopping = true;
+                        continue;
                     }
-                    Effect::Remove => {
-                        state.doc.resources.remove(&change.id);
-                        None
-                    }
-                    Effect::Nothing => None,
                 };
-                if let Err(e) = state.save().await {
-                    report.state_error = Some(e);
-                    stopping = true;
-                }
-                progress.finished(change, op, physical.as_deref(), elapsed);
-                report.done.push((change.id.clone(), op));
-                queue.finish(i);
-            }
-            Err(e) => {
-                progress.failed(change, op, &e);
-                report.failed.push((change.id.clone(), op, e));
-                for s in queue.fail(i) {
-                    let (c, o) = label(s);
-                    progress.skipped(c, o, &change.id);
-                    report.skipped.push((c.id.clone(), o));
+                let (change, op) = label(i);
+                match result {
+                    Ok(effect) => {
+                        let physical = record(&mut state.doc, change, effect);
+                        unwritten = true;
+                        progress.finished(change, op, physical.as_deref(), elapsed);
+                        report.done.push((change.id.clone(), op));
+                        queue.finish(i);
+                    }
+                    Err(e) => {
+                        progress.failed(change, op, &e);
+                        report.failed.push((change.id.clone(), op, e));
+                        for s in queue.fail(i) {
+                            let (c, o) = label(s);
+                            progress.skipped(c, o, &change.id);
+                            report.skipped.push((c.id.clone(), o));
+                        }
+                    }
                 }
             }
         }
@@ -369,3 +403,31 @@ pub async fn execute(
     }
     report
 }
+
+/// Applies a finished step to the state document; returns the physical id it recorded.
+fn record(doc: &mut StateDoc, change: &Change, effect: Effect) -> Option<String> {
+    match effect {
+        Effect::Record(live) => {
+            let p = live.physical_id.clone();
+            doc.resources.insert(
+                change.id.clone(),
+                StateResource {
+                    kind: change.kind,
+                    physical_id: live.physical_id,
+                    attributes: live.attrs,
+                    depends_on: change.depends_on.clone(),
+                    protected: change.protected,
+                },
+            );
+            Some(p)
+        }
+        Effect::Remove => {
+            doc.resources.remove(&change.id);
+            None
+        }
+        Effect::Nothing => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -191,7 +191,9 @@ fn state_in_s3_is_versioned_encrypted_and_private() {
             ),
             (Some(true), Some(true), Some(true), Some(true))
         );
-        // Every step wrote the state: the bucket keeps a version per write.
+        // State was written as steps completed, not only at the end, and the bucket kept a
+        // version per write: at most one per step (11), fewer where completions that arrived
+        // during a write were coalesced into the next.
         let versions = ctx
             .s3
             .list_object_versions()
@@ -205,7 +207,7 @@ fn state_in_s3_is_versioned_encrypted_and_private() {
             .iter()
             .filter(|v| v.key() == Some(&format!("{}.json", ctx.env)))
             .count();
-        assert_eq!(n, 11);
+        assert!((3..=11).contains(&n), "{n} versions for 11 steps");
     });
     ctx.assert_converged();
 }
