@@ -101,8 +101,9 @@ fn vpc() -> Ref {
 }
 
 /// Least privilege: the load balancer takes its listener ports from `ingress_cidrs` and reaches
-/// only the service ports inside the VPC; a service takes its port only from the load balancer's
-/// group, and may call out anywhere (image pulls, logs, secrets, its own dependencies).
+/// only the range of service ports inside the VPC (one rule, so the group never grows into its
+/// rule quota); a service takes its port only from the load balancer's group, and may call out
+/// anywhere (image pulls, logs, secrets, its own dependencies).
 fn security_groups(env: &Environment, d: &mut Desired) {
     let vpc_cidr = env.network.cidr.to_string();
     if let Some(lb) = &env.load_balancer {
@@ -121,16 +122,16 @@ fn security_groups(env: &Environment, d: &mut Desired) {
                 ingress.push(rule);
             }
         }
-        let mut service_ports: Vec<u16> = env.services.values().filter_map(|s| s.port).collect();
-        service_ports.sort_unstable();
-        service_ports.dedup();
-        let egress = service_ports
-            .iter()
-            .map(|p| Rule {
-                cidr_ipv4: Some(vpc_cidr.clone()),
-                ..Rule::tcp(*p)
-            })
-            .collect();
+        // One rule, whatever the number of services: the range of their ports, inside the VPC.
+        // Each task's own group still admits only its port, and only from this group.
+        let ports = env.services.values().filter_map(|s| s.port);
+        let egress = match (ports.clone().min(), ports.max()) {
+            (Some(lo), Some(hi)) => vec![Rule {
+                cidr_ipv4: Some(vpc_cidr),
+                ..Rule::tcp_range(lo, hi)
+            }],
+            _ => Vec::new(),
+        };
         d.add(
             env,
             id::ALB_SECURITY_GROUP,
@@ -695,5 +696,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_load_balancer_reaches_any_number_of_services_through_one_rule() {
+        let mut text = String::from(
+            "environment: stage\nregion: us-east-1\nstate: {local: s.json}\nnetwork:\n  cidr: 10.0.0.0/16\n  availability_zones: [us-east-1a]\n  public_subnets: [10.0.0.0/24]\n  private_subnets: [10.0.10.0/24]\nload_balancer: {}\nservices:\n",
+        );
+        for i in 0..100 {
+            text.push_str(&format!(
+                "  s{i}: {{image: docker.io/library/nginx, cpu: 256, memory: 512, port: {}, path_patterns: [/s{i}/*]}}\n",
+                4000 + 7 * i
+            ));
+        }
+        let env = config::parse(Path::new("stage.yaml"), &text, &|_| None).unwrap();
+        let d = expand(&env);
+        let alb = &d.resources["security-group.alb"].attrs;
+        assert_eq!(
+            alb["egress"],
+            json!([{"protocol": "tcp", "from_port": 4000, "to_port": 4693, "cidr_ipv4": "10.0.0.0/16"}])
+        );
+        // Each service still admits only its own port, only from the load balancer.
+        let s7 = &d.resources["security-group.service.s7"].attrs;
+        assert_eq!(
+            s7["ingress"],
+            json!([{"protocol": "tcp", "from_port": 4049, "to_port": 4049, "source_security_group_id": reference("security-group.alb")}])
+        );
     }
 }

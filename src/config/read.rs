@@ -486,6 +486,26 @@ fn load_balancer(r: &mut Reader<'_>, n: &Node<'_>) -> Option<LoadBalancer> {
             ok.then_some(out)
         }),
     };
+    // The load balancer's group admits each listener port from each CIDR: one rule each.
+    if let (Some(cidrs), Some(hp), Some(h)) = (&ingress_cidrs, http_port, &https) {
+        let ports = 1 + usize::from(h.is_some());
+        for v4 in [true, false] {
+            let n = cidrs.iter().filter(|c| c.addr().is_ipv4() == v4).count() * ports;
+            if n > quotas::RULES_PER_SECURITY_GROUP {
+                let at = f.get("ingress_cidrs").map(|n| n.span).unwrap_or(f.span);
+                r.error_hint(
+                    at,
+                    format!(
+                        "{n} inbound {} rules on the load balancer's security group (port {hp}{} from each CIDR) exceed AWS's `Inbound rules per security group` quota of {}",
+                        if v4 { "IPv4" } else { "IPv6" },
+                        if ports == 2 { " and the HTTPS port" } else { "" },
+                        quotas::RULES_PER_SECURITY_GROUP
+                    ),
+                    "use fewer, wider CIDR blocks (or a managed prefix list outside infra)",
+                );
+            }
+        }
+    }
     let idle = f
         .get("idle_timeout_seconds")
         .map(|n| r.int(n, 1, 4000).map(|v| v as u32))
@@ -630,6 +650,8 @@ fn services(
     // (pattern, service, span) for duplicate detection; services on the default action.
     let mut paths: HashMap<String, String> = HashMap::new();
     let mut default_action: Option<String> = None;
+    // Key spans, in file order, of services that get a target group and a listener rule.
+    let (mut with_port, mut routed): (Vec<Span>, Vec<Span>) = (Vec::new(), Vec::new());
     for (name, key_span, value) in f.iter() {
         let valid = (1..=255).contains(&name.len())
             && name.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -657,12 +679,68 @@ fn services(
             &mut default_action,
         ) {
             Some(s) => {
+                if s.port.is_some() && lb.is_some() {
+                    with_port.push(key_span);
+                    if !s.path_patterns.is_empty() {
+                        routed.push(key_span);
+                    }
+                }
                 out.insert(name.to_string(), s);
             }
             None => ok = false,
         }
     }
+    // Quotas that grow with the file: refused here, with the line that crosses them, rather
+    // than halfway through an apply.
+    for (spans, quota, what) in [
+        (
+            &with_port,
+            quotas::TARGET_GROUPS_PER_LOAD_BALANCER,
+            "Target groups per Application Load Balancer",
+        ),
+        (
+            &routed,
+            quotas::RULES_PER_LOAD_BALANCER,
+            "Rules per Application Load Balancer",
+        ),
+    ] {
+        if let Some(&at) = spans.get(quota) {
+            r.error_hint(
+                at,
+                format!(
+                    "{} services here need one each of AWS's `{what}`, whose default quota is {quota}",
+                    spans.len()
+                ),
+                "split the services across environments, or have the quota raised for the account",
+            );
+            ok = false;
+        }
+    }
+    if let Some(at) = f
+        .iter()
+        .nth(quotas::SERVICES_PER_CLUSTER)
+        .map(|(_, s, _)| s)
+    {
+        r.error(
+            at,
+            format!(
+                "more than {} services: AWS's `Services per cluster` quota",
+                quotas::SERVICES_PER_CLUSTER
+            ),
+        );
+        ok = false;
+    }
     ok.then_some(out)
+}
+
+/// AWS's default quotas for what grows with the file.
+pub mod quotas {
+    pub const TARGET_GROUPS_PER_LOAD_BALANCER: usize = 100;
+    /// Listener rules, not counting the default ones.
+    pub const RULES_PER_LOAD_BALANCER: usize = 100;
+    pub const SERVICES_PER_CLUSTER: usize = 5000;
+    /// Inbound (or outbound) rules per security group, per IP version.
+    pub const RULES_PER_SECURITY_GROUP: usize = 60;
 }
 
 #[allow(clippy::too_many_arguments)]

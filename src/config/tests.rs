@@ -181,3 +181,55 @@ fn invalid_corpus() {
         insta::assert_snapshot!(rendered);
     });
 }
+
+/// `n` services with a port and a path each, behind a load balancer with `cidrs` ingress blocks.
+fn with_services(n: usize, cidrs: usize) -> String {
+    let mut text = MINIMAL.to_string();
+    let blocks: Vec<String> = (0..cidrs)
+        .map(|i| format!("10.{}.0.0/16", i % 250))
+        .collect();
+    text.push_str(&format!(
+        "load_balancer:\n  https: {{certificate_arn: \"arn:aws:acm:us-east-1:123456789012:certificate/x\"}}\n  ingress_cidrs: [{}]\nservices:\n",
+        blocks.join(", ")
+    ));
+    for i in 0..n {
+        text.push_str(&format!(
+            "  s{i}:\n    image: docker.io/library/nginx:1\n    cpu: 256\n    memory: 512\n    port: {}\n    path_patterns: [\"/s{i}/*\"]\n",
+            3000 + i
+        ));
+    }
+    text
+}
+
+#[test]
+fn quotas_that_grow_with_the_file_are_refused_at_the_line_that_crosses_them() {
+    assert!(parse_str("stage", &with_services(100, 1)).is_ok());
+    let errors = parse_str("stage", &with_services(101, 1)).unwrap_err();
+    let messages: Vec<(usize, &str)> = errors
+        .iter()
+        .map(|d| (d.loc.line, d.message.as_str()))
+        .collect();
+    // The 101st service's key: after the 12 lines up to `services:`, six lines per service.
+    let line = 12 + 100 * 6 + 1;
+    assert!(
+        messages.contains(&(
+            line,
+            "101 services here need one each of AWS's `Target groups per Application Load Balancer`, whose default quota is 100"
+        )),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|(l, m)| *l == line && m.contains("`Rules per Application Load Balancer`")),
+        "{messages:?}"
+    );
+    let errors = parse_str("stage", &with_services(1, 31)).unwrap_err();
+    assert!(
+        errors[0]
+            .message
+            .starts_with("62 inbound IPv4 rules on the load balancer's security group"),
+        "{errors:?}"
+    );
+    assert!(parse_str("stage", &with_services(1, 30)).is_ok());
+}

@@ -46,10 +46,15 @@ pub struct Rule<R = Id> {
 impl<R> Rule<R> {
     /// TCP on one port.
     pub fn tcp(port: u16) -> Rule<R> {
+        Rule::tcp_range(port, port)
+    }
+
+    /// TCP on a range of ports.
+    pub fn tcp_range(from: u16, to: u16) -> Rule<R> {
         Rule {
             protocol: "tcp".into(),
-            from_port: Some(i32::from(port)),
-            to_port: Some(i32::from(port)),
+            from_port: Some(i32::from(from)),
+            to_port: Some(i32::from(to)),
             cidr_ipv4: None,
             cidr_ipv6: None,
             source_security_group_id: None,
