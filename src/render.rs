@@ -240,6 +240,8 @@ pub fn plan_text(plan: &Plan, backend: &str) -> String {
 pub fn plan_json(plan: &Plan) -> String {
     let mut v = serde_json::to_value(plan).expect("plan serialises");
     v["summary"] = serde_json::to_value(plan.summary()).expect("summary serialises");
+    let (_, deps) = crate::plan::graph::steps(&plan.changes);
+    v["critical_path_steps"] = crate::plan::graph::critical_path(&deps).into();
     serde_json::to_string_pretty(&v).expect("json") + "\n"
 }
 

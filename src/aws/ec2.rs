@@ -60,7 +60,7 @@ where
 /// the describe's id filter (`vpc-id`, `subnet-id`, …).
 pub fn scope_filters(aws: &super::Aws, scope: Scope<'_>, id_filter: &str) -> Vec<Filter> {
     match scope {
-        Scope::Environment => vec![env_filter(&aws.environment)],
+        Scope::Environment(_) => vec![env_filter(&aws.environment)],
         Scope::Ids(ids) => vec![filter(id_filter, ids)],
     }
 }

@@ -33,10 +33,9 @@ pub async fn load_balancer_arn(aws: &Aws) -> Result<Option<String>, AwsError> {
     )
 }
 
-/// Tags of many resources by ARN: one DescribeTags per twenty ARNs.
+/// Tags of many resources by ARN: one DescribeTags per twenty ARNs, all in parallel.
 pub async fn tags_of(aws: &Aws, arns: &[String]) -> Result<HashMap<String, Tags>, AwsError> {
-    let mut out = HashMap::new();
-    for chunk in arns.chunks(20) {
+    let chunks = arns.chunks(20).map(|chunk| async move {
         let described = aws
             .elbv2
             .describe_tags()
@@ -44,16 +43,26 @@ pub async fn tags_of(aws: &Aws, arns: &[String]) -> Result<HashMap<String, Tags>
             .send()
             .await
             .map_err(sdk_error("elbv2", "DescribeTags"))?;
-        for d in described.tag_descriptions() {
-            let tags = tags::collect(
-                d.tags()
-                    .iter()
-                    .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
-            );
-            out.insert(d.resource_arn().unwrap_or_default().to_string(), tags);
-        }
-    }
-    Ok(out)
+        Ok::<_, AwsError>(
+            described
+                .tag_descriptions()
+                .iter()
+                .map(|d| {
+                    let tags = tags::collect(
+                        d.tags()
+                            .iter()
+                            .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
+                    );
+                    (d.resource_arn().unwrap_or_default().to_string(), tags)
+                })
+                .collect::<Vec<_>>(),
+        )
+    });
+    Ok(futures::future::try_join_all(chunks)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
 }
 
 /// What a listener (or rule) does with a request.

@@ -51,6 +51,8 @@ pub struct Aws {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub iam: aws_sdk_iam::Client,
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    /// The Resource Groups Tagging API: ARNs and tags of many resources in one call.
+    pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub region: String,
     /// The environment whose resources are read and tagged.
     pub environment: String,
@@ -209,6 +211,7 @@ async fn build(
         logs: fenced_client!(aws_sdk_cloudwatchlogs, &sdk, &fenced),
         iam: fenced_client!(aws_sdk_iam, &sdk, &fenced),
         elbv2: fenced_client!(aws_sdk_elasticloadbalancingv2, &sdk, &fenced),
+        tagging: fenced_client!(aws_sdk_resourcegroupstagging, &sdk, &fenced),
         // The state bucket's client is the one left outside the fence: the lock itself is
         // renewed and released through it.
         s3: aws_sdk_s3::Client::from_conf(s3_conf),
@@ -262,21 +265,21 @@ where
 pub async fn refresh(aws: &Aws, state: &StateDoc) -> Result<Vec<LiveResource>, AwsError> {
     let reads = crate::model::Kind::ALL.iter().map(|&kind| {
         let adapter = kinds::adapter(kind);
-        let recorded: Vec<String> = state
+        let recorded: kinds::Recorded = state
             .resources
             .values()
             .filter(|r| r.kind == adapter.kind())
-            .map(|r| r.physical_id.clone())
+            .map(|r| (r.physical_id.clone(), r.attributes.clone()))
             .collect();
         async move {
             let mut found: Vec<LiveResource> = adapter
-                .read_all(aws)
+                .read_all(aws, &recorded)
                 .await?
                 .into_iter()
                 .filter(|l| aws.owns(l))
                 .collect();
             let missing: Vec<String> = recorded
-                .into_iter()
+                .into_keys()
                 .filter(|p| !found.iter().any(|l| &l.physical_id == p))
                 .collect();
             if !missing.is_empty() {

@@ -34,6 +34,41 @@ pub fn collect<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Tags 
         .collect()
 }
 
+/// ARNs and tags of this environment's resources of `types` (`ecs:task-definition`, `logs`, …):
+/// one paginated GetResources for all of them, however many there are.
+pub async fn tagged(
+    aws: &Aws,
+    types: &[&str],
+) -> Result<std::collections::HashMap<String, Tags>, AwsError> {
+    use aws_sdk_resourcegroupstagging::types::TagFilter;
+    let pages = aws
+        .tagging
+        .get_resources()
+        .tag_filters(
+            TagFilter::builder()
+                .key(crate::model::TAG_ENVIRONMENT)
+                .values(&aws.environment)
+                .build(),
+        )
+        .set_resource_type_filters(Some(types.iter().map(|t| t.to_string()).collect()))
+        .resources_per_page(100)
+        .tags_per_page(500)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(sdk_error("tagging", "GetResources"))?;
+    Ok(pages
+        .into_iter()
+        .filter_map(|m| {
+            let arn = m.resource_arn()?.to_string();
+            let tags = collect(m.tags().iter().map(|t| (t.key(), t.value())));
+            Some((arn, tags))
+        })
+        .collect())
+}
+
 /// Tag keys to set (new or changed) and to remove, going from `have` to `want`.
 pub fn changes(have: &Tags, want: &Tags) -> (Tags, Vec<String>) {
     let set = want

@@ -231,7 +231,7 @@ async fn find_by_tag(
     change: &Change,
 ) -> Result<Option<String>, AwsError> {
     let found: Vec<String> = a
-        .read_all(aws)
+        .read_all(aws, &Default::default())
         .await?
         .into_iter()
         .filter(|l| {

@@ -103,7 +103,11 @@ impl Adapter for Fake {
         self.kind
     }
 
-    async fn read_all(&self, _aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
+    async fn read_all(
+        &self,
+        _aws: &Aws,
+        _recorded: &crate::aws::kinds::Recorded,
+    ) -> Result<Vec<LiveResource>, AwsError> {
         let resources = self.cloud.resources.lock().unwrap();
         Ok(resources
             .values()

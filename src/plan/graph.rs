@@ -99,3 +99,38 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, Vec<Vec<usize>>) {
     }
     (steps, deps)
 }
+
+/// The number of steps on the longest dependency chain: the least number of sequential steps any
+/// schedule needs, however parallel.
+pub fn critical_path(deps: &[Vec<usize>]) -> usize {
+    let mut depth: Vec<Option<usize>> = vec![None; deps.len()];
+    fn visit(i: usize, deps: &[Vec<usize>], depth: &mut Vec<Option<usize>>) -> usize {
+        if let Some(d) = depth[i] {
+            return d;
+        }
+        // Mark first: a cycle (refused by the queue anyway) cannot recurse forever.
+        depth[i] = Some(1);
+        let d = 1 + deps[i]
+            .iter()
+            .map(|&j| visit(j, deps, depth))
+            .max()
+            .unwrap_or(0);
+        depth[i] = Some(d);
+        d
+    }
+    (0..deps.len())
+        .map(|i| visit(i, deps, &mut depth))
+        .max()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn critical_path_is_the_longest_chain() {
+        // 0 <- 1 <- 3, 0 <- 2, 4 alone.
+        let deps = vec![vec![], vec![0], vec![0], vec![1, 2], vec![]];
+        assert_eq!(super::critical_path(&deps), 3);
+        assert_eq!(super::critical_path(&[]), 0);
+    }
+}

@@ -60,7 +60,7 @@ impl ResourceKind for Cluster {
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let clusters: Vec<String> = match scope {
-            Scope::Environment => aws.names.cluster.iter().cloned().collect(),
+            Scope::Environment(_) => aws.names.cluster.iter().cloned().collect(),
             Scope::Ids(ids) => ids.to_vec(),
         };
         if clusters.is_empty() {

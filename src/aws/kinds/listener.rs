@@ -96,7 +96,7 @@ impl ResourceKind for Listener {
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         match scope {
-            Scope::Environment => match load_balancer_arn(aws).await? {
+            Scope::Environment(_) => match load_balancer_arn(aws).await? {
                 Some(lb) => read(aws, Some(&lb), None).await,
                 None => Ok(Vec::new()),
             },

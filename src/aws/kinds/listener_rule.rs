@@ -134,7 +134,7 @@ impl ResourceKind for ListenerRule {
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let mut out = Vec::new();
         match scope {
-            Scope::Environment => {
+            Scope::Environment(_) => {
                 let Some(lb) = load_balancer_arn(aws).await? else {
                     return Ok(Vec::new());
                 };
@@ -145,9 +145,16 @@ impl ResourceKind for ListenerRule {
                     .send()
                     .await
                     .map_err(sdk_error("elbv2", "DescribeListeners"))?;
-                for l in listeners.listeners() {
-                    out.extend(read(aws, l.listener_arn(), None).await?);
-                }
+                let reads = listeners
+                    .listeners()
+                    .iter()
+                    .map(|l| read(aws, l.listener_arn(), None));
+                out.extend(
+                    futures::future::try_join_all(reads)
+                        .await?
+                        .into_iter()
+                        .flatten(),
+                );
             }
             Scope::Ids(ids) => {
                 for id in ids {

@@ -152,7 +152,7 @@ impl ResourceKind for LoadBalancer {
     ) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
         let mut found = Vec::new();
         let requests: Vec<(Option<String>, Option<String>)> = match scope {
-            Scope::Environment => vec![(Some(naming::load_balancer(&aws.environment)), None)],
+            Scope::Environment(_) => vec![(Some(naming::load_balancer(&aws.environment)), None)],
             Scope::Ids(ids) => ids.iter().map(|id| (None, Some(id.clone()))).collect(),
         };
         for (name, arn) in requests {

@@ -1,9 +1,12 @@
 //! CloudWatch log groups, one per service, with a retention. Found with one prefix-filtered
-//! describe (`/ecs/<env>/`); tags cost one call per group.
+//! describe (`/ecs/<env>/`) and one tag lookup for all of them.
 
+use std::collections::HashMap;
+
+use aws_sdk_cloudwatchlogs::types::LogGroup as CwLogGroup;
 use serde::{Deserialize, Serialize};
 
-use super::{Live, ResourceKind, Scope, Want, gone_ok};
+use super::{Live, ResourceKind, Scope, Tags, Want, gone_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -34,13 +37,9 @@ fn bare_arn(arn: &str) -> &str {
     arn.strip_suffix(":*").unwrap_or(arn)
 }
 
-async fn read(
-    aws: &Aws,
-    prefix: &str,
-    keep: impl Fn(&str) -> bool,
-) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
-    let groups = aws
-        .logs
+/// The groups whose names start with `prefix`: one paginated describe.
+async fn groups(aws: &Aws, prefix: &str) -> Result<Vec<CwLogGroup>, AwsError> {
+    aws.logs
         .describe_log_groups()
         .log_group_name_prefix(prefix)
         .into_paginator()
@@ -48,47 +47,49 @@ async fn read(
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
-        .map_err(sdk_error("logs", "DescribeLogGroups"))?;
-    let mut out = Vec::new();
-    for g in groups
-        .iter()
-        .filter(|g| g.log_group_name().is_some_and(&keep))
-    {
-        let name = g.log_group_name().unwrap_or_default();
-        let arn = g
-            .log_group_arn()
-            .or(g.arn())
-            .map(bare_arn)
-            .unwrap_or_default();
-        let listed = aws
-            .logs
-            .list_tags_for_resource()
-            .resource_arn(arn)
-            .send()
-            .await
-            .map_err(sdk_error("logs", "ListTagsForResource"))?;
-        out.push(Live {
-            physical_id: name.to_string(),
-            attrs: Attrs {
-                name: name.to_string(),
-                retention_in_days: g
-                    .retention_in_days()
-                    .and_then(|d| u32::try_from(d).ok())
-                    .unwrap_or_default(),
-            },
-            outputs: Outputs {
-                arn: arn.to_string(),
-            },
-            tags: tags::collect(
-                listed
-                    .tags()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            ),
-        });
+        .map_err(sdk_error("logs", "DescribeLogGroups"))
+}
+
+fn arn_of(g: &CwLogGroup) -> &str {
+    g.log_group_arn()
+        .or(g.arn())
+        .map(bare_arn)
+        .unwrap_or_default()
+}
+
+fn live(g: &CwLogGroup, tags: Tags) -> Live<Attrs, Outputs> {
+    let name = g.log_group_name().unwrap_or_default();
+    Live {
+        physical_id: name.to_string(),
+        attrs: Attrs {
+            name: name.to_string(),
+            retention_in_days: g
+                .retention_in_days()
+                .and_then(|d| u32::try_from(d).ok())
+                .unwrap_or_default(),
+        },
+        outputs: Outputs {
+            arn: arn_of(g).to_string(),
+        },
+        tags,
     }
-    Ok(out)
+}
+
+async fn tags_of(aws: &Aws, arn: &str) -> Result<Tags, AwsError> {
+    let listed = aws
+        .logs
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(sdk_error("logs", "ListTagsForResource"))?;
+    Ok(tags::collect(
+        listed
+            .tags()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    ))
 }
 
 async fn set_retention(aws: &Aws, name: &str, days: u32) -> Result<(), AwsError> {
@@ -115,15 +116,36 @@ impl ResourceKind for LogGroup {
         scope: Scope<'_>,
     ) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
         match scope {
-            Scope::Environment => {
-                read(aws, &naming::log_group_prefix(&aws.environment), |_| true).await
+            // One describe by prefix and one tag lookup, in parallel, for any number of groups.
+            Scope::Environment(_) => {
+                let prefix = naming::log_group_prefix(&aws.environment);
+                let (found, tagged) =
+                    futures::try_join!(groups(aws, &prefix), tags::tagged(aws, &["logs"]),)?;
+                let tagged: HashMap<&str, &Tags> =
+                    tagged.iter().map(|(a, t)| (bare_arn(a), t)).collect();
+                Ok(found
+                    .iter()
+                    .map(|g| {
+                        let tags = tagged.get(arn_of(g)).map(|t| (*t).clone());
+                        live(g, tags.unwrap_or_default())
+                    })
+                    .collect())
             }
             Scope::Ids(ids) => {
-                let mut out = Vec::new();
-                for id in ids {
-                    out.extend(read(aws, id, |name| name == id).await?);
-                }
-                Ok(out)
+                let reads = ids.iter().map(|id| async move {
+                    let mut out = Vec::new();
+                    for g in groups(aws, id).await? {
+                        if g.log_group_name() == Some(id.as_str()) {
+                            out.push(live(&g, tags_of(aws, arn_of(&g)).await?));
+                        }
+                    }
+                    Ok::<_, AwsError>(out)
+                });
+                Ok(futures::future::try_join_all(reads)
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .collect())
             }
         }
     }

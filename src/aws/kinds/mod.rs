@@ -146,9 +146,14 @@ pub type Tags = BTreeMap<String, String>;
 /// gives), or resources recorded in state by physical id.
 #[derive(Debug, Clone, Copy)]
 pub enum Scope<'a> {
-    Environment,
+    /// With what state last recorded of this kind, by physical id: a kind whose resources
+    /// cannot change after creation (task definition revisions) reuses it instead of reading.
+    Environment(&'a Recorded),
     Ids(&'a [String]),
 }
+
+/// Recorded attributes (state's JSON) by physical id.
+pub type Recorded = std::collections::HashMap<String, Value>;
 
 /// Values AWS computes that are worth keeping in state (ARNs, DNS names, addresses): read-only,
 /// never diffed against the file. Kinds without any use this.
@@ -225,7 +230,9 @@ pub trait ResourceKind: HasKind + Send + Sync + 'static {
 pub trait Adapter: Send + Sync {
     fn kind(&self) -> Kind;
     /// Every resource of this kind tagged with the environment: one batched, paginated call.
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError>;
+    /// `recorded`: what state holds of this kind (may be empty).
+    async fn read_all(&self, aws: &Aws, recorded: &Recorded)
+    -> Result<Vec<LiveResource>, AwsError>;
     /// The resources with these physical ids that still exist (one batched call).
     async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError>;
     /// Creates the resource from resolved attributes and returns it as read back.
@@ -319,8 +326,12 @@ impl<T: ResourceKind> Adapter for T {
         T::KIND
     }
 
-    async fn read_all(&self, aws: &Aws) -> Result<Vec<LiveResource>, AwsError> {
-        let found = self.read(aws, Scope::Environment).await?;
+    async fn read_all(
+        &self,
+        aws: &Aws,
+        recorded: &Recorded,
+    ) -> Result<Vec<LiveResource>, AwsError> {
+        let found = self.read(aws, Scope::Environment(recorded)).await?;
         Ok(found.into_iter().map(|l| encode(T::KIND, l)).collect())
     }
 

@@ -126,17 +126,14 @@ impl ResourceKind for Repository {
             .map_err(sdk_error("ecr", "DescribeRepositories"))?;
         let prefix = naming::repository_prefix(&aws.environment);
         let keep = |name: &str| match scope {
-            Scope::Environment => name.starts_with(&prefix),
+            Scope::Environment(_) => name.starts_with(&prefix),
             Scope::Ids(ids) => ids.iter().any(|i| i == name),
         };
-        let mut out = Vec::new();
-        for r in repos
+        let reads = repos
             .iter()
             .filter(|r| r.repository_name().is_some_and(keep))
-        {
-            out.push(describe(aws, r).await?);
-        }
-        Ok(out)
+            .map(|r| describe(aws, r));
+        futures::future::try_join_all(reads).await
     }
 
     async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {

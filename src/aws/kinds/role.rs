@@ -98,7 +98,7 @@ impl ResourceKind for Role {
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let names: Vec<String> = match scope {
-            Scope::Environment => vec![naming::execution_role(&aws.environment, &aws.region)],
+            Scope::Environment(_) => vec![naming::execution_role(&aws.environment, &aws.region)],
             Scope::Ids(ids) => ids.iter().map(|id| name_of(id).to_string()).collect(),
         };
         let mut out = Vec::new();

@@ -133,13 +133,13 @@ fn live(s: &EcsService) -> Option<Live<Attrs>> {
     })
 }
 
+/// Services by name or ARN: DescribeServices takes ten at a time; the calls run in parallel.
 async fn describe(
     aws: &Aws,
     cluster: &str,
     services: &[String],
 ) -> Result<Vec<Live<Attrs>>, AwsError> {
-    let mut out = Vec::new();
-    for chunk in services.chunks(10) {
+    let chunks = services.chunks(10).map(|chunk| async move {
         let described = aws
             .ecs
             .describe_services()
@@ -149,9 +149,19 @@ async fn describe(
             .send()
             .await
             .map_err(sdk_error("ecs", "DescribeServices"))?;
-        out.extend(described.services().iter().filter_map(live));
-    }
-    Ok(out)
+        Ok::<_, AwsError>(
+            described
+                .services()
+                .iter()
+                .filter_map(live)
+                .collect::<Vec<_>>(),
+        )
+    });
+    Ok(futures::future::try_join_all(chunks)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
 }
 
 fn network(a: &Attrs) -> Result<NetworkConfiguration, AwsError> {
@@ -217,7 +227,7 @@ impl ResourceKind for Service {
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         match scope {
-            Scope::Environment => {
+            Scope::Environment(_) => {
                 let Some(cluster) = &aws.names.cluster else {
                     return Ok(Vec::new());
                 };

@@ -1,19 +1,19 @@
 //! Target groups, one per service with a port: HTTP to the tasks' IPs, with the service's health
-//! check path. Read by name, one DescribeTargetGroups per service, plus one DescribeTags.
+//! check path. Found with one tag lookup for the environment, described twenty at a time.
 
 use aws_sdk_elasticloadbalancingv2::types::{
     Matcher, ProtocolEnum, TargetGroup as Tg, TargetTypeEnum,
 };
+use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, absent_ok, gone_ok};
+use super::{Id, Live, NoOutputs, ResourceKind, Scope, Tags, Want, absent_ok, gone_ok};
 use crate::aws::ec2::retry_while;
 use crate::aws::elbv2::tags_of;
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
 use crate::model::Schema;
-use crate::naming;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,61 +32,65 @@ impl super::Desire for Attrs<crate::model::Ref> {
     type Kind = TargetGroup;
 }
 
-async fn describe(aws: &Aws, groups: &[Tg]) -> Result<Vec<Live<Attrs>>, AwsError> {
-    let arns: Vec<String> = groups
-        .iter()
-        .filter_map(|g| g.target_group_arn().map(str::to_string))
-        .collect();
-    let mut all_tags = tags_of(aws, &arns).await?;
-    Ok(groups
-        .iter()
-        .filter_map(|g| {
-            let arn = g.target_group_arn()?;
-            Some(Live {
-                physical_id: arn.to_string(),
-                attrs: Attrs {
-                    name: g.target_group_name().unwrap_or_default().to_string(),
-                    port: g
-                        .port()
-                        .and_then(|p| u16::try_from(p).ok())
-                        .unwrap_or_default(),
-                    protocol: g
-                        .protocol()
-                        .map(|p| p.as_str())
-                        .unwrap_or_default()
-                        .to_string(),
-                    target_type: g
-                        .target_type()
-                        .map(|t| t.as_str())
-                        .unwrap_or_default()
-                        .to_string(),
-                    vpc_id: g.vpc_id().unwrap_or_default().to_string(),
-                    health_check_path: g.health_check_path().unwrap_or_default().to_string(),
-                },
-                outputs: NoOutputs {},
-                tags: all_tags.remove(arn).unwrap_or_default(),
-            })
-        })
-        .collect())
+fn live(g: &Tg, tags: Tags) -> Option<Live<Attrs>> {
+    Some(Live {
+        physical_id: g.target_group_arn()?.to_string(),
+        attrs: Attrs {
+            name: g.target_group_name().unwrap_or_default().to_string(),
+            port: g
+                .port()
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or_default(),
+            protocol: g
+                .protocol()
+                .map(|p| p.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            target_type: g
+                .target_type()
+                .map(|t| t.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            vpc_id: g.vpc_id().unwrap_or_default().to_string(),
+            health_check_path: g.health_check_path().unwrap_or_default().to_string(),
+        },
+        outputs: NoOutputs {},
+        tags,
+    })
 }
 
-/// Groups by name or ARN; a missing one is simply not there.
-async fn find(
-    aws: &Aws,
-    name: Option<&str>,
-    arn: Option<&str>,
-) -> Result<Vec<Live<Attrs>>, AwsError> {
-    let found = absent_ok(
-        aws.elbv2
-            .describe_target_groups()
-            .set_names(name.map(|n| vec![n.to_string()]))
-            .set_target_group_arns(arn.map(|a| vec![a.to_string()]))
-            .send()
-            .await
-            .map(|out| out.target_groups().to_vec())
-            .map_err(sdk_error("elbv2", "DescribeTargetGroups")),
-    )?;
-    describe(aws, &found).await
+/// The groups with these ARNs that exist (one DescribeTargetGroups per twenty, in parallel).
+async fn describe(aws: &Aws, arns: &[String]) -> Result<Vec<Tg>, AwsError> {
+    let chunks = arns.chunks(20).map(|chunk| async move {
+        let found = absent_ok(
+            aws.elbv2
+                .describe_target_groups()
+                .set_target_group_arns(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map(|out| Some(out.target_groups().to_vec()))
+                .map_err(sdk_error("elbv2", "DescribeTargetGroups")),
+        )?;
+        match found {
+            Some(groups) => Ok(groups),
+            // One of them is gone (the whole call fails then): ask for each alone.
+            None => {
+                let one = chunk.iter().map(|arn| async move {
+                    absent_ok(
+                        aws.elbv2
+                            .describe_target_groups()
+                            .target_group_arns(arn)
+                            .send()
+                            .await
+                            .map(|out| out.target_groups().to_vec())
+                            .map_err(sdk_error("elbv2", "DescribeTargetGroups")),
+                    )
+                });
+                Ok(try_join_all(one).await?.into_iter().flatten().collect())
+            }
+        }
+    });
+    Ok(try_join_all(chunks).await?.into_iter().flatten().collect())
 }
 
 #[async_trait::async_trait]
@@ -97,22 +101,24 @@ impl ResourceKind for TargetGroup {
         Schema::replace_on(&["name", "port", "protocol", "target_type", "vpc_id"]);
     const TAGS: TagApi = TagApi::Elbv2;
 
+    /// The environment's groups come from one tag lookup (ARNs and tags together), then one
+    /// DescribeTargetGroups per twenty: the cost does not grow with the number of services.
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
-        let mut out = Vec::new();
-        match scope {
-            Scope::Environment => {
-                for service in &aws.names.services {
-                    let name = naming::target_group(&aws.environment, service);
-                    out.extend(find(aws, Some(&name), None).await?);
-                }
+        let (arns, mut tags) = match scope {
+            Scope::Environment(_) => {
+                let tagged = tags::tagged(aws, &["elasticloadbalancing:targetgroup"]).await?;
+                (tagged.keys().cloned().collect::<Vec<_>>(), tagged)
             }
-            Scope::Ids(ids) => {
-                for id in ids {
-                    out.extend(find(aws, None, Some(id)).await?);
-                }
-            }
-        }
-        Ok(out)
+            Scope::Ids(ids) => (ids.to_vec(), tags_of(aws, ids).await?),
+        };
+        let groups = describe(aws, &arns).await?;
+        Ok(groups
+            .iter()
+            .filter_map(|g| {
+                let tags = tags.remove(g.target_group_arn()?).unwrap_or_default();
+                live(g, tags)
+            })
+            .collect())
     }
 
     async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {

@@ -1,13 +1,13 @@
 //! Fargate task definitions, one family per service. Revisions are immutable: a change registers
 //! a new revision (created before the old one is deregistered, so the service always has one to
-//! run). ECS cannot filter task definitions by tag: each service's family is listed (one call)
-//! and its active revision described.
+//! run). Read without a describe per revision: see `read`.
 
 use aws_sdk_ecs::types::{
     Compatibility, ContainerDefinition, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
     PortMapping as EcsPortMapping, Secret, TaskDefinitionField, TaskDefinitionStatus,
     TransportProtocol,
 };
+use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
 use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want};
@@ -15,7 +15,6 @@ use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, ecs, sdk_error};
 use crate::error::AwsError;
 use crate::model::Schema;
-use crate::naming;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,37 +234,52 @@ impl ResourceKind for TaskDefinition {
     };
     const TAGS: TagApi = TagApi::Ecs;
 
+    /// A revision never changes after it is registered, so the environment's revisions cost no
+    /// describe at all when state recorded them: their ARNs and tags come from one tag lookup,
+    /// and one listing of active revisions tells which still exist (a deregistered one is gone).
+    /// Only revisions found by tag and unknown to state are described.
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
-        let mut arns = Vec::new();
-        match scope {
-            Scope::Environment => {
-                for service in &aws.names.services {
-                    let family = naming::task_family(&aws.environment, service);
-                    let listed = aws
-                        .ecs
-                        .list_task_definitions()
-                        .family_prefix(&family)
-                        .status(TaskDefinitionStatus::Active)
-                        .into_paginator()
-                        .items()
-                        .send()
-                        .collect::<Result<Vec<_>, _>>()
-                        .await
-                        .map_err(sdk_error("ecs", "ListTaskDefinitions"))?;
-                    // The prefix also matches longer family names: keep this family's only.
-                    arns.extend(
-                        listed
-                            .into_iter()
-                            .filter(|a| a.contains(&format!("/{family}:"))),
-                    );
-                }
+        let recorded = match scope {
+            Scope::Environment(recorded) => recorded,
+            Scope::Ids(ids) => {
+                let found = try_join_all(ids.iter().map(|arn| describe(aws, arn))).await?;
+                return Ok(found.into_iter().flatten().collect());
             }
-            Scope::Ids(ids) => arns.extend(ids.iter().cloned()),
-        }
+        };
+        let (tagged, active) =
+            futures::try_join!(tags::tagged(aws, &["ecs:task-definition"]), async {
+                aws.ecs
+                    .list_task_definitions()
+                    .status(TaskDefinitionStatus::Active)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<String>, _>>()
+                    .await
+                    .map(|arns| arns.into_iter().collect::<std::collections::HashSet<_>>())
+                    .map_err(sdk_error("ecs", "ListTaskDefinitions"))
+            })?;
         let mut out = Vec::new();
-        for arn in &arns {
-            out.extend(describe(aws, arn).await?);
+        let mut unknown = Vec::new();
+        for (arn, tags) in tagged {
+            if !active.contains(&arn) {
+                continue;
+            }
+            let known = recorded
+                .get(&arn)
+                .and_then(|v| super::decode::<Attrs>(<Self as super::HasKind>::KIND, &arn, v).ok());
+            match known {
+                Some(want) => out.push(Live {
+                    physical_id: arn,
+                    attrs: want.attrs,
+                    outputs: NoOutputs {},
+                    tags,
+                }),
+                None => unknown.push(arn),
+            }
         }
+        let described = try_join_all(unknown.iter().map(|arn| describe(aws, arn))).await?;
+        out.extend(described.into_iter().flatten());
         Ok(out)
     }
 
