@@ -13,6 +13,7 @@ pub mod kinds;
 pub mod rollout;
 pub mod s3_backend;
 pub mod tags;
+pub mod wait;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -263,6 +264,8 @@ where
 /// Reads every kind at once, each with one batched call (plus one for ids recorded in state
 /// but not found by tag). Returns every live resource of this environment.
 pub async fn refresh(aws: &Aws, state: &StateDoc) -> Result<Vec<LiveResource>, AwsError> {
+    let tagged = kinds::TagLookup::new(aws);
+    let tagged = &tagged;
     let reads = crate::model::Kind::ALL.iter().map(|&kind| {
         let adapter = kinds::adapter(kind);
         let recorded: kinds::Recorded = state
@@ -273,7 +276,13 @@ pub async fn refresh(aws: &Aws, state: &StateDoc) -> Result<Vec<LiveResource>, A
             .collect();
         async move {
             let mut found: Vec<LiveResource> = adapter
-                .read_all(aws, &recorded)
+                .read_all(
+                    aws,
+                    kinds::Env {
+                        recorded: &recorded,
+                        tagged,
+                    },
+                )
                 .await?
                 .into_iter()
                 .filter(|l| aws.owns(l))

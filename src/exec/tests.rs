@@ -106,7 +106,7 @@ impl Adapter for Fake {
     async fn read_all(
         &self,
         _aws: &Aws,
-        _recorded: &crate::aws::kinds::Recorded,
+        _env: crate::aws::kinds::Env<'_>,
     ) -> Result<Vec<LiveResource>, AwsError> {
         let resources = self.cloud.resources.lock().unwrap();
         Ok(resources

@@ -152,8 +152,10 @@ fn local_state_backend() {
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(doc["version"], 1);
     assert_eq!(doc["resources"].as_object().unwrap().len(), 11);
-    // One write per completed step, each bumping the serial.
-    assert_eq!(doc["serial"], 11);
+    // Written as steps completed, each write bumping the serial: at most one per step (11),
+    // fewer where completions arriving during a write went into the next one.
+    let serial = doc["serial"].as_u64().unwrap();
+    assert!((3..=11).contains(&serial), "serial {serial}");
     assert!(!ctx.path(&format!(".infra/{}.json.lock", ctx.env)).exists());
     ctx.assert_converged();
 }

@@ -81,6 +81,8 @@ async fn read(
     let rules = absent_ok(
         aws.elbv2
             .describe_rules()
+            // A listener's rules in one page: the default quota is 100 per load balancer.
+            .set_page_size(listener.map(|_| 400))
             .set_listener_arn(listener.map(str::to_string))
             .set_rule_arns(arns)
             .send()

@@ -42,6 +42,7 @@ async fn groups(aws: &Aws, prefix: &str) -> Result<Vec<CwLogGroup>, AwsError> {
     aws.logs
         .describe_log_groups()
         .log_group_name_prefix(prefix)
+        .limit(50)
         .into_paginator()
         .items()
         .send()
@@ -109,6 +110,7 @@ impl ResourceKind for LogGroup {
     type Outputs = Outputs;
     const SCHEMA: Schema = Schema::replace_on(&["name"]);
     const TAGS: TagApi = TagApi::Logs;
+    const TAGGED_AS: Option<&'static str> = Some("logs");
 
     async fn read(
         &self,
@@ -117,10 +119,12 @@ impl ResourceKind for LogGroup {
     ) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
         match scope {
             // One describe by prefix and one tag lookup, in parallel, for any number of groups.
-            Scope::Environment(_) => {
+            Scope::Environment(env) => {
                 let prefix = naming::log_group_prefix(&aws.environment);
-                let (found, tagged) =
-                    futures::try_join!(groups(aws, &prefix), tags::tagged(aws, &["logs"]),)?;
+                let (found, tagged) = futures::try_join!(
+                    groups(aws, &prefix),
+                    env.tagged.get(|arn| arn.contains(":log-group:")),
+                )?;
                 let tagged: HashMap<&str, &Tags> =
                     tagged.iter().map(|(a, t)| (bare_arn(a), t)).collect();
                 Ok(found

@@ -53,8 +53,9 @@ pub mod attrs {
     pub use crate::aws::elbv2::ListenerAction;
 }
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -88,6 +89,11 @@ macro_rules! registry {
         }
 
         $(impl HasKind for $adapter { const KIND: Kind = Kind::$variant; })+
+
+        /// The tag lookup's resource types: those the kinds declare.
+        pub fn tagged_types() -> Vec<&'static str> {
+            [$(<$adapter as ResourceKind>::TAGGED_AS),+].into_iter().flatten().collect()
+        }
 
         /// Whether resolved JSON attributes are a valid instance of the kind's typed struct.
         pub fn check_attrs(kind: Kind, id: &str, value: &Value) -> Result<(), AwsError> {
@@ -144,12 +150,54 @@ pub type Tags = BTreeMap<String, String>;
 
 /// What `read` looks at: everything of the environment (tag filters, or the names the file
 /// gives), or resources recorded in state by physical id.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum Scope<'a> {
-    /// With what state last recorded of this kind, by physical id: a kind whose resources
-    /// cannot change after creation (task definition revisions) reuses it instead of reading.
-    Environment(&'a Recorded),
+    Environment(Env<'a>),
     Ids(&'a [String]),
+}
+
+/// What one refresh shares between kinds.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    /// What state last recorded of this kind, by physical id: a kind whose resources cannot
+    /// change after creation (task definition revisions) reuses it instead of reading.
+    pub recorded: &'a Recorded,
+    /// One environment-wide tag lookup for every kind that declares `TAGGED_AS`.
+    pub tagged: &'a TagLookup,
+}
+
+/// ARNs and tags of the environment's resources of every kind that reads them by tag, fetched
+/// at most once per refresh (one paginated GetResources), when a kind first asks.
+#[derive(Clone)]
+pub struct TagLookup(futures::future::Shared<Lookup>);
+
+/// ARNs and their tags.
+type Tagged = Arc<HashMap<String, Tags>>;
+type Lookup = futures::future::BoxFuture<'static, Result<Tagged, AwsError>>;
+
+impl TagLookup {
+    pub fn new(aws: &Aws) -> TagLookup {
+        use futures::FutureExt;
+        let aws = aws.clone();
+        TagLookup(
+            async move { tags::tagged(&aws, &tagged_types()).await.map(Arc::new) }
+                .boxed()
+                .shared(),
+        )
+    }
+
+    /// Every ARN the lookup found for which `keep` holds, with its tags.
+    pub async fn get(
+        &self,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<HashMap<String, Tags>, AwsError> {
+        let all = self.0.clone().await?;
+        Ok(all
+            .iter()
+            .filter(|(arn, _)| keep(arn))
+            .map(|(a, t)| (a.clone(), t.clone()))
+            .collect())
+    }
 }
 
 /// Recorded attributes (state's JSON) by physical id.
@@ -194,6 +242,9 @@ pub trait ResourceKind: HasKind + Send + Sync + 'static {
     const SCHEMA: Schema;
     /// The API that keeps this kind's tags.
     const TAGS: TagApi;
+    /// The Resource Groups Tagging API type (`service:type` or `service`) under which the
+    /// environment-wide tag lookup finds this kind, for kinds read that way.
+    const TAGGED_AS: Option<&'static str> = None;
 
     /// Every resource of this kind in `scope`: one batched, paginated call where the API allows.
     async fn read(
@@ -230,9 +281,7 @@ pub trait ResourceKind: HasKind + Send + Sync + 'static {
 pub trait Adapter: Send + Sync {
     fn kind(&self) -> Kind;
     /// Every resource of this kind tagged with the environment: one batched, paginated call.
-    /// `recorded`: what state holds of this kind (may be empty).
-    async fn read_all(&self, aws: &Aws, recorded: &Recorded)
-    -> Result<Vec<LiveResource>, AwsError>;
+    async fn read_all(&self, aws: &Aws, env: Env<'_>) -> Result<Vec<LiveResource>, AwsError>;
     /// The resources with these physical ids that still exist (one batched call).
     async fn read_ids(&self, aws: &Aws, ids: &[String]) -> Result<Vec<LiveResource>, AwsError>;
     /// Creates the resource from resolved attributes and returns it as read back.
@@ -326,12 +375,8 @@ impl<T: ResourceKind> Adapter for T {
         T::KIND
     }
 
-    async fn read_all(
-        &self,
-        aws: &Aws,
-        recorded: &Recorded,
-    ) -> Result<Vec<LiveResource>, AwsError> {
-        let found = self.read(aws, Scope::Environment(recorded)).await?;
+    async fn read_all(&self, aws: &Aws, env: Env<'_>) -> Result<Vec<LiveResource>, AwsError> {
+        let found = self.read(aws, Scope::Environment(env)).await?;
         Ok(found.into_iter().map(|l| encode(T::KIND, l)).collect())
     }
 

@@ -235,6 +235,7 @@ impl ResourceKind for Service {
                     aws.ecs
                         .list_services()
                         .cluster(cluster)
+                        .max_results(100)
                         .into_paginator()
                         .items()
                         .send()

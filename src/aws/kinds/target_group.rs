@@ -100,13 +100,14 @@ impl ResourceKind for TargetGroup {
     const SCHEMA: Schema =
         Schema::replace_on(&["name", "port", "protocol", "target_type", "vpc_id"]);
     const TAGS: TagApi = TagApi::Elbv2;
+    const TAGGED_AS: Option<&'static str> = Some("elasticloadbalancing:targetgroup");
 
     /// The environment's groups come from one tag lookup (ARNs and tags together), then one
     /// DescribeTargetGroups per twenty: the cost does not grow with the number of services.
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let (arns, mut tags) = match scope {
-            Scope::Environment(_) => {
-                let tagged = tags::tagged(aws, &["elasticloadbalancing:targetgroup"]).await?;
+            Scope::Environment(env) => {
+                let tagged = env.tagged.get(|arn| arn.contains(":targetgroup/")).await?;
                 (tagged.keys().cloned().collect::<Vec<_>>(), tagged)
             }
             Scope::Ids(ids) => (ids.to_vec(), tags_of(aws, ids).await?),

@@ -233,24 +233,27 @@ impl ResourceKind for TaskDefinition {
         create_before_destroy: true,
     };
     const TAGS: TagApi = TagApi::Ecs;
+    const TAGGED_AS: Option<&'static str> = Some("ecs:task-definition");
 
     /// A revision never changes after it is registered, so the environment's revisions cost no
     /// describe at all when state recorded them: their ARNs and tags come from one tag lookup,
     /// and one listing of active revisions tells which still exist (a deregistered one is gone).
     /// Only revisions found by tag and unknown to state are described.
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
-        let recorded = match scope {
-            Scope::Environment(recorded) => recorded,
+        let env = match scope {
+            Scope::Environment(env) => env,
             Scope::Ids(ids) => {
                 let found = try_join_all(ids.iter().map(|arn| describe(aws, arn))).await?;
                 return Ok(found.into_iter().flatten().collect());
             }
         };
-        let (tagged, active) =
-            futures::try_join!(tags::tagged(aws, &["ecs:task-definition"]), async {
+        let (tagged, active) = futures::try_join!(
+            env.tagged.get(|arn| arn.contains(":task-definition/")),
+            async {
                 aws.ecs
                     .list_task_definitions()
                     .status(TaskDefinitionStatus::Active)
+                    .max_results(100)
                     .into_paginator()
                     .items()
                     .send()
@@ -258,14 +261,16 @@ impl ResourceKind for TaskDefinition {
                     .await
                     .map(|arns| arns.into_iter().collect::<std::collections::HashSet<_>>())
                     .map_err(sdk_error("ecs", "ListTaskDefinitions"))
-            })?;
+            }
+        )?;
         let mut out = Vec::new();
         let mut unknown = Vec::new();
         for (arn, tags) in tagged {
             if !active.contains(&arn) {
                 continue;
             }
-            let known = recorded
+            let known = env
+                .recorded
                 .get(&arn)
                 .and_then(|v| super::decode::<Attrs>(<Self as super::HasKind>::KIND, &arn, v).ok());
             match known {
