@@ -5,17 +5,16 @@
 
 use std::time::Duration;
 
-use aws_sdk_elasticloadbalancingv2::client::Waiters;
 use aws_sdk_elasticloadbalancingv2::types::{
     IpAddressType, LoadBalancer as Alb, LoadBalancerAttribute, LoadBalancerSchemeEnum,
-    LoadBalancerTypeEnum,
+    LoadBalancerStateEnum, LoadBalancerTypeEnum,
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, ResourceKind, Scope, Want, absent_ok, gone_ok};
+use super::{Id, Live, ResourceKind, Scope, Want, absent_ok};
 use crate::aws::elbv2::tags_of;
 use crate::aws::tags::{self, TagApi};
-use crate::aws::{Aws, sdk_error};
+use crate::aws::{Aws, sdk_error, wait};
 use crate::error::AwsError;
 use crate::model::Schema;
 use crate::naming;
@@ -39,6 +38,25 @@ pub struct Outputs {
 }
 
 pub struct LoadBalancer;
+
+/// A load balancer's state, `None` once it is gone.
+async fn state(aws: &Aws, arn: &str) -> Result<Option<LoadBalancerStateEnum>, AwsError> {
+    let found = absent_ok(
+        aws.elbv2
+            .describe_load_balancers()
+            .load_balancer_arns(arn)
+            .send()
+            .await
+            .map(|out| out.load_balancers().to_vec())
+            .map_err(sdk_error("elbv2", "DescribeLoadBalancers")),
+    )?;
+    Ok(found.first().map(|lb| {
+        lb.state()
+            .and_then(|s| s.code())
+            .cloned()
+            .unwrap_or(LoadBalancerStateEnum::Provisioning)
+    }))
+}
 
 impl super::Desire for Attrs<crate::model::Ref> {
     type Kind = LoadBalancer;
@@ -191,18 +209,24 @@ impl ResourceKind for LoadBalancer {
             .and_then(|l| l.load_balancer_arn())
             .unwrap_or_default()
             .to_string();
-        aws.elbv2
-            .wait_until_load_balancer_available()
-            .load_balancer_arns(&arn)
-            .wait(WAIT)
-            .await
-            .map_err(|e| {
-                AwsError::local(
-                    "elbv2",
-                    "DescribeLoadBalancers",
-                    format!("load balancer did not become active: {e}"),
-                )
-            })?;
+        wait::until(
+            "elbv2",
+            "DescribeLoadBalancers",
+            "load balancer did not become active",
+            WAIT,
+            || async {
+                match state(aws, &arn).await? {
+                    Some(LoadBalancerStateEnum::Active) => Ok(Some(())),
+                    Some(LoadBalancerStateEnum::Failed) => Err(AwsError::local(
+                        "elbv2",
+                        "CreateLoadBalancer",
+                        format!("load balancer {arn} failed to provision"),
+                    )),
+                    _ => Ok(None),
+                }
+            },
+        )
+        .await?;
         set_attributes(aws, &arn, a).await?;
         Ok(arn)
     }
@@ -254,20 +278,13 @@ impl ResourceKind for LoadBalancer {
             Err(e) if e.is_not_found() => return Ok(()),
             other => other?,
         }
-        gone_ok(
-            aws.elbv2
-                .wait_until_load_balancers_deleted()
-                .load_balancer_arns(physical)
-                .wait(WAIT)
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    AwsError::local(
-                        "elbv2",
-                        "DescribeLoadBalancers",
-                        format!("load balancer was not deleted in time: {e}"),
-                    )
-                }),
+        wait::until(
+            "elbv2",
+            "DescribeLoadBalancers",
+            "load balancer was not deleted in time",
+            WAIT,
+            || async { Ok(state(aws, physical).await?.is_none().then_some(())) },
         )
+        .await
     }
 }

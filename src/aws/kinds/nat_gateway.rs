@@ -4,14 +4,13 @@
 
 use std::time::Duration;
 
-use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{ConnectivityType, NatGatewayState, ResourceType};
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, ResourceKind, Scope, Want};
+use super::{Id, Live, ResourceKind, Scope, Want, absent_ok};
 use crate::aws::ec2::scope_filters;
 use crate::aws::tags::{self, TagApi};
-use crate::aws::{Aws, sdk_error};
+use crate::aws::{Aws, sdk_error, wait};
 use crate::error::AwsError;
 use crate::model::Schema;
 
@@ -30,6 +29,20 @@ pub struct Outputs {
 }
 
 pub struct NatGateway;
+
+/// A gateway's state, `None` once AWS no longer knows it.
+async fn state(aws: &Aws, nat: &str) -> Result<Option<NatGatewayState>, AwsError> {
+    let out = absent_ok(
+        aws.ec2
+            .describe_nat_gateways()
+            .nat_gateway_ids(nat)
+            .send()
+            .await
+            .map(Some)
+            .map_err(sdk_error("ec2", "DescribeNatGateways")),
+    )?;
+    Ok(out.and_then(|o| o.nat_gateways().first().and_then(|n| n.state().cloned())))
+}
 
 impl super::Desire for Attrs<crate::model::Ref> {
     type Kind = NatGateway;
@@ -116,18 +129,24 @@ impl ResourceKind for NatGateway {
             .and_then(|n| n.nat_gateway_id())
             .unwrap_or_default()
             .to_string();
-        aws.ec2
-            .wait_until_nat_gateway_available()
-            .nat_gateway_ids(&nat)
-            .wait(WAIT)
-            .await
-            .map_err(|e| {
-                AwsError::local(
-                    "ec2",
-                    "DescribeNatGateways",
-                    format!("NAT gateway {nat} did not become available: {e}"),
-                )
-            })?;
+        wait::until(
+            "ec2",
+            "DescribeNatGateways",
+            &format!("NAT gateway {nat} did not become available"),
+            WAIT,
+            || async {
+                match state(aws, &nat).await? {
+                    Some(NatGatewayState::Available) => Ok(Some(())),
+                    Some(NatGatewayState::Failed) => Err(AwsError::local(
+                        "ec2",
+                        "CreateNatGateway",
+                        format!("NAT gateway {nat} failed to start"),
+                    )),
+                    _ => Ok(None),
+                }
+            },
+        )
+        .await?;
         Ok(nat)
     }
 
@@ -143,18 +162,19 @@ impl ResourceKind for NatGateway {
             Err(e) if e.is_not_found() => return Ok(()),
             other => other?,
         };
-        aws.ec2
-            .wait_until_nat_gateway_deleted()
-            .nat_gateway_ids(physical)
-            .wait(WAIT)
-            .await
-            .map_err(|e| {
-                AwsError::local(
-                    "ec2",
-                    "DescribeNatGateways",
-                    format!("NAT gateway {physical} was not deleted in time: {e}"),
-                )
-            })?;
+        wait::until(
+            "ec2",
+            "DescribeNatGateways",
+            &format!("NAT gateway {physical} was not deleted in time"),
+            WAIT,
+            || async {
+                Ok(match state(aws, physical).await? {
+                    None | Some(NatGatewayState::Deleted) => Some(()),
+                    _ => None,
+                })
+            },
+        )
+        .await?;
         Ok(())
     }
 }

@@ -1,0 +1,61 @@
+//! Waiting for AWS to finish something (a NAT gateway available, a load balancer active or
+//! deleted): poll with a backoff that starts small, so a fast answer is seen at once and a slow
+//! one is not hammered, up to a deadline.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::error::AwsError;
+
+/// The first pause between polls; it grows by half each time up to `MAX_PAUSE`.
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+const MAX_PAUSE: Duration = Duration::from_secs(10);
+
+/// The pauses a poll makes, in order: 250 ms, growing by half, never above 10 s.
+pub fn pauses() -> impl Iterator<Item = Duration> {
+    std::iter::successors(Some(FIRST_PAUSE), |p| Some((*p * 3 / 2).min(MAX_PAUSE)))
+}
+
+/// Calls `check` until it returns `Some`, pausing between calls, for at most `max`.
+/// `what` names the wait in the error when the deadline passes.
+pub async fn until<T, F, Fut>(
+    service: &'static str,
+    operation: &'static str,
+    what: &str,
+    max: Duration,
+    mut check: F,
+) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, AwsError>>,
+{
+    let deadline = tokio::time::Instant::now() + max;
+    for pause in pauses() {
+        if let Some(done) = check().await? {
+            return Ok(done);
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    Err(AwsError::local(
+        service,
+        operation,
+        format!("{what} after {} s", max.as_secs()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_start_small_and_stop_growing() {
+        let p: Vec<Duration> = pauses().take(12).collect();
+        assert_eq!(p[0], Duration::from_millis(250));
+        assert_eq!(p[1], Duration::from_millis(375));
+        assert!(p.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*p.last().unwrap(), MAX_PAUSE);
+    }
+}
