@@ -170,22 +170,16 @@ pub async fn make_plan(
     // An unresolved image only matters if its task definition is part of this plan.
     for (service, result) in &images {
         if let Err(why) = result {
-            let id = format!("task-definition.{service}");
+            let id = crate::naming::id::task_definition(service);
             if changes.iter().any(|c| c.id == id && c.after.is_some()) {
                 bail!("{why}");
             }
         }
     }
     if !desired.not_provisioned.is_empty() {
-        warnings.push(format!(
-            "{} validated but not provisioned by this version of infra yet: the plan shows everything it will do",
-            desired
-                .not_provisioned
-                .iter()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        warnings.push(plan::Warning::NotProvisioned {
+            fields: desired.not_provisioned.clone(),
+        });
     }
     Ok((
         Plan {
@@ -220,7 +214,7 @@ pub async fn recovery_plan(session: &Session, env: &Environment) -> Result<Plan>
 
 /// Asks "yes" on the terminal.
 pub fn confirm(question: &str) -> Result<bool> {
-    render::print(&format!("\n{question}\n  Only 'yes' will be accepted: "));
+    render::print(&render::confirm_prompt(question));
     let mut answer = String::new();
     std::io::stdin()
         .read_line(&mut answer)
@@ -287,10 +281,7 @@ pub async fn lock(session: &Session, env: &str, operation: &str) -> Result<LockG
     .await
     .map_err(|e| lock_error(e, session.backend.as_ref(), env))?;
     if let Some(dead) = &guard.took_over {
-        render::eprint(&format!(
-            "note: took over an expired lock: {}\n",
-            dead.describe()
-        ));
+        render::eprint(&render::took_over_lock(&dead.describe()));
     }
     Ok(guard)
 }
@@ -310,10 +301,7 @@ pub async fn run_plan(
         Some(g) => g,
         None => {
             if plan.create_backend {
-                render::print(&format!(
-                    "Creating state storage {} (versioning on, default encryption, public access blocked).\n",
-                    session.backend.describe()
-                ));
+                render::print(&render::creating_backend(&session.backend.describe()));
             }
             session.backend.ensure().await.with_context(|| {
                 format!("creating state storage {}", session.backend.describe())

@@ -18,7 +18,8 @@ use serde_json::Value;
 use crate::exec::{Progress, Report};
 use crate::model::{UNKNOWN, as_ref};
 use crate::plan::graph::Op;
-use crate::plan::{Action, Change, Note, Plan};
+use crate::plan::{Action, Change, Note, Plan, Warning};
+use serde::Serialize;
 
 const GREEN: Style = AnsiColor::Green.on_default();
 const YELLOW: Style = AnsiColor::Yellow.on_default();
@@ -173,7 +174,7 @@ fn map_diff(
 pub fn plan_text(plan: &Plan, backend: &str) -> String {
     let mut out = String::new();
     for w in &plan.warnings {
-        let _ = writeln!(out, "{} {w}", paint(YELLOW, "warning:"));
+        let _ = writeln!(out, "{} {}", paint(YELLOW, "warning:"), warning_text(w));
     }
     if plan.create_backend {
         let _ = writeln!(
@@ -236,13 +237,127 @@ pub fn plan_text(plan: &Plan, backend: &str) -> String {
     out
 }
 
-/// The plan as JSON for machines: the plan itself plus its summary.
+/// What a warning says.
+pub fn warning_text(w: &Warning) -> String {
+    match w {
+        Warning::Twins {
+            id,
+            recorded,
+            others,
+        } => format!(
+            "{} also carry the id `{id}` but state records {recorded}; they are left alone",
+            others.join(", ")
+        ),
+        Warning::NotProvisioned { fields } => format!(
+            "{} validated but not provisioned by this version of infra yet: the plan shows everything it will do",
+            fields
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The documented `plan --json` output, version 1: the fields it has always had (`format`,
+/// `environment`, `region`, `state`, `operation`, `base`, `create_backend`, `changes`, `warnings`
+/// as text, `summary`) plus `format_version` and `critical_path_steps` (the longest chain of
+/// steps, the least number of sequential steps any apply of it needs). Its own type, so the
+/// saved-plan file can change without breaking what scripts read.
+#[derive(Debug, Serialize)]
+pub struct PlanJson<'a> {
+    pub format_version: u32,
+    pub format: u32,
+    pub environment: &'a str,
+    pub region: &'a str,
+    pub state: &'a crate::config::StateConfig,
+    pub operation: crate::plan::Operation,
+    pub base: Option<&'a crate::plan::Base>,
+    pub create_backend: bool,
+    pub changes: &'a [Change],
+    pub warnings: Vec<String>,
+    pub summary: crate::plan::Summary,
+    pub critical_path_steps: usize,
+}
+
+/// The plan as JSON for machines (`PlanJson`).
 pub fn plan_json(plan: &Plan) -> String {
-    let mut v = serde_json::to_value(plan).expect("plan serialises");
-    v["summary"] = serde_json::to_value(plan.summary()).expect("summary serialises");
     let (_, deps) = crate::plan::graph::steps(&plan.changes);
-    v["critical_path_steps"] = crate::plan::graph::critical_path(&deps).into();
-    serde_json::to_string_pretty(&v).expect("json") + "\n"
+    let out = PlanJson {
+        format_version: 1,
+        format: plan.format,
+        environment: &plan.environment,
+        region: &plan.region,
+        state: &plan.state,
+        operation: plan.operation,
+        base: plan.base.as_ref(),
+        create_backend: plan.create_backend,
+        changes: &plan.changes,
+        warnings: plan.warnings.iter().map(warning_text).collect(),
+        summary: plan.summary(),
+        critical_path_steps: crate::plan::graph::critical_path(&deps),
+    };
+    serde_json::to_string_pretty(&out).expect("json") + "\n"
+}
+
+/// The question `apply` and `destroy` ask before changing anything.
+pub fn confirm_question(operation: crate::plan::Operation, env: &str) -> String {
+    match operation {
+        crate::plan::Operation::Apply => format!("Apply these changes to {env}?"),
+        crate::plan::Operation::Destroy => {
+            format!("Destroy every resource of {env}? This cannot be undone.")
+        }
+    }
+}
+
+pub fn confirm_prompt(question: &str) -> String {
+    format!("\n{question}\n  Only 'yes' will be accepted: ")
+}
+
+pub fn cancelled(verb: &str) -> String {
+    format!("{verb} cancelled: nothing was changed.\n")
+}
+
+pub fn saved_plan(path: &std::path::Path) -> String {
+    format!(
+        "\nSaved the plan to {}. Apply exactly this with `infra apply --plan {}`.\n",
+        path.display(),
+        path.display()
+    )
+}
+
+pub fn valid_file(path: &std::path::Path) -> String {
+    format!("{}: valid\n", path.display())
+}
+
+pub fn error_line(e: &dyn std::fmt::Display) -> String {
+    format!("error: {e}\n")
+}
+
+/// `infra state list`: id, kind and physical id, one resource a line.
+pub fn state_list(doc: Option<&crate::state::StateDoc>) -> String {
+    let mut text = String::new();
+    for (id, r) in doc.iter().flat_map(|d| &d.resources) {
+        let _ = writeln!(text, "{id}\t{}\t{}", r.kind, r.physical_id);
+    }
+    text
+}
+
+pub const NOTHING_TO_RECOVER: &str =
+    "Nothing to recover: the state holds every resource tagged for this environment.\n";
+
+pub fn lock_removed(lock_id: &str, holder: &str) -> String {
+    format!("Removed lock {lock_id}: {holder}\n")
+}
+
+pub fn took_over_lock(holder: &str) -> String {
+    format!("note: took over an expired lock: {holder}\n")
+}
+
+pub fn creating_backend(backend: &str) -> String {
+    format!(
+        "Creating state storage {backend} (versioning on, default encryption, public access blocked).\n"
+    )
 }
 
 pub fn print(text: &str) {

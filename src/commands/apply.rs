@@ -104,21 +104,12 @@ async fn interactive_run(
         }
         return Ok(ExitStatus::Success);
     }
-    if !auto_approve {
-        let question = match operation {
-            Operation::Apply => format!("Apply these changes to {}?", env.name),
-            Operation::Destroy => format!(
-                "Destroy every resource of {}? This cannot be undone.",
-                env.name
-            ),
-        };
-        if !ops::confirm(&question)? {
-            if let Some(g) = guard {
-                g.release().await?;
-            }
-            render::eprint(&format!("{verb} cancelled: nothing was changed.\n"));
-            return Ok(ExitStatus::Failure);
+    if !auto_approve && !ops::confirm(&render::confirm_question(operation, &env.name))? {
+        if let Some(g) = guard {
+            g.release().await?;
         }
+        render::eprint(&render::cancelled(verb));
+        return Ok(ExitStatus::Failure);
     }
     finish(&session, &plan, guard, globals, verb, wait).await
 }

@@ -28,11 +28,7 @@ pub async fn run(globals: &Globals, args: PlanArgs) -> Result<ExitStatus> {
     if let Some(out) = &args.out {
         ops::save_plan(&plan, out)?;
         if !args.json {
-            render::print(&format!(
-                "\nSaved the plan to {}. Apply exactly this with `infra apply --plan {}`.\n",
-                out.display(),
-                out.display()
-            ));
+            render::print(&render::saved_plan(out));
         }
     }
     Ok(if args.detailed_exitcode && !plan.is_empty() {

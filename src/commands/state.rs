@@ -19,11 +19,7 @@ pub async fn run(globals: &Globals, cmd: StateCommand) -> Result<ExitStatus> {
     match cmd {
         StateCommand::List { .. } => {
             let doc = ops::read_state(&session, &env.name).await?.map(|(d, _)| d);
-            let mut text = String::new();
-            for (id, r) in doc.iter().flat_map(|d| &d.resources) {
-                text.push_str(&format!("{id}\t{}\t{}\n", r.kind, r.physical_id));
-            }
-            render::print(&text);
+            render::print(&render::state_list(doc.as_ref()));
         }
         StateCommand::Show { id, .. } => {
             let doc = ops::read_state(&session, &env.name).await?.map(|(d, _)| d);
@@ -38,9 +34,7 @@ pub async fn run(globals: &Globals, cmd: StateCommand) -> Result<ExitStatus> {
         StateCommand::Recover { .. } => {
             let plan = ops::recovery_plan(&session, &env).await?;
             if plan.changes.is_empty() {
-                render::print(
-                    "Nothing to recover: the state holds every resource tagged for this environment.\n",
-                );
+                render::print(render::NOTHING_TO_RECOVER);
                 return Ok(ExitStatus::Success);
             }
             render::print(&render::plan_text(&plan, &session.backend.describe()));
@@ -53,7 +47,7 @@ pub async fn run(globals: &Globals, cmd: StateCommand) -> Result<ExitStatus> {
         }
         StateCommand::Unlock { lock_id, .. } => {
             let info = session.backend.force_unlock(&lock_id).await?;
-            render::print(&format!("Removed lock {}: {}\n", lock_id, info.describe()));
+            render::print(&render::lock_removed(&lock_id, &info.describe()));
         }
     }
     Ok(ExitStatus::Success)

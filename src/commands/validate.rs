@@ -20,16 +20,13 @@ pub fn run(globals: &Globals, envs: &[String]) -> Result<ExitStatus> {
     let mut status = ExitStatus::Success;
     for name in &names {
         match config::load(&globals.dir, name) {
-            Ok(_) => render::print(&format!(
-                "{}: valid\n",
-                config::env_path(&globals.dir, name).display()
-            )),
+            Ok(_) => render::print(&render::valid_file(&config::env_path(&globals.dir, name))),
             Err(ConfigError::Invalid { diagnostics, .. }) => {
                 render::eprint(&diagnostics.render());
                 status = ExitStatus::Failure;
             }
             Err(e) => {
-                render::eprint(&format!("error: {e}\n"));
+                render::eprint(&render::error_line(&e));
                 status = ExitStatus::Failure;
             }
         }

@@ -231,7 +231,13 @@ async fn find_by_tag(
     change: &Change,
 ) -> Result<Option<String>, AwsError> {
     let found: Vec<String> = a
-        .read_all(aws, &Default::default())
+        .read_all(
+            aws,
+            crate::aws::kinds::Env {
+                recorded: &Default::default(),
+                tagged: &crate::aws::kinds::TagLookup::new(aws),
+            },
+        )
         .await?
         .into_iter()
         .filter(|l| {

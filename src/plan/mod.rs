@@ -20,8 +20,23 @@ pub use crate::model::LiveResource;
 use crate::model::{Kind, Names, has_unknown, normalize, resolve};
 use crate::state::StateDoc;
 
-/// The plan file format this build writes and accepts.
-pub const PLAN_FORMAT: u32 = 1;
+/// The saved-plan file format this build writes and accepts (2: typed warnings and the names
+/// lookups need). Separate from the documented `plan --json` output (`render::PlanJson`).
+pub const PLAN_FORMAT: u32 = 2;
+
+/// Something the plan wants the reader to know that is not a change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "warning")]
+pub enum Warning {
+    /// Live resources other than the recorded one carry this id; they are left alone.
+    Twins {
+        id: String,
+        recorded: String,
+        others: Vec<String>,
+    },
+    /// Parts of the file this version validates but does not provision yet.
+    NotProvisioned { fields: Vec<String> },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -110,7 +125,7 @@ pub struct Plan {
     pub create_backend: bool,
     pub changes: Vec<Change>,
     #[serde(default)]
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     /// What refresh and lookups by tag need to find this environment's resources.
     #[serde(default)]
     pub names: Names,
@@ -179,14 +194,47 @@ pub struct Options {
     pub allow_destroy_protected: bool,
 }
 
-/// Computes the changes that take live AWS to the desired graph.
+/// Computes the changes that take live AWS to the desired graph: match, then what the file
+/// wants, then what it no longer wants, then `--target` and protection.
 pub fn diff(
     desired: &Desired,
     state: &StateDoc,
     live: &[LiveResource],
     options: &Options,
-) -> Result<(Vec<Change>, Vec<String>), PlanError> {
+) -> Result<(Vec<Change>, Vec<Warning>), PlanError> {
     let mut warnings = Vec::new();
+    let (ids, matched) = match_live(desired, state, live, &mut warnings)?;
+    let mut changes: BTreeMap<String, Change> = BTreeMap::new();
+    desired_changes(desired, state, &matched, &mut changes);
+    removals(desired, state, &ids, &matched, &mut changes);
+    let mut changes: Vec<Change> = changes.into_values().collect();
+    if !options.targets.is_empty() {
+        changes = select_targets(desired, state, changes, &options.targets)?;
+    }
+    if !options.allow_destroy_protected {
+        let doomed: Vec<String> = changes
+            .iter()
+            .filter(|c| c.protected && matches!(c.action, Action::Delete | Action::Replace))
+            .map(|c| c.id.clone())
+            .collect();
+        if !doomed.is_empty() {
+            return Err(PlanError::Protected(doomed));
+        }
+    }
+    Ok((changes, warnings))
+}
+
+/// A recorded or tagged id's live resource, and whether it was found by its tag alone.
+type Matched<'l> = HashMap<&'l str, (&'l LiveResource, bool)>;
+
+/// Step 1: matches every id that any side knows to its live resource — by the recorded physical
+/// id, else by the `infra:id` tag. Two live resources claiming one id is a conflict.
+fn match_live<'a>(
+    desired: &'a Desired,
+    state: &'a StateDoc,
+    live: &'a [LiveResource],
+    warnings: &mut Vec<Warning>,
+) -> Result<(BTreeSet<&'a str>, Matched<'a>), PlanError> {
     let by_physical: HashMap<(Kind, &str), &LiveResource> = live
         .iter()
         .map(|l| ((l.kind, l.physical_id.as_str()), l))
@@ -197,9 +245,7 @@ pub fn diff(
             by_tag.entry(id.as_str()).or_default().push(l);
         }
     }
-
-    // Match every id that any side knows to its live resource.
-    let mut matched: HashMap<&str, (&LiveResource, bool)> = HashMap::new(); // (live, found by tag)
+    let mut matched: Matched = HashMap::new();
     let ids: BTreeSet<&str> = desired
         .resources
         .keys()
@@ -242,11 +288,11 @@ pub fn diff(
                 .map(|t| t.physical_id.clone())
                 .collect();
             if !twins.is_empty() {
-                warnings.push(format!(
-                    "{} also carry the id `{id}` but state records {}; they are left alone",
-                    twins.join(", "),
-                    r.physical_id
-                ));
+                warnings.push(Warning::Twins {
+                    id: id.to_string(),
+                    recorded: r.physical_id.clone(),
+                    others: twins,
+                });
             }
             continue;
         }
@@ -266,9 +312,18 @@ pub fn diff(
         }
     }
 
-    let mut changes: BTreeMap<String, Change> = BTreeMap::new();
-    // Desired resources in dependency order, so a reference knows whether its target is being
-    // (re)created and its physical id is therefore not known yet.
+    Ok((ids, matched))
+}
+
+/// Step 2: what each desired resource needs — created, updated, replaced or adopted — with the
+/// drift that explains it. Walks in dependency order, so a reference knows whether its target is
+/// being (re)created and its physical id is therefore not known yet.
+fn desired_changes(
+    desired: &Desired,
+    state: &StateDoc,
+    matched: &Matched<'_>,
+    changes: &mut BTreeMap<String, Change>,
+) {
     for id in topo_order(desired) {
         let want = &desired.resources[id];
         let recorded = state.resources.get(id);
@@ -346,9 +401,18 @@ pub fn diff(
             );
         }
     }
+}
 
-    // Everything recorded or tagged that the file no longer wants.
-    for &id in &ids {
+/// Step 3: everything recorded or tagged that the file no longer wants: deleted, or forgotten
+/// when AWS no longer has it either.
+fn removals(
+    desired: &Desired,
+    state: &StateDoc,
+    ids: &BTreeSet<&str>,
+    matched: &Matched<'_>,
+    changes: &mut BTreeMap<String, Change>,
+) {
+    for &id in ids {
         if desired.resources.contains_key(id) {
             continue;
         }
@@ -395,22 +459,6 @@ pub fn diff(
             },
         );
     }
-
-    let mut changes: Vec<Change> = changes.into_values().collect();
-    if !options.targets.is_empty() {
-        changes = select_targets(desired, state, changes, &options.targets)?;
-    }
-    if !options.allow_destroy_protected {
-        let doomed: Vec<String> = changes
-            .iter()
-            .filter(|c| c.protected && matches!(c.action, Action::Delete | Action::Replace))
-            .map(|c| c.id.clone())
-            .collect();
-        if !doomed.is_empty() {
-            return Err(PlanError::Protected(doomed));
-        }
-    }
-    Ok((changes, warnings))
 }
 
 /// Keeps the changes of the targeted ids (an exact id, or a prefix ending at a `.`) and of what

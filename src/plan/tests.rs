@@ -47,7 +47,7 @@ fn converged(d: &Desired) -> (StateDoc, Vec<LiveResource>) {
     (state, live)
 }
 
-fn plan_of(changes: Vec<Change>, warnings: Vec<String>) -> Plan {
+fn plan_of(changes: Vec<Change>, warnings: Vec<Warning>) -> Plan {
     Plan {
         format: PLAN_FORMAT,
         environment: "stage".into(),

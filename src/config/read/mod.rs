@@ -1,0 +1,279 @@
+//! Reading each section of the environment file into the typed model, with every check that can be
+//! made offline. Cross-field checks live next to the fields they relate, so each error points at the
+//! value that is wrong. This file reads the top level, `state` and the helpers every section
+//! shares; each other section has its own file.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ipnet::{IpNet, Ipv4Net};
+use saphyr_parser::Span;
+
+use super::yaml::{Node, Reader};
+use super::*;
+
+mod load_balancer;
+mod network;
+mod platform;
+mod services;
+
+use load_balancer::load_balancer;
+use network::network;
+use platform::{cluster, repositories};
+#[cfg(test)]
+pub use services::fargate_memory_ok;
+use services::services;
+
+const TOP: &[&str] = &[
+    "environment",
+    "region",
+    "protect",
+    "tags",
+    "state",
+    "network",
+    "load_balancer",
+    "repositories",
+    "cluster",
+    "services",
+];
+
+pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Option<Environment> {
+    let top = r.mapping(doc, TOP)?;
+
+    let name = r.require(&top, "environment").and_then(|n| {
+        let name = r.string(n)?;
+        if name != stem {
+            r.error_hint(
+                n.span,
+                format!("environment `{name}` does not match the file name `{stem}.yaml`"),
+                format!("write `environment: {stem}` or rename the file to `{name}.yaml`"),
+            );
+            return None;
+        }
+        if !valid_name(&name, 1, 24) {
+            r.error(
+                n.span,
+                format!(
+                    "environment `{name}` must be 1-24 of a-z, 0-9 and `-`, starting with a letter"
+                ),
+            );
+            return None;
+        }
+        Some(name)
+    });
+    let region = r.require(&top, "region").and_then(|n| region(r, n));
+    let tags = top.get("tags").map(|n| tags(r, n)).unwrap_or_default();
+    let protect = top
+        .get("protect")
+        .map(|n| r.boolean(n))
+        .unwrap_or(Some(false));
+    let state = r
+        .require(&top, "state")
+        .and_then(|n| state(r, n, name.as_deref().unwrap_or(stem)));
+    let network = r
+        .require(&top, "network")
+        .and_then(|n| network(r, n, region.as_deref()));
+    let load_balancer = top.get("load_balancer").map(|n| load_balancer(r, n));
+    let repositories = top.get("repositories").map(|n| repositories(r, n));
+    let cluster = top
+        .get("cluster")
+        .map(|n| cluster(r, n, name.as_deref().unwrap_or(stem)));
+    let services = top
+        .get("services")
+        .map(|n| {
+            services(
+                r,
+                n,
+                repositories.as_ref().and_then(|x| x.as_ref()),
+                load_balancer.as_ref().and_then(|x| x.as_ref()),
+                top.get("load_balancer").is_some(),
+                region.as_deref(),
+            )
+        })
+        .unwrap_or_else(|| Some(BTreeMap::new()));
+
+    let services = services?;
+    let cluster = match cluster {
+        Some(c) => Some(c?),
+        None if !services.is_empty() => Some(Cluster {
+            name: name.clone().unwrap_or_default(),
+            container_insights: true,
+        }),
+        None => None,
+    };
+    Some(Environment {
+        name: name?,
+        region: region?,
+        protect: protect?,
+        tags,
+        state: state?,
+        network: network?,
+        load_balancer: match load_balancer {
+            Some(lb) => Some(lb?),
+            None => None,
+        },
+        repositories: match repositories {
+            Some(repos) => repos?,
+            None => BTreeMap::new(),
+        },
+        cluster,
+        services,
+    })
+}
+
+/// Lowercase letters, digits and dashes, starting with a letter, within a length range.
+fn valid_name(s: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn region(r: &mut Reader<'_>, n: &Node<'_>) -> Option<String> {
+    let region = r.string(n)?;
+    // e.g. us-east-1, eu-central-2, us-gov-west-1, ap-southeast-4
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[0].chars().all(|c| c.is_ascii_lowercase())
+        && parts[1..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok();
+    if !ok {
+        r.error(
+            n.span,
+            format!("`{region}` is not an AWS region name (like us-east-1)"),
+        );
+        return None;
+    }
+    Some(region)
+}
+
+fn tags(r: &mut Reader<'_>, n: &Node<'_>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(fields) = r.open_mapping(n) else {
+        return out;
+    };
+    for (key, key_span, value) in fields.iter() {
+        if key.starts_with("aws:") || key.starts_with("infra:") || key == "managed-by" {
+            r.error(
+                key_span,
+                format!("tag key `{key}` is reserved (`aws:`, `infra:` and `managed-by` are set by AWS or infra)"),
+            );
+            continue;
+        }
+        if key.is_empty() || key.chars().count() > 128 {
+            r.error(key_span, "tag keys must be 1 to 128 characters");
+            continue;
+        }
+        if let Some(v) = r.scalar_string(value) {
+            if v.chars().count() > 256 {
+                r.error(value.span, "tag values must be at most 256 characters");
+                continue;
+            }
+            out.insert(key.to_string(), v);
+        }
+    }
+    out
+}
+
+fn state(r: &mut Reader<'_>, n: &Node<'_>, env: &str) -> Option<StateConfig> {
+    let f = r.mapping(n, &["s3", "local"])?;
+    match (f.get("s3"), f.get("local")) {
+        (Some(_), Some(local)) => {
+            r.error(
+                local.span,
+                "`state` takes exactly one of `s3` or `local`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            r.error(
+                f.span,
+                "`state` needs one of `s3: {bucket: …}` or `local: PATH`",
+            );
+            None
+        }
+        (Some(s3), None) => {
+            let f = r.mapping(s3, &["bucket", "key"])?;
+            let bucket = r.require(&f, "bucket").and_then(|b| {
+                let name = r.string(b)?;
+                let ok = (3..=63).contains(&name.len())
+                    && name.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
+                    })
+                    && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+                if !ok {
+                    r.error(
+                        b.span,
+                        format!(
+                            "`{name}` is not a valid S3 bucket name (3-63 of a-z, 0-9, `-`, `.`)"
+                        ),
+                    );
+                    return None;
+                }
+                Some(name)
+            });
+            let key = match f.get("key") {
+                Some(k) => {
+                    let key = r.string(k)?;
+                    if key.is_empty() || key.ends_with('/') {
+                        r.error(k.span, "the state key must name an object, not a folder");
+                        return None;
+                    }
+                    key
+                }
+                None => format!("{env}.json"),
+            };
+            Some(StateConfig::S3 {
+                bucket: bucket?,
+                key,
+            })
+        }
+        (None, Some(local)) => {
+            let path = r.string(local)?;
+            if path.is_empty() {
+                r.error(local.span, "the local state path is empty");
+                return None;
+            }
+            Some(StateConfig::Local { path: path.into() })
+        }
+    }
+}
+
+fn cidr(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Ipv4Net> {
+    let text = r.string(n)?;
+    match text.parse::<Ipv4Net>() {
+        Ok(net) if net.trunc() == net => Some(net),
+        Ok(net) => {
+            r.error_hint(
+                n.span,
+                format!("`{text}` has host bits set"),
+                format!("did you mean `{}`?", net.trunc()),
+            );
+            None
+        }
+        Err(_) => {
+            r.error(
+                n.span,
+                format!("`{text}` is not an IPv4 CIDR block (like 10.0.0.0/16)"),
+            );
+            None
+        }
+    }
+}
+
+fn port(r: &mut Reader<'_>, n: &Node<'_>) -> Option<u16> {
+    r.int(n, 1, 65535).map(|p| p as u16)
+}
+
+/// AWS's default quotas for what grows with the file.
+pub mod quotas {
+    pub const TARGET_GROUPS_PER_LOAD_BALANCER: usize = 100;
+    /// Listener rules, not counting the default ones.
+    pub const RULES_PER_LOAD_BALANCER: usize = 100;
+    pub const SERVICES_PER_CLUSTER: usize = 5000;
+    /// Inbound (or outbound) rules per security group, per IP version.
+    pub const RULES_PER_SECURITY_GROUP: usize = 60;
+}
