@@ -2,6 +2,7 @@
 //! plan, and carry one out under the state lock. Commands stay thin: they parse flags, call these,
 //! print, and pick an exit status.
 
+use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use crate::aws::{self, Aws, s3_backend::S3Backend};
 use crate::config::{self, Environment, StateConfig};
 use crate::desired::{self, Desired};
 use crate::exec::{self, Report, StateWriter};
+use crate::model::Kind;
 use crate::plan::{self, Base, Operation, PLAN_FORMAT, Plan};
 use crate::render;
 use crate::state::lock::LockGuard;
@@ -112,12 +114,16 @@ pub async fn make_plan(
     targets: &[String],
     allow_destroy_protected: bool,
 ) -> Result<(Plan, StateDoc)> {
-    let backend_exists = session
-        .backend
-        .exists()
-        .await
-        .with_context(|| format!("checking state storage {}", session.backend.describe()))?;
-    let stored = read_state(session, &env.name).await?;
+    // Both in one round trip: whether the storage exists, and what it holds.
+    let (backend_exists, stored) =
+        futures::try_join!(
+            async {
+                session.backend.exists().await.with_context(|| {
+                    format!("checking state storage {}", session.backend.describe())
+                })
+            },
+            read_state(session, &env.name)
+        )?;
     let base = stored.as_ref().map(|(d, _)| Base {
         lineage: d.lineage.clone(),
         serial: d.serial,
@@ -139,7 +145,20 @@ pub async fn make_plan(
     }
     let (live, images) = futures::try_join!(
         async {
-            aws::refresh(&session.aws, &state)
+            // Kinds neither the file nor the state has cost no read at all.
+            let kinds: BTreeSet<Kind> = match operation {
+                Operation::Apply => desired::expand(env)
+                    .resources
+                    .values()
+                    .map(|r| r.kind)
+                    .collect(),
+                Operation::Destroy => BTreeSet::new(),
+            };
+            let kinds = kinds
+                .into_iter()
+                .chain(state.resources.values().map(|r| r.kind))
+                .collect();
+            aws::refresh(&session.aws, &state, &kinds)
                 .await
                 .context("reading live resources from AWS")
         },

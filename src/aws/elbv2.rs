@@ -15,22 +15,49 @@ use super::{Aws, sdk_error, tags};
 use crate::error::AwsError;
 use crate::naming;
 
-/// The environment's load balancer ARN, if it exists.
-pub async fn load_balancer_arn(aws: &Aws) -> Result<Option<String>, AwsError> {
-    absent_ok(
-        aws.elbv2
-            .describe_load_balancers()
-            .names(naming::load_balancer(&aws.environment))
-            .send()
-            .await
-            .map(|out| {
-                out.load_balancers()
-                    .first()
-                    .and_then(|l| l.load_balancer_arn())
-                    .map(str::to_string)
-            })
-            .map_err(sdk_error("elbv2", "DescribeLoadBalancers")),
-    )
+/// The environment's load balancer and its listeners, as several kinds' reads need them.
+#[derive(Debug, Default)]
+pub struct ElbView {
+    pub load_balancer: Option<aws_sdk_elasticloadbalancingv2::types::LoadBalancer>,
+    pub listeners: Vec<aws_sdk_elasticloadbalancingv2::types::Listener>,
+}
+
+impl ElbView {
+    /// One DescribeLoadBalancers by the environment's name, then its listeners.
+    pub async fn read(aws: &Aws) -> Result<ElbView, AwsError> {
+        let lbs = absent_ok(
+            aws.elbv2
+                .describe_load_balancers()
+                .names(naming::load_balancer(&aws.environment))
+                .send()
+                .await
+                .map(|out| out.load_balancers().to_vec())
+                .map_err(sdk_error("elbv2", "DescribeLoadBalancers")),
+        )?;
+        let Some(lb) = lbs.into_iter().next() else {
+            return Ok(ElbView::default());
+        };
+        let listeners = absent_ok(
+            aws.elbv2
+                .describe_listeners()
+                .set_load_balancer_arn(lb.load_balancer_arn().map(str::to_string))
+                .page_size(400)
+                .send()
+                .await
+                .map(|out| out.listeners().to_vec())
+                .map_err(sdk_error("elbv2", "DescribeListeners")),
+        )?;
+        Ok(ElbView {
+            load_balancer: Some(lb),
+            listeners,
+        })
+    }
+
+    pub fn load_balancer_arn(&self) -> Option<&str> {
+        self.load_balancer
+            .as_ref()
+            .and_then(|lb| lb.load_balancer_arn())
+    }
 }
 
 /// Tags of many resources by ARN: one DescribeTags per twenty ARNs, all in parallel.

@@ -261,12 +261,17 @@ where
     }
 }
 
-/// Reads every kind at once, each with one batched call (plus one for ids recorded in state
-/// but not found by tag). Returns every live resource of this environment.
-pub async fn refresh(aws: &Aws, state: &StateDoc) -> Result<Vec<LiveResource>, AwsError> {
-    let tagged = kinds::TagLookup::new(aws);
-    let tagged = &tagged;
-    let reads = crate::model::Kind::ALL.iter().map(|&kind| {
+/// Reads `kinds` at once, each with one batched call where the API allows (plus one for ids
+/// recorded in state but not found by tag), sharing what several kinds need (the load balancer
+/// and its listeners). Returns every live resource of this environment of those kinds.
+pub async fn refresh(
+    aws: &Aws,
+    state: &StateDoc,
+    kinds: &std::collections::BTreeSet<crate::model::Kind>,
+) -> Result<Vec<LiveResource>, AwsError> {
+    let shared = kinds::Shared::new(aws);
+    let shared = &shared;
+    let reads = kinds.iter().map(|&kind| {
         let adapter = kinds::adapter(kind);
         let recorded: kinds::Recorded = state
             .resources
@@ -280,7 +285,7 @@ pub async fn refresh(aws: &Aws, state: &StateDoc) -> Result<Vec<LiveResource>, A
                     aws,
                     kinds::Env {
                         recorded: &recorded,
-                        tagged,
+                        shared,
                     },
                 )
                 .await?

@@ -235,7 +235,7 @@ async fn find_by_tag(
             aws,
             crate::aws::kinds::Env {
                 recorded: &Default::default(),
-                tagged: &crate::aws::kinds::TagLookup::new(aws),
+                shared: &crate::aws::kinds::Shared::new(aws),
             },
         )
         .await?

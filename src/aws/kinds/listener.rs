@@ -1,11 +1,11 @@
 //! Listeners of the load balancer: HTTP (forwarding, or redirecting to HTTPS when HTTPS is
-//! configured) and HTTPS with the certificate. Read with the load balancer's DescribeListeners.
+//! configured) and HTTPS with the certificate. Read with the load balancer (see `Shared`).
 
-use aws_sdk_elasticloadbalancingv2::types::{Certificate, ProtocolEnum};
+use aws_sdk_elasticloadbalancingv2::types::{Certificate, Listener as ElbListener, ProtocolEnum};
 use serde::{Deserialize, Serialize};
 
 use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, absent_ok, gone_ok};
-use crate::aws::elbv2::{ListenerAction, load_balancer_arn, tags_of};
+use crate::aws::elbv2::{ListenerAction, tags_of};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -29,21 +29,21 @@ impl super::Desire for Attrs<crate::model::Ref> {
     type Kind = Listener;
 }
 
-async fn read(
-    aws: &Aws,
-    lb: Option<&str>,
-    arns: Option<Vec<String>>,
-) -> Result<Vec<Live<Attrs>>, AwsError> {
-    let listeners = absent_ok(
+/// Listeners by ARN (one DescribeListeners).
+async fn by_arns(aws: &Aws, arns: &[String]) -> Result<Vec<ElbListener>, AwsError> {
+    absent_ok(
         aws.elbv2
             .describe_listeners()
-            .set_load_balancer_arn(lb.map(str::to_string))
-            .set_listener_arns(arns)
+            .set_listener_arns(Some(arns.to_vec()))
             .send()
             .await
             .map(|out| out.listeners().to_vec())
             .map_err(sdk_error("elbv2", "DescribeListeners")),
-    )?;
+    )
+}
+
+/// Described listeners with their tags (one DescribeTags per twenty).
+async fn with_tags(aws: &Aws, listeners: &[ElbListener]) -> Result<Vec<Live<Attrs>>, AwsError> {
     let arns: Vec<String> = listeners
         .iter()
         .filter_map(|l| l.listener_arn().map(str::to_string))
@@ -96,16 +96,17 @@ impl ResourceKind for Listener {
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         match scope {
-            Scope::Environment(_) => match load_balancer_arn(aws).await? {
-                Some(lb) => read(aws, Some(&lb), None).await,
-                None => Ok(Vec::new()),
-            },
+            // The listeners come with the load balancer, read once for the kinds that need it.
+            Scope::Environment(env) => with_tags(aws, &env.shared.elb().await?.listeners).await,
+            // One at a time: a listener that is gone fails the whole call.
             Scope::Ids(ids) => {
-                let mut out = Vec::new();
-                for id in ids {
-                    out.extend(read(aws, None, Some(vec![id.clone()])).await?);
-                }
-                Ok(out)
+                let reads = ids.iter().map(|id| by_arns(aws, std::slice::from_ref(id)));
+                let found: Vec<ElbListener> = futures::future::try_join_all(reads)
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                with_tags(aws, &found).await
             }
         }
     }

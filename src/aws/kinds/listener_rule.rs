@@ -8,7 +8,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use serde::{Deserialize, Serialize};
 
 use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, absent_ok, gone_ok};
-use crate::aws::elbv2::{ListenerAction, load_balancer_arn, tags_of};
+use crate::aws::elbv2::{ListenerAction, tags_of};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -136,19 +136,10 @@ impl ResourceKind for ListenerRule {
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let mut out = Vec::new();
         match scope {
-            Scope::Environment(_) => {
-                let Some(lb) = load_balancer_arn(aws).await? else {
-                    return Ok(Vec::new());
-                };
-                let listeners = aws
-                    .elbv2
-                    .describe_listeners()
-                    .load_balancer_arn(lb)
-                    .send()
-                    .await
-                    .map_err(sdk_error("elbv2", "DescribeListeners"))?;
-                let reads = listeners
-                    .listeners()
+            Scope::Environment(env) => {
+                let view = env.shared.elb().await?;
+                let reads = view
+                    .listeners
                     .iter()
                     .map(|l| read(aws, l.listener_arn(), None));
                 out.extend(

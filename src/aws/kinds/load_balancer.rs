@@ -17,7 +17,6 @@ use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error, wait};
 use crate::error::AwsError;
 use crate::model::Schema;
-use crate::naming;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,23 +167,35 @@ impl ResourceKind for LoadBalancer {
         aws: &Aws,
         scope: Scope<'_>,
     ) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
-        let mut found = Vec::new();
-        let requests: Vec<(Option<String>, Option<String>)> = match scope {
-            Scope::Environment(_) => vec![(Some(naming::load_balancer(&aws.environment)), None)],
-            Scope::Ids(ids) => ids.iter().map(|id| (None, Some(id.clone()))).collect(),
+        let found: Vec<Alb> = match scope {
+            // Found by its name, once for the kinds that need it (see `Shared`).
+            Scope::Environment(env) => env
+                .shared
+                .elb()
+                .await?
+                .load_balancer
+                .iter()
+                .cloned()
+                .collect(),
+            Scope::Ids(ids) => {
+                let reads = ids.iter().map(|arn| async move {
+                    absent_ok(
+                        aws.elbv2
+                            .describe_load_balancers()
+                            .load_balancer_arns(arn)
+                            .send()
+                            .await
+                            .map(|out| out.load_balancers().to_vec())
+                            .map_err(sdk_error("elbv2", "DescribeLoadBalancers")),
+                    )
+                });
+                futures::future::try_join_all(reads)
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            }
         };
-        for (name, arn) in requests {
-            found.extend(absent_ok(
-                aws.elbv2
-                    .describe_load_balancers()
-                    .set_names(name.map(|n| vec![n]))
-                    .set_load_balancer_arns(arn.map(|a| vec![a]))
-                    .send()
-                    .await
-                    .map(|out| out.load_balancers().to_vec())
-                    .map_err(sdk_error("elbv2", "DescribeLoadBalancers")),
-            )?);
-        }
         describe(aws, &found).await
     }
 

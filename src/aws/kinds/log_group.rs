@@ -110,7 +110,6 @@ impl ResourceKind for LogGroup {
     type Outputs = Outputs;
     const SCHEMA: Schema = Schema::replace_on(&["name"]);
     const TAGS: TagApi = TagApi::Logs;
-    const TAGGED_AS: Option<&'static str> = Some("logs");
 
     async fn read(
         &self,
@@ -119,12 +118,10 @@ impl ResourceKind for LogGroup {
     ) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
         match scope {
             // One describe by prefix and one tag lookup, in parallel, for any number of groups.
-            Scope::Environment(env) => {
+            Scope::Environment(_) => {
                 let prefix = naming::log_group_prefix(&aws.environment);
-                let (found, tagged) = futures::try_join!(
-                    groups(aws, &prefix),
-                    env.tagged.get(|arn| arn.contains(":log-group:")),
-                )?;
+                let (found, tagged) =
+                    futures::try_join!(groups(aws, &prefix), tags::tagged(aws, &["logs"]),)?;
                 let tagged: HashMap<&str, &Tags> =
                     tagged.iter().map(|(a, t)| (bare_arn(a), t)).collect();
                 Ok(found

@@ -53,7 +53,7 @@ pub mod attrs {
     pub use crate::aws::elbv2::ListenerAction;
 }
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -62,6 +62,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Aws;
+use super::elbv2::ElbView;
 use super::tags::{self, TagApi};
 use crate::error::AwsError;
 use crate::model::{LiveResource, Schema, TAG_ID};
@@ -89,11 +90,6 @@ macro_rules! registry {
         }
 
         $(impl HasKind for $adapter { const KIND: Kind = Kind::$variant; })+
-
-        /// The tag lookup's resource types: those the kinds declare.
-        pub fn tagged_types() -> Vec<&'static str> {
-            [$(<$adapter as ResourceKind>::TAGGED_AS),+].into_iter().flatten().collect()
-        }
 
         /// Whether resolved JSON attributes are a valid instance of the kind's typed struct.
         pub fn check_attrs(kind: Kind, id: &str, value: &Value) -> Result<(), AwsError> {
@@ -162,41 +158,33 @@ pub struct Env<'a> {
     /// What state last recorded of this kind, by physical id: a kind whose resources cannot
     /// change after creation (task definition revisions) reuses it instead of reading.
     pub recorded: &'a Recorded,
-    /// One environment-wide tag lookup for every kind that declares `TAGGED_AS`.
-    pub tagged: &'a TagLookup,
+    /// Reads several kinds need, made once.
+    pub shared: &'a Shared,
 }
 
-/// ARNs and tags of the environment's resources of every kind that reads them by tag, fetched
-/// at most once per refresh (one paginated GetResources), when a kind first asks.
+/// Reads that several kinds need, made at most once per refresh, when a kind first asks: the
+/// environment's load balancer and its listeners (for the load balancer, listener, rule and
+/// target group kinds).
 #[derive(Clone)]
-pub struct TagLookup(futures::future::Shared<Lookup>);
+pub struct Shared {
+    elb: futures::future::Shared<ElbRead>,
+}
 
-/// ARNs and their tags.
-type Tagged = Arc<HashMap<String, Tags>>;
-type Lookup = futures::future::BoxFuture<'static, Result<Tagged, AwsError>>;
+type ElbRead = futures::future::BoxFuture<'static, Result<Arc<ElbView>, AwsError>>;
 
-impl TagLookup {
-    pub fn new(aws: &Aws) -> TagLookup {
+impl Shared {
+    pub fn new(aws: &Aws) -> Shared {
         use futures::FutureExt;
         let aws = aws.clone();
-        TagLookup(
-            async move { tags::tagged(&aws, &tagged_types()).await.map(Arc::new) }
+        Shared {
+            elb: async move { ElbView::read(&aws).await.map(Arc::new) }
                 .boxed()
                 .shared(),
-        )
+        }
     }
 
-    /// Every ARN the lookup found for which `keep` holds, with its tags.
-    pub async fn get(
-        &self,
-        keep: impl Fn(&str) -> bool,
-    ) -> Result<HashMap<String, Tags>, AwsError> {
-        let all = self.0.clone().await?;
-        Ok(all
-            .iter()
-            .filter(|(arn, _)| keep(arn))
-            .map(|(a, t)| (a.clone(), t.clone()))
-            .collect())
+    pub async fn elb(&self) -> Result<Arc<ElbView>, AwsError> {
+        self.elb.clone().await
     }
 }
 
@@ -242,9 +230,6 @@ pub trait ResourceKind: HasKind + Send + Sync + 'static {
     const SCHEMA: Schema;
     /// The API that keeps this kind's tags.
     const TAGS: TagApi;
-    /// The Resource Groups Tagging API type (`service:type` or `service`) under which the
-    /// environment-wide tag lookup finds this kind, for kinds read that way.
-    const TAGGED_AS: Option<&'static str> = None;
 
     /// Every resource of this kind in `scope`: one batched, paginated call where the API allows.
     async fn read(

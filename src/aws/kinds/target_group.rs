@@ -100,19 +100,45 @@ impl ResourceKind for TargetGroup {
     const SCHEMA: Schema =
         Schema::replace_on(&["name", "port", "protocol", "target_type", "vpc_id"]);
     const TAGS: TagApi = TagApi::Elbv2;
-    const TAGGED_AS: Option<&'static str> = Some("elasticloadbalancing:targetgroup");
 
     /// The environment's groups come from one tag lookup (ARNs and tags together), then one
     /// DescribeTargetGroups per twenty: the cost does not grow with the number of services.
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
-        let (arns, mut tags) = match scope {
+        let (groups, mut tags) = match scope {
+            // Tags (and which groups are ours) from one tag lookup; the groups the load balancer
+            // uses from one describe; any other of ours (not attached yet) by ARN.
             Scope::Environment(env) => {
-                let tagged = env.tagged.get(|arn| arn.contains(":targetgroup/")).await?;
-                (tagged.keys().cloned().collect::<Vec<_>>(), tagged)
+                let (tagged, view) = futures::try_join!(
+                    tags::tagged(aws, &["elasticloadbalancing:targetgroup"]),
+                    env.shared.elb(),
+                )?;
+                let mut groups = match view.load_balancer_arn() {
+                    Some(lb) => aws
+                        .elbv2
+                        .describe_target_groups()
+                        .load_balancer_arn(lb)
+                        .page_size(400)
+                        .send()
+                        .await
+                        .map(|out| out.target_groups().to_vec())
+                        .map_err(sdk_error("elbv2", "DescribeTargetGroups"))?,
+                    None => Vec::new(),
+                };
+                groups.retain(|g| g.target_group_arn().is_some_and(|a| tagged.contains_key(a)));
+                let rest: Vec<String> = tagged
+                    .keys()
+                    .filter(|a| {
+                        !groups
+                            .iter()
+                            .any(|g| g.target_group_arn() == Some(a.as_str()))
+                    })
+                    .cloned()
+                    .collect();
+                groups.extend(describe(aws, &rest).await?);
+                (groups, tagged)
             }
-            Scope::Ids(ids) => (ids.to_vec(), tags_of(aws, ids).await?),
+            Scope::Ids(ids) => (describe(aws, ids).await?, tags_of(aws, ids).await?),
         };
-        let groups = describe(aws, &arns).await?;
         Ok(groups
             .iter()
             .filter_map(|g| {

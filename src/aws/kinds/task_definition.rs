@@ -233,7 +233,6 @@ impl ResourceKind for TaskDefinition {
         create_before_destroy: true,
     };
     const TAGS: TagApi = TagApi::Ecs;
-    const TAGGED_AS: Option<&'static str> = Some("ecs:task-definition");
 
     /// A revision never changes after it is registered, so the environment's revisions cost no
     /// describe at all when state recorded them: their ARNs and tags come from one tag lookup,
@@ -247,9 +246,8 @@ impl ResourceKind for TaskDefinition {
                 return Ok(found.into_iter().flatten().collect());
             }
         };
-        let (tagged, active) = futures::try_join!(
-            env.tagged.get(|arn| arn.contains(":task-definition/")),
-            async {
+        let (tagged, active) =
+            futures::try_join!(tags::tagged(aws, &["ecs:task-definition"]), async {
                 aws.ecs
                     .list_task_definitions()
                     .status(TaskDefinitionStatus::Active)
@@ -261,8 +259,7 @@ impl ResourceKind for TaskDefinition {
                     .await
                     .map(|arns| arns.into_iter().collect::<std::collections::HashSet<_>>())
                     .map_err(sdk_error("ecs", "ListTaskDefinitions"))
-            }
-        )?;
+            })?;
         let mut out = Vec::new();
         let mut unknown = Vec::new();
         for (arn, tags) in tagged {
