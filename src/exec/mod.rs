@@ -185,6 +185,11 @@ async fn run_step(
     }
 }
 
+/// While steps run, the state is written at most once per this interval (the first completion
+/// and the last are written at once): a run makes about as many writes as it has waves of
+/// completions, not one per step. What a crash loses in between is found by tag and adopted.
+const WRITE_INTERVAL: Duration = Duration::from_millis(1000);
+
 /// How many times a create whose outcome is unknown is tried.
 const CREATE_ATTEMPTS: u32 = 3;
 
@@ -309,6 +314,7 @@ pub async fn execute(
     // Completions recorded in `state.doc` and not yet in a write; the write in flight.
     let mut unwritten = false;
     let mut writing: Option<Write<'_>> = None;
+    let mut last_write: Option<tokio::time::Instant> = None;
     tokio::pin!(interrupt);
     let label = |i: usize| (&plan.changes[steps[i].change], steps[i].op);
 
@@ -334,12 +340,17 @@ pub async fn execute(
                 });
             }
         }
-        // One write at a time; what completes meanwhile waits for the next.
-        if unwritten && writing.is_none() && report.state_error.is_none() {
+        // One write at a time, and while steps run at most one per `WRITE_INTERVAL`; what
+        // completes meanwhile goes into the next. The last completions are written at once.
+        let next_write = last_write.map(|t| t + WRITE_INTERVAL);
+        let due = running.is_empty() || next_write.is_none_or(|t| t <= tokio::time::Instant::now());
+        if unwritten && writing.is_none() && report.state_error.is_none() && due {
             writing = Some(state.begin_write());
             report.state_writes += 1;
             unwritten = false;
+            last_write = Some(tokio::time::Instant::now());
         }
+        let wait_to_write = unwritten && writing.is_none() && report.state_error.is_none();
         if running.is_empty() && writing.is_none() {
             break;
         }
@@ -354,6 +365,7 @@ pub async fn execute(
                     }
                 }
             }
+            _ = tokio::time::sleep_until(next_write.unwrap_or_else(tokio::time::Instant::now)), if wait_to_write => {}
             _ = &mut interrupt, if !stopping => {
                 stopping = true;
                 report.interrupted = true;
