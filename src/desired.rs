@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use crate::aws::kinds::attrs::{self as a, ListenerAction, Route, Rule};
-use crate::aws::kinds::{Desire, HasKind};
+use crate::aws::kinds::{Desire, HasKind, ResourceKind};
+use crate::aws::tags::TagApi;
 use crate::config::{Environment, NatMode};
 use crate::model::{Kind, Ref, Resource, tags_for};
 use crate::naming::{self, id};
@@ -16,8 +17,6 @@ use crate::naming::{self, id};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
     pub resources: BTreeMap<String, Resource>,
-    /// Parts of the file this version validates but does not provision yet: the plan says so.
-    pub not_provisioned: Vec<String>,
 }
 
 impl Desired {
@@ -30,7 +29,12 @@ impl Desired {
     ) -> &mut Resource {
         let id = id.into();
         let mut value = serde_json::to_value(&attrs).expect("attributes serialise");
-        value["tags"] = json!(tags_for(&env.name, &env.tags, &id));
+        // What AWS cannot tag carries only the identity its name gives it.
+        let user_tags = match <A::Kind as ResourceKind>::TAGS {
+            TagApi::None => BTreeMap::new(),
+            _ => env.tags.clone(),
+        };
+        value["tags"] = json!(tags_for(&env.name, &user_tags, &id));
         let kind: Kind = <A::Kind as HasKind>::KIND;
         self.resources.insert(
             id.clone(),
@@ -72,12 +76,7 @@ pub fn expand_with(env: &Environment, images: &BTreeMap<String, String>) -> Desi
     platform(env, &mut d);
     load_balancer(env, &mut d);
     services(env, images, &mut d);
-    d.not_provisioned = env
-        .services
-        .iter()
-        .filter(|(_, s)| s.autoscaling.is_some())
-        .map(|(name, _)| format!("services.{name}.autoscaling"))
-        .collect();
+    autoscaling(env, &mut d);
     d
 }
 
@@ -484,7 +483,9 @@ fn services(env: &Environment, images: &BTreeMap<String, String>, d: &mut Desire
                 name: name.clone(),
                 cluster: Ref::to(id::CLUSTER),
                 task_definition: Ref::to(td),
-                desired_count: s.desired_count,
+                // Autoscaling owns the count of an autoscaled service once it exists.
+                desired_count: s.autoscaling.is_none().then_some(s.desired_count),
+                initial_count: s.autoscaling.is_some().then_some(s.desired_count),
                 launch_type: "FARGATE".into(),
                 subnets: private.clone(),
                 security_groups: vec![Ref::to(id::service_security_group(name))],
@@ -505,6 +506,54 @@ fn services(env: &Environment, images: &BTreeMap<String, String>, d: &mut Desire
                 id::listener_rule(name)
             };
             service.depends_on.push(route);
+        }
+    }
+}
+
+/// Per autoscaled service: its scalable target, and a target-tracking policy per metric the
+/// file sets.
+fn autoscaling(env: &Environment, d: &mut Desired) {
+    let Some(cluster) = env.cluster_name() else {
+        return;
+    };
+    for (name, s) in &env.services {
+        let Some(auto) = &s.autoscaling else { continue };
+        let resource_id = naming::scalable_resource(cluster, name);
+        let target = id::scalable_target(name);
+        d.add(
+            env,
+            target.clone(),
+            a::ScalableTarget {
+                resource_id: resource_id.clone(),
+                min_capacity: auto.min,
+                max_capacity: auto.max,
+            },
+        )
+        .depends_on
+        .push(id::service(name));
+        let behind_lb = s.port.is_some() && env.load_balancer.is_some();
+        for (short, metric) in a::SCALING_METRICS {
+            let (value, via_lb) = match *short {
+                "cpu" => (auto.cpu_percent, false),
+                "memory" => (auto.memory_percent, false),
+                _ => (auto.requests_per_target, true),
+            };
+            let Some(value) = value else { continue };
+            let lb = |r: &str| (via_lb && behind_lb).then(|| Ref::to(r));
+            d.add(
+                env,
+                id::scaling_policy(name, short),
+                a::ScalingPolicy {
+                    name: naming::scaling_policy(&env.name, name, short),
+                    resource_id: resource_id.clone(),
+                    metric: metric.to_string(),
+                    target_value: f64::from(value),
+                    load_balancer: lb(id::LOAD_BALANCER),
+                    target_group: lb(&id::target_group(name)),
+                },
+            )
+            .depends_on
+            .push(target.clone());
         }
     }
 }

@@ -90,6 +90,9 @@ impl<'de> Deserialize<'de> for Ref {
 pub struct Names {
     pub cluster: Option<String>,
     pub services: Vec<String>,
+    /// The services the file autoscales (Application Auto Scaling has no tags to find them by).
+    #[serde(default)]
+    pub autoscaled: Vec<String>,
 }
 
 /// A resource as read from AWS, its attributes in the shape the desired side writes.

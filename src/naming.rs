@@ -49,6 +49,13 @@ pub mod id {
     pub fn service(service: &str) -> String {
         format!("service.{service}")
     }
+    pub fn scalable_target(service: &str) -> String {
+        format!("scalable-target.{service}")
+    }
+    /// `metric`: `cpu`, `memory` or `requests`.
+    pub fn scaling_policy(service: &str, metric: &str) -> String {
+        format!("scaling-policy.{service}.{metric}")
+    }
 }
 
 /// The load balancer's name: the environment's.
@@ -97,6 +104,21 @@ pub fn log_group(env: &str, service: &str) -> String {
 /// The task execution role. IAM names are global to the account, hence the region.
 pub fn execution_role(env: &str, region: &str) -> String {
     format!("infra-{env}-{region}-task-execution")
+}
+
+/// What Application Auto Scaling calls an ECS service.
+pub fn scalable_resource(cluster: &str, service: &str) -> String {
+    format!("service/{cluster}/{service}")
+}
+
+/// A scaling policy's name (policies cannot be tagged: the name is their identity). With empty
+/// `service` and `metric`, the prefix every policy of the environment has.
+pub fn scaling_policy(env: &str, service: &str, metric: &str) -> String {
+    if service.is_empty() {
+        format!("infra-{env}-")
+    } else {
+        format!("infra-{env}-{service}-{metric}")
+    }
 }
 
 pub fn alb_security_group(env: &str) -> String {

@@ -60,6 +60,12 @@ pub fn names(env: &Environment) -> aws::Names {
     aws::Names {
         cluster: env.cluster_name().map(str::to_string),
         services: env.services.keys().cloned().collect(),
+        autoscaled: env
+            .services
+            .iter()
+            .filter(|(_, s)| s.autoscaling.is_some())
+            .map(|(n, _)| n.clone())
+            .collect(),
     }
 }
 
@@ -185,7 +191,7 @@ pub async fn make_plan(
         targets: targets.to_vec(),
         allow_destroy_protected,
     };
-    let (changes, mut warnings) = plan::diff(&desired, &state, &live, &options)?;
+    let (changes, warnings) = plan::diff(&desired, &state, &live, &options)?;
     // An unresolved image only matters if its task definition is part of this plan.
     for (service, result) in &images {
         if let Err(why) = result {
@@ -194,11 +200,6 @@ pub async fn make_plan(
                 bail!("{why}");
             }
         }
-    }
-    if !desired.not_provisioned.is_empty() {
-        warnings.push(plan::Warning::NotProvisioned {
-            fields: desired.not_provisioned.clone(),
-        });
     }
     Ok((
         Plan {

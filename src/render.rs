@@ -248,14 +248,6 @@ pub fn warning_text(w: &Warning) -> String {
             "{} also carry the id `{id}` but state records {recorded}; they are left alone",
             others.join(", ")
         ),
-        Warning::NotProvisioned { fields } => format!(
-            "{} validated but not provisioned by this version of infra yet: the plan shows everything it will do",
-            fields
-                .iter()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Aws {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     /// The Resource Groups Tagging API: ARNs and tags of many resources in one call.
     pub tagging: aws_sdk_resourcegroupstagging::Client,
+    /// Application Auto Scaling (scalable targets and scaling policies of ECS services).
+    pub autoscaling: aws_sdk_applicationautoscaling::Client,
     pub region: String,
     /// The environment whose resources are read and tagged.
     pub environment: String,
@@ -213,6 +215,7 @@ async fn build(
         iam: fenced_client!(aws_sdk_iam, &sdk, &fenced),
         elbv2: fenced_client!(aws_sdk_elasticloadbalancingv2, &sdk, &fenced),
         tagging: fenced_client!(aws_sdk_resourcegroupstagging, &sdk, &fenced),
+        autoscaling: fenced_client!(aws_sdk_applicationautoscaling, &sdk, &fenced),
         // The state bucket's client is the one left outside the fence: the lock itself is
         // renewed and released through it.
         s3: aws_sdk_s3::Client::from_conf(s3_conf),

@@ -23,6 +23,9 @@ pub enum TagApi {
     Ecr,
     /// TagRole / UntagRole by role name.
     Iam,
+    /// Not taggable here: the kind is identified by its name, and its identity tags are derived
+    /// from it (Application Auto Scaling's targets and policies).
+    None,
 }
 
 /// A map of tags from key/value pairs, without the `aws:` tags AWS sets.
@@ -97,6 +100,9 @@ pub async fn sync(
     want: &Tags,
 ) -> Result<(), AwsError> {
     let (set, remove) = changes(have, want);
+    if api == TagApi::None {
+        return Ok(());
+    }
     if !set.is_empty() {
         match api {
             TagApi::Ec2 => {
@@ -153,6 +159,7 @@ pub async fn sync(
                     .await
                     .map_err(sdk_error("iam", "TagRole"))?;
             }
+            TagApi::None => {}
         }
     }
     if !remove.is_empty() {
@@ -215,6 +222,7 @@ pub async fn sync(
                     .await
                     .map_err(sdk_error("iam", "UntagRole"))?;
             }
+            TagApi::None => {}
         }
     }
     Ok(())

@@ -146,7 +146,12 @@ pub struct Deployment {
 pub struct Autoscaling {
     pub min: u32,
     pub max: u32,
-    pub cpu_percent: u32,
+    /// Target average CPU, percent (70 when no target is given).
+    pub cpu_percent: Option<u32>,
+    /// Target average memory, percent.
+    pub memory_percent: Option<u32>,
+    /// Target requests per task through the load balancer, per minute.
+    pub requests_per_target: Option<u32>,
 }
 
 /// Why an environment could not be loaded.

@@ -119,7 +119,7 @@ services:
         web.autoscaling
             .as_ref()
             .map(|a| (a.min, a.max, a.cpu_percent)),
-        Some((3, 10, 60))
+        Some((3, 10, Some(60)))
     );
     let lb = env.load_balancer.as_ref().unwrap();
     assert_eq!(lb.https.as_ref().map(|h| h.port), Some(443));

@@ -34,8 +34,6 @@ pub enum Warning {
         recorded: String,
         others: Vec<String>,
     },
-    /// Parts of the file this version validates but does not provision yet.
-    NotProvisioned { fields: Vec<String> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -931,3 +931,123 @@ fn load_balancer_routes_paths_to_services() {
             .is_empty()
     );
 }
+
+/// An autoscaled service: its scalable target and a policy per metric, checked from the AWS side;
+/// the count autoscaling sets is not drift; without `autoscaling` the file owns the count again.
+#[test]
+fn autoscaled_services_get_a_target_and_policies_and_keep_their_scaled_count() {
+    use aws_sdk_applicationautoscaling::types::ServiceNamespace;
+    let ctx = Ctx::new("scale");
+    let scaled = WITH_LB.replace(
+        "    port: 3333\n",
+        "    port: 3333\n    desired_count: 2\n    autoscaling: {min: 2, max: 6, cpu_percent: 50, requests_per_target: 300}\n",
+    );
+    ctx.write_env(&scaled);
+    ctx.apply();
+    let resource = format!("service/{}/web", ctx.env);
+    let (targets, policies) = ctx.rt.block_on(async {
+        let targets = ctx
+            .aws
+            .autoscaling
+            .describe_scalable_targets()
+            .service_namespace(ServiceNamespace::Ecs)
+            .resource_ids(&resource)
+            .send()
+            .await
+            .unwrap();
+        let policies = ctx
+            .aws
+            .autoscaling
+            .describe_scaling_policies()
+            .service_namespace(ServiceNamespace::Ecs)
+            .resource_id(&resource)
+            .send()
+            .await
+            .unwrap();
+        (targets, policies)
+    });
+    let t = &targets.scalable_targets()[0];
+    assert_eq!((t.min_capacity(), t.max_capacity()), (2, 6));
+    let mut got: Vec<(String, f64, Option<String>)> = policies
+        .scaling_policies()
+        .iter()
+        .map(|p| {
+            let c = p.target_tracking_scaling_policy_configuration().unwrap();
+            let spec = c.predefined_metric_specification().unwrap();
+            (
+                p.policy_name().to_string(),
+                c.target_value(),
+                spec.resource_label().map(str::to_string),
+            )
+        })
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].0, format!("infra-{}-web-cpu", ctx.env));
+    assert_eq!((got[0].1, got[0].2.as_deref()), (50.0, None));
+    assert_eq!(got[1].0, format!("infra-{}-web-requests", ctx.env));
+    assert_eq!(got[1].1, 300.0);
+    let label = got[1].2.clone().unwrap();
+    assert!(
+        label.starts_with(&format!("app/{}/", ctx.env))
+            && label.contains(&format!("/targetgroup/{}-web/", ctx.env)),
+        "{label}"
+    );
+    ctx.assert_converged();
+
+    // Autoscaling moves the count: that is not a change to undo.
+    let set_count = |n: i32| {
+        ctx.rt
+            .block_on(
+                ctx.ecs()
+                    .update_service()
+                    .cluster(&ctx.env)
+                    .service("web")
+                    .desired_count(n)
+                    .send(),
+            )
+            .unwrap();
+    };
+    set_count(5);
+    ctx.assert_converged();
+
+    // Without autoscaling, the target and policies go and the file owns the count again.
+    ctx.write_env(&WITH_LB.replace("    port: 3333\n", "    port: 3333\n    desired_count: 2\n"));
+    let plan = ctx.infra(&["plan", "{env}"]);
+    let text = &plan.success().stdout;
+    for id in [
+        "scalable-target.web",
+        "scaling-policy.web.cpu",
+        "scaling-policy.web.requests",
+    ] {
+        assert!(
+            text.contains(&format!("- {id}")),
+            "{id} not deleted:\n{text}"
+        );
+    }
+    assert!(text.contains("desired_count"), "{text}");
+    ctx.apply();
+    let (targets, count) = ctx.rt.block_on(async {
+        let targets = ctx
+            .aws
+            .autoscaling
+            .describe_scalable_targets()
+            .service_namespace(ServiceNamespace::Ecs)
+            .resource_ids(&resource)
+            .send()
+            .await
+            .unwrap();
+        let services = ctx
+            .ecs()
+            .describe_services()
+            .cluster(&ctx.env)
+            .services("web")
+            .send()
+            .await
+            .unwrap();
+        (targets, services.services()[0].desired_count())
+    });
+    assert!(targets.scalable_targets().is_empty());
+    assert_eq!(count, 2);
+    ctx.assert_converged();
+}

@@ -22,6 +22,8 @@ mod nat_gateway;
 mod repository;
 mod role;
 mod route_table;
+mod scalable_target;
+mod scaling_policy;
 mod security_group;
 mod service;
 mod subnet;
@@ -42,6 +44,8 @@ pub mod attrs {
     pub use super::repository::Attrs as Repository;
     pub use super::role::Attrs as Role;
     pub use super::route_table::{Attrs as RouteTable, Route};
+    pub use super::scalable_target::Attrs as ScalableTarget;
+    pub use super::scaling_policy::{Attrs as ScalingPolicy, METRICS as SCALING_METRICS};
     pub use super::security_group::{Attrs as SecurityGroup, Rule};
     pub use super::service::{Attrs as Service, Deployment, LoadBalancerLink};
     pub use super::subnet::Attrs as Subnet;
@@ -125,6 +129,8 @@ registry! {
     Role = "role" => role::Role,
     TaskDefinition = "task-definition" => task_definition::TaskDefinition,
     Service = "service" => service::Service,
+    ScalableTarget = "scalable-target" => scalable_target::ScalableTarget,
+    ScalingPolicy = "scaling-policy" => scaling_policy::ScalingPolicy,
 }
 
 impl std::fmt::Display for Kind {
@@ -403,6 +409,11 @@ impl<T: ResourceKind> Adapter for T {
     }
 }
 
+/// The identity tags of a resource AWS cannot tag, derived from its name: what desired gives it.
+pub fn identity_tags(aws: &Aws, id: &str) -> Tags {
+    crate::model::tags_for(&aws.environment, &BTreeMap::new(), id)
+}
+
 /// Success when the resource was already gone.
 pub fn gone_ok(r: Result<(), AwsError>) -> Result<(), AwsError> {
     match r {
@@ -465,6 +476,7 @@ services:
     memory: 512
     port: 4000
     path_patterns: ["/api/*"]
+    autoscaling: {min: 1, max: 4, cpu_percent: 50, memory_percent: 60, requests_per_target: 500}
 "#;
         crate::config::parse(std::path::Path::new("stage.yaml"), text, &|_| None).unwrap()
     }

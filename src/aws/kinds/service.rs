@@ -27,7 +27,13 @@ pub struct Attrs<R = Id> {
     pub name: String,
     pub cluster: R,
     pub task_definition: R,
-    pub desired_count: u32,
+    /// Kept at this count; `None` when Application Auto Scaling owns the count (then AWS's
+    /// value is never compared nor sent after creation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_count: Option<u32>,
+    /// The count a service owned by autoscaling starts with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_count: Option<u32>,
     pub launch_type: String,
     pub subnets: Vec<R>,
     pub security_groups: Vec<R>,
@@ -102,7 +108,8 @@ fn live(s: &EcsService) -> Option<Live<Attrs>> {
             name: s.service_name().unwrap_or_default().to_string(),
             cluster: s.cluster_arn().unwrap_or_default().to_string(),
             task_definition: s.task_definition().unwrap_or_default().to_string(),
-            desired_count: u32::try_from(s.desired_count()).unwrap_or_default(),
+            desired_count: u32::try_from(s.desired_count()).ok(),
+            initial_count: None,
             launch_type: s
                 .launch_type()
                 .map(|l| l.as_str())
@@ -268,7 +275,7 @@ impl ResourceKind for Service {
             .cluster(&a.cluster)
             .service_name(&a.name)
             .task_definition(&a.task_definition)
-            .desired_count(a.desired_count as i32)
+            .desired_count(a.desired_count.or(a.initial_count).unwrap_or_default() as i32)
             .launch_type(LaunchType::from(a.launch_type.as_str()))
             .network_configuration(network(a)?)
             .deployment_configuration(deployment(a, &want.id)?)
@@ -301,7 +308,7 @@ impl ResourceKind for Service {
             .cluster(cluster_of(physical).unwrap_or_default())
             .service(physical)
             .task_definition(&a.task_definition)
-            .desired_count(a.desired_count as i32)
+            .set_desired_count(a.desired_count.map(|c| c as i32))
             .network_configuration(network(a)?)
             .deployment_configuration(deployment(a, &want.id)?)
             .send()

@@ -261,7 +261,13 @@ fn service(
         }),
     };
     let autoscaling = match f.get("autoscaling") {
-        Some(n) => autoscaling(r, n, desired_count).map(Some),
+        Some(n) => autoscaling(
+            r,
+            n,
+            desired_count,
+            matches!(port, Some(Some(_))) && lb_given,
+        )
+        .map(Some),
         None => Some(None),
     };
     Some(Service {
@@ -505,18 +511,54 @@ impl<T> TransposeOpt<T> for Option<Option<T>> {
     }
 }
 
-fn autoscaling(r: &mut Reader<'_>, n: &Node<'_>, desired: Option<u32>) -> Option<Autoscaling> {
-    let f = r.mapping(n, &["min", "max", "cpu_percent"])?;
+fn autoscaling(
+    r: &mut Reader<'_>,
+    n: &Node<'_>,
+    desired: Option<u32>,
+    behind_lb: bool,
+) -> Option<Autoscaling> {
+    let f = r.mapping(
+        n,
+        &[
+            "min",
+            "max",
+            "cpu_percent",
+            "memory_percent",
+            "requests_per_target",
+        ],
+    )?;
     let min = r
         .require(&f, "min")
         .and_then(|n| r.int(n, 0, 5000).map(|v| v as u32));
     let max = r
         .require(&f, "max")
         .and_then(|n| r.int(n, 1, 5000).map(|v| v as u32));
-    let cpu = f
-        .get("cpu_percent")
-        .map(|n| r.int(n, 1, 100).map(|v| v as u32))
-        .unwrap_or(Some(70));
+    let percent = |r: &mut Reader<'_>, key: &str| {
+        f.get(key)
+            .map(|n| r.int(n, 1, 100).map(|v| Some(v as u32)))
+            .unwrap_or(Some(None))
+    };
+    let mut cpu = percent(r, "cpu_percent");
+    let memory = percent(r, "memory_percent");
+    let requests = match f.get("requests_per_target") {
+        None => Some(None),
+        Some(n) if !behind_lb => {
+            r.error_hint(
+                n.span,
+                "`requests_per_target` counts requests through the load balancer, and this service has none",
+                "give the service a `port` (and the environment a `load_balancer`), or scale on cpu_percent / memory_percent",
+            );
+            None
+        }
+        Some(n) => r.int(n, 1, 1_000_000).map(|v| Some(v as u32)),
+    };
+    // No target at all: keep average CPU at 70 %.
+    if ["cpu_percent", "memory_percent", "requests_per_target"]
+        .iter()
+        .all(|k| f.get(k).is_none())
+    {
+        cpu = Some(Some(70));
+    }
     if let (Some(lo), Some(hi)) = (min, max) {
         if lo > hi {
             r.error(f.span, format!("autoscaling min {lo} is above max {hi}"));
@@ -534,5 +576,7 @@ fn autoscaling(r: &mut Reader<'_>, n: &Node<'_>, desired: Option<u32>) -> Option
         min: min?,
         max: max?,
         cpu_percent: cpu?,
+        memory_percent: memory?,
+        requests_per_target: requests?,
     })
 }
