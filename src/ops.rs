@@ -120,16 +120,13 @@ pub async fn make_plan(
     targets: &[String],
     allow_destroy_protected: bool,
 ) -> Result<(Plan, StateDoc)> {
-    // Both in one round trip: whether the storage exists, and what it holds.
-    let (backend_exists, stored) =
-        futures::try_join!(
-            async {
-                session.backend.exists().await.with_context(|| {
-                    format!("checking state storage {}", session.backend.describe())
-                })
-            },
-            read_state(session, &env.name)
-        )?;
+    // Stored state proves the storage exists; only without it is there more to ask.
+    let stored = read_state(session, &env.name).await?;
+    let backend_exists =
+        stored.is_some()
+            || session.backend.exists().await.with_context(|| {
+                format!("checking state storage {}", session.backend.describe())
+            })?;
     let base = stored.as_ref().map(|(d, _)| Base {
         lineage: d.lineage.clone(),
         serial: d.serial,

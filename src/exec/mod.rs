@@ -287,6 +287,107 @@ where
     }
 }
 
+type StepResult = (usize, Duration, Result<Effect, AwsError>);
+
+/// The driver's bookkeeping for one run: the queue, what runs, what is written.
+struct Run<'p> {
+    plan: &'p Plan,
+    steps: Vec<crate::plan::graph::Step>,
+    queue: Queue,
+    ready: VecDeque<usize>,
+    running: JoinSet<StepResult>,
+    report: Report,
+    stopping: bool,
+    /// Completions recorded in the state document and not yet in a write.
+    unwritten: bool,
+    last_write: Option<tokio::time::Instant>,
+}
+
+impl<'p> Run<'p> {
+    fn label(&self, i: usize) -> (&'p Change, Op) {
+        (&self.plan.changes[self.steps[i].change], self.steps[i].op)
+    }
+
+    /// Starts ready steps up to the parallelism, each with the physical ids known so far.
+    fn start_ready(&mut self, aws: &Aws, doc: &StateDoc, options: &Options) {
+        if self.stopping {
+            return;
+        }
+        self.ready.extend(self.queue.take_ready());
+        while self.running.len() < options.parallelism.max(1) {
+            let Some(i) = self.ready.pop_front() else {
+                break;
+            };
+            let (change, op) = self.label(i);
+            options.progress.started(change, op);
+            let lookup: Vec<(String, String)> = doc
+                .resources
+                .iter()
+                .map(|(k, r)| (k.clone(), r.physical_id.clone()))
+                .collect();
+            let (aws, adapter) = (aws.clone(), (options.adapters)(change.kind));
+            let change = change.clone();
+            self.running.spawn(async move {
+                let t = Instant::now();
+                let r = run_step(aws, adapter, change, op, lookup).await;
+                (i, t.elapsed(), r)
+            });
+        }
+    }
+
+    /// When the next write may start: at once for the first and the last, else one
+    /// `WRITE_INTERVAL` after the previous one started.
+    fn next_write(&self) -> Option<tokio::time::Instant> {
+        self.last_write.map(|t| t + WRITE_INTERVAL)
+    }
+
+    fn write_due(&self) -> bool {
+        self.running.is_empty()
+            || self
+                .next_write()
+                .is_none_or(|t| t <= tokio::time::Instant::now())
+    }
+
+    /// A finished step: recorded in the document (and marked for the next write), or failed
+    /// with its dependents skipped.
+    fn finished(&mut self, doc: &mut StateDoc, progress: &dyn Progress, step: StepResult) {
+        let (i, elapsed, result) = step;
+        let (change, op) = self.label(i);
+        match result {
+            Ok(effect) => {
+                let physical = record(doc, change, effect);
+                self.unwritten = true;
+                progress.finished(change, op, physical.as_deref(), elapsed);
+                self.report.done.push((change.id.clone(), op));
+                self.queue.finish(i);
+            }
+            Err(e) => {
+                progress.failed(change, op, &e);
+                self.report.failed.push((change.id.clone(), op, e));
+                for s in self.queue.fail(i) {
+                    let (c, o) = self.label(s);
+                    progress.skipped(c, o, &change.id);
+                    self.report.skipped.push((c.id.clone(), o));
+                }
+            }
+        }
+    }
+
+    /// Stopping: nothing more starts; what has not started is reported skipped.
+    fn skip_the_rest(&mut self) {
+        let rest: Vec<usize> = self
+            .queue
+            .cancel()
+            .into_iter()
+            .chain(self.ready.drain(..))
+            .collect();
+        for s in rest {
+            let (c, o) = self.label(s);
+            self.report.skipped.push((c.id.clone(), o));
+        }
+    }
+}
+
 /// Executes `plan` against AWS, recording every step in `state`. `interrupt` resolving stops the
 /// run from starting new steps (Ctrl-C in production).
 pub async fn execute(
@@ -297,7 +398,7 @@ pub async fn execute(
     interrupt: impl Future<Output = ()>,
 ) -> Report {
     let (steps, deps) = steps(&plan.changes);
-    let mut queue = match Queue::new(deps) {
+    let queue = match Queue::new(deps) {
         Ok(q) => q,
         Err(cycle) => {
             return Report {
@@ -306,115 +407,69 @@ pub async fn execute(
             };
         }
     };
+    let mut run = Run {
+        plan,
+        steps,
+        queue,
+        ready: VecDeque::new(),
+        running: JoinSet::new(),
+        report: Report::default(),
+        stopping: false,
+        unwritten: false,
+        last_write: None,
+    };
     let progress = options.progress.as_ref();
-    let mut report = Report::default();
-    let mut ready: VecDeque<usize> = VecDeque::new();
-    let mut running: JoinSet<(usize, Duration, Result<Effect, AwsError>)> = JoinSet::new();
-    let mut stopping = false;
-    // Completions recorded in `state.doc` and not yet in a write; the write in flight.
-    let mut unwritten = false;
     let mut writing: Option<Write<'_>> = None;
-    let mut last_write: Option<tokio::time::Instant> = None;
     tokio::pin!(interrupt);
-    let label = |i: usize| (&plan.changes[steps[i].change], steps[i].op);
-
     loop {
-        if !stopping {
-            ready.extend(queue.take_ready());
-            while running.len() < options.parallelism.max(1) {
-                let Some(i) = ready.pop_front() else { break };
-                let (change, op) = label(i);
-                progress.started(change, op);
-                let lookup: Vec<(String, String)> = state
-                    .doc
-                    .resources
-                    .iter()
-                    .map(|(k, r)| (k.clone(), r.physical_id.clone()))
-                    .collect();
-                let (aws, adapter) = (aws.clone(), (options.adapters)(change.kind));
-                let change = change.clone();
-                running.spawn(async move {
-                    let t = Instant::now();
-                    let r = run_step(aws, adapter, change, op, lookup).await;
-                    (i, t.elapsed(), r)
-                });
-            }
-        }
+        run.start_ready(aws, &state.doc, options);
         // One write at a time, and while steps run at most one per `WRITE_INTERVAL`; what
-        // completes meanwhile goes into the next. The last completions are written at once.
-        let next_write = last_write.map(|t| t + WRITE_INTERVAL);
-        let due = running.is_empty() || next_write.is_none_or(|t| t <= tokio::time::Instant::now());
-        if unwritten && writing.is_none() && report.state_error.is_none() && due {
+        // completes meanwhile goes into the next.
+        let can_write = run.unwritten && writing.is_none() && run.report.state_error.is_none();
+        if can_write && run.write_due() {
             writing = Some(state.begin_write());
-            report.state_writes += 1;
-            unwritten = false;
-            last_write = Some(tokio::time::Instant::now());
+            run.report.state_writes += 1;
+            run.unwritten = false;
+            run.last_write = Some(tokio::time::Instant::now());
         }
-        let wait_to_write = unwritten && writing.is_none() && report.state_error.is_none();
-        if running.is_empty() && writing.is_none() {
+        let wait_to_write = run.unwritten && writing.is_none() && run.report.state_error.is_none();
+        if run.running.is_empty() && writing.is_none() {
             break;
         }
+        let next_write = run.next_write().unwrap_or_else(tokio::time::Instant::now);
         tokio::select! {
             written = async { writing.as_mut().expect("guarded").await }, if writing.is_some() => {
                 writing = None;
                 match written {
                     Ok(v) => state.version = Some(v),
                     Err(e) => {
-                        report.state_error = Some(e);
-                        stopping = true;
+                        run.report.state_error = Some(e);
+                        run.stopping = true;
                     }
                 }
             }
-            _ = tokio::time::sleep_until(next_write.unwrap_or_else(tokio::time::Instant::now)), if wait_to_write => {}
-            _ = &mut interrupt, if !stopping => {
-                stopping = true;
-                report.interrupted = true;
+            _ = tokio::time::sleep_until(next_write), if wait_to_write => {}
+            _ = &mut interrupt, if !run.stopping => {
+                run.stopping = true;
+                run.report.interrupted = true;
                 progress.note(&format!(
                     "interrupted: waiting for {} running step(s) to finish and be recorded",
-                    running.len()
+                    run.running.len()
                 ));
             }
-            Some(joined) = running.join_next(), if !running.is_empty() => {
-                let (i, elapsed, result) = match joined {
-                    Ok(x) => x,
-                    Err(e) => {
-                        report.state_error = Some(StateError::Io(format!("a step panicked: {e}")));
-                        stopping = true;
-                        continue;
-                    }
-                };
-                let (change, op) = label(i);
-                match result {
-                    Ok(effect) => {
-                        let physical = record(&mut state.doc, change, effect);
-                        unwritten = true;
-                        progress.finished(change, op, physical.as_deref(), elapsed);
-                        report.done.push((change.id.clone(), op));
-                        queue.finish(i);
-                    }
-                    Err(e) => {
-                        progress.failed(change, op, &e);
-                        report.failed.push((change.id.clone(), op, e));
-                        for s in queue.fail(i) {
-                            let (c, o) = label(s);
-                            progress.skipped(c, o, &change.id);
-                            report.skipped.push((c.id.clone(), o));
-                        }
-                    }
+            Some(joined) = run.running.join_next(), if !run.running.is_empty() => match joined {
+                Ok(step) => run.finished(&mut state.doc, progress, step),
+                Err(e) => {
+                    run.report.state_error = Some(StateError::Io(format!("a step panicked: {e}")));
+                    run.stopping = true;
                 }
-            }
+            },
         }
-        if stopping {
-            for s in queue.cancel() {
-                let (c, o) = label(s);
-                report.skipped.push((c.id.clone(), o));
-            }
-            for s in ready.drain(..) {
-                let (c, o) = label(s);
-                report.skipped.push((c.id.clone(), o));
-            }
+        if run.stopping {
+            run.skip_the_rest();
         }
     }
+    let mut report = run.report;
     // Steps refused by the fence failed as AWS errors; the reason is the lock.
     if report.state_error.is_none() && state.lock.is_some_and(LockGuard::is_lost) {
         report.state_error = Some(StateError::LockLost);
