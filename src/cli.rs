@@ -119,5 +119,43 @@ pub enum StateCommand {
     Unlock { env: String, lock_id: String },
     /// Rebuild lost state from AWS: record every resource tagged for this environment that the
     /// state does not hold. Changes nothing in AWS.
-    Recover { env: String },
+    Recover {
+        env: String,
+        /// Also when the current document does not parse: start from the environment's tags
+        /// (the broken document stays in the bucket's history).
+        #[arg(long)]
+        force: bool,
+    },
+    /// The state object's stored versions, newest first (S3 state is versioned).
+    Versions {
+        env: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the current state document (to keep a copy, or to move it: `state push`).
+    Pull { env: String },
+    /// Make a document the current state (as a new version, serial above the current one; its
+    /// lineage must match unless --force). Moving state between backends: `pull` from one, change
+    /// `state:` in the file, `push` to the other.
+    Push {
+        env: String,
+        file: PathBuf,
+        /// Also a document of another lineage.
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// Make an earlier version of the state current again (as a new version; nothing is deleted).
+    Restore {
+        env: String,
+        version_id: String,
+        /// Also a version of another lineage.
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+    },
 }

@@ -65,7 +65,9 @@ fn report(e: &anyhow::Error) {
         text.push_str(&format!("  caused by: {cause}\n"));
     }
     if let Some(h) = e.chain().find_map(|c| c.downcast_ref::<Hinted>()) {
-        text.push_str(&format!("  hint: {}\n", h.hint));
+        for line in h.hint.lines() {
+            text.push_str(&format!("  hint: {line}\n"));
+        }
     }
     render::eprint(&text);
 }

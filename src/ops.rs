@@ -96,11 +96,13 @@ pub async fn read_state(
     environment: &str,
 ) -> Result<Option<(StateDoc, Version)>> {
     let where_ = session.backend.describe();
-    let stored = session
-        .backend
-        .read()
-        .await
-        .with_context(|| format!("reading state {where_}"))?;
+    let stored = match session.backend.read().await {
+        Ok(stored) => stored,
+        Err(e @ (StateError::Corrupt(_) | StateError::UnknownVersion(_))) => {
+            return Err(broken_state(session, environment, e).await);
+        }
+        Err(e) => return Err(anyhow::Error::from(e).context(format!("reading state {where_}"))),
+    };
     if let Some((doc, _)) = &stored
         && doc.environment != environment
     {
@@ -110,6 +112,259 @@ pub async fn read_state(
         );
     }
     Ok(stored)
+}
+
+/// A stored version of the state as `state versions` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionRow {
+    pub version_id: String,
+    pub last_modified: Option<jiff::Timestamp>,
+    pub latest: bool,
+    pub valid: bool,
+    pub serial: Option<u64>,
+    pub lineage: Option<String>,
+    pub resources: Option<usize>,
+    /// Why it does not parse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Every stored version of the state, newest first.
+pub async fn state_versions(session: &Session) -> Result<Vec<(VersionRow, Option<StateDoc>)>> {
+    let history = session
+        .backend
+        .history()
+        .await
+        .with_context(|| format!("listing the versions of {}", session.backend.describe()))?;
+    Ok(history
+        .into_iter()
+        .map(|v| {
+            let doc = StateDoc::decode(&v.bytes);
+            let row = VersionRow {
+                version_id: v.id,
+                last_modified: v.last_modified,
+                latest: v.latest,
+                valid: doc.is_ok(),
+                serial: doc.as_ref().ok().map(|d| d.serial),
+                lineage: doc.as_ref().ok().map(|d| d.lineage.clone()),
+                resources: doc.as_ref().ok().map(|d| d.resources.len()),
+                error: doc.as_ref().err().map(|e| e.to_string()),
+            };
+            (row, doc.ok())
+        })
+        .collect())
+}
+
+/// The error for a current document that does not parse: which object and version, that earlier
+/// versions exist (the newest valid one's serial and age), and both ways out.
+async fn broken_state(session: &Session, env: &str, e: StateError) -> anyhow::Error {
+    let where_ = session.backend.describe();
+    let versions = state_versions(session).await.unwrap_or_default();
+    let current = versions
+        .iter()
+        .find(|(r, _)| r.latest)
+        .map(|(r, _)| format!(" (version {})", r.version_id))
+        .unwrap_or_default();
+    let good = versions.iter().find(|(r, _)| r.valid).map(|(r, _)| r);
+    let mut hint = String::new();
+    if let Some(g) = good {
+        hint.push_str(&render::restore_hint(env, g, versions.len()));
+        hint.push('\n');
+    }
+    hint.push_str(&format!(
+        "`infra state recover {env} --force` rebuilds it from the environment's tags (the broken version is kept)"
+    ));
+    hinted(format!("state {where_}{current} does not parse: {e}"), hint)
+}
+
+/// Replaces a current document that does not parse by an empty one of the newest valid
+/// version's lineage (serial above every stored one), under the lock, as a new version: the
+/// broken one stays in the history. Returns whether there was anything to replace.
+pub async fn reset_broken_state(session: &Session, env: &str) -> Result<bool> {
+    let guard = lock(session, env, "state recover").await?;
+    let result = async {
+        let Some((bytes, version)) = session.backend.read_raw().await? else {
+            return Ok(false);
+        };
+        if StateDoc::decode(&bytes).is_ok() {
+            return Ok(false);
+        }
+        let versions = state_versions(session).await.unwrap_or_default();
+        let mut doc = StateDoc::new(env);
+        if let Some(d) = versions.iter().find_map(|(_, d)| d.as_ref()) {
+            doc.lineage = d.lineage.clone();
+        }
+        doc.serial = versions
+            .iter()
+            .filter_map(|(r, _)| r.serial)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        guard.check().await?;
+        session.backend.write(&doc, Some(&version)).await?;
+        Ok::<_, anyhow::Error>(true)
+    }
+    .await;
+    guard.release().await?;
+    result
+}
+
+/// Makes stored version `version_id` current again, as a new version whose serial is above every
+/// stored one, compare-and-swap under the lock. Returns what changed, for the confirmation.
+pub struct Restore {
+    pub chosen: StateDoc,
+    pub current: Option<StateDoc>,
+    /// "version <id>" or "file <path>", for messages.
+    pub source: String,
+}
+
+/// Reads what pushing `doc` would do: its environment must be this one, its lineage the current
+/// one's unless `force`; its serial becomes one above every stored version.
+pub async fn prepare_push(
+    session: &Session,
+    env: &str,
+    doc: StateDoc,
+    source: String,
+    force: bool,
+) -> Result<Restore> {
+    if doc.environment != env {
+        bail!(
+            "{source} is the state of environment `{}`, not `{env}`",
+            doc.environment
+        );
+    }
+    let current = match session.backend.read_raw().await? {
+        Some((bytes, _)) => StateDoc::decode(&bytes).ok(),
+        None => None,
+    };
+    if let Some(c) = &current
+        && c.lineage != doc.lineage
+        && !force
+    {
+        return Err(hinted(
+            format!(
+                "{source} is of lineage {}, the current state of lineage {}",
+                doc.lineage, c.lineage
+            ),
+            "a state of another lineage describes other resources; pass --force if that is what you want",
+        ));
+    }
+    let stored_max = match session.backend.history().await {
+        Ok(h) => h
+            .iter()
+            .filter_map(|v| StateDoc::decode(&v.bytes).ok().map(|d| d.serial))
+            .max(),
+        Err(_) => current.as_ref().map(|c| c.serial),
+    };
+    let mut chosen = doc;
+    chosen.serial = chosen.serial.max(stored_max.unwrap_or(0)) + 1;
+    Ok(Restore {
+        chosen,
+        current,
+        source,
+    })
+}
+
+/// Reads what a restore would do, refusing a version of another lineage unless `force`.
+pub async fn prepare_restore(
+    session: &Session,
+    env: &str,
+    version_id: &str,
+    force: bool,
+) -> Result<Restore> {
+    let versions = state_versions(session).await?;
+    let Some((row, doc)) = versions.iter().find(|(r, _)| r.version_id == version_id) else {
+        return Err(hinted(
+            format!("{} has no version {version_id}", session.backend.describe()),
+            format!("`infra state versions {env}` lists them"),
+        ));
+    };
+    let Some(chosen) = doc.clone() else {
+        bail!(
+            "version {version_id} does not parse either: {}",
+            row.error.clone().unwrap_or_default()
+        );
+    };
+    if chosen.environment != env {
+        bail!(
+            "version {version_id} is the state of environment `{}`, not `{env}`",
+            chosen.environment
+        );
+    }
+    let current = versions
+        .iter()
+        .find(|(r, _)| r.latest)
+        .and_then(|(_, d)| d.clone());
+    if let Some(c) = &current
+        && c.lineage != chosen.lineage
+        && !force
+    {
+        return Err(hinted(
+            format!(
+                "version {version_id} is of lineage {}, the current state of lineage {}",
+                chosen.lineage, c.lineage
+            ),
+            "a state of another lineage describes other resources; pass --force if that is what you want",
+        ));
+    }
+    let mut chosen = chosen;
+    chosen.serial = versions
+        .iter()
+        .filter_map(|(r, _)| r.serial)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    Ok(Restore {
+        chosen,
+        current,
+        source: format!("version {version_id}"),
+    })
+}
+
+/// Writes a prepared restore (or push) under the lock, compare-and-swap on the current object.
+pub async fn restore(session: &Session, env: &str, r: &Restore) -> Result<()> {
+    let guard = lock(session, env, "state restore").await?;
+    let result = async {
+        let current = session.backend.read_raw().await?.map(|(_, v)| v);
+        guard.check().await?;
+        session.backend.write(&r.chosen, current.as_ref()).await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    guard.release().await?;
+    result
+}
+
+/// Refuses to write over a current document older than the one before it in the same lineage:
+/// someone put an old copy back by hand, and writing on would build on forgotten resources. Read
+/// only from the object's history (one listing, one read); a backend without history skips it.
+async fn check_not_backwards(session: &Session, current: &StateDoc) -> Result<()> {
+    let Ok(newest) = session.backend.newest(2).await else {
+        return Ok(());
+    };
+    let previous = newest
+        .iter()
+        .filter(|v| !v.latest)
+        .find_map(|v| StateDoc::decode(&v.bytes).ok().map(|d| (v, d)));
+    if let Some((v, prev)) = previous
+        && prev.lineage == current.lineage
+        && prev.serial > current.serial
+    {
+        return Err(hinted(
+            format!(
+                "the current state of {} (serial {}) is older than the version before it ({}, serial {}): an old copy was put back by hand; nothing was written",
+                session.backend.describe(),
+                current.serial,
+                v.id,
+                prev.serial
+            ),
+            format!(
+                "`infra state versions {env}` lists the history; `infra state restore {env} VERSION_ID` makes the right one current",
+                env = current.environment
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Refreshes live state and diffs it against the file (or against nothing, for destroy).
@@ -358,6 +613,9 @@ async fn run_locked(
             ),
             "make a new plan and review it",
         ));
+    }
+    if let Some((doc, _)) = &stored {
+        check_not_backwards(session, doc).await?;
     }
     let (doc, version) = match stored {
         Some((d, v)) => (d, Some(v)),

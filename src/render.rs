@@ -352,6 +352,113 @@ pub fn creating_backend(backend: &str) -> String {
     )
 }
 
+/// The hint that names the newest valid version of a broken state.
+pub fn restore_hint(env: &str, good: &crate::ops::VersionRow, count: usize) -> String {
+    let age = good
+        .last_modified
+        .map(|t| format!(", written {}", ago(t)))
+        .unwrap_or_default();
+    format!(
+        "{count} stored versions; the newest valid one is serial {}{age}: `infra state restore {env} {}` makes it current again",
+        good.serial.unwrap_or_default(),
+        good.version_id
+    )
+}
+
+fn ago(t: jiff::Timestamp) -> String {
+    let secs = (jiff::Timestamp::now() - t).get_seconds().max(0);
+    match secs {
+        s if s < 120 => format!("{s} s ago"),
+        s if s < 7200 => format!("{} min ago", s / 60),
+        s if s < 172_800 => format!("{} h ago", s / 3600),
+        s => format!("{} days ago", s / 86_400),
+    }
+}
+
+/// `infra state versions`: one version a line, newest first.
+pub fn state_versions(rows: &[crate::ops::VersionRow]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "VERSION\tWRITTEN\tSERIAL\tLINEAGE\tRESOURCES");
+    for r in rows {
+        let when = r.last_modified.map(|t| t.to_string()).unwrap_or_default();
+        let current = if r.latest { " (current)" } else { "" };
+        match (&r.serial, &r.lineage, &r.resources) {
+            (Some(s), Some(l), Some(n)) => {
+                let _ = writeln!(out, "{}{current}\t{when}\t{s}\t{l}\t{n}", r.version_id);
+            }
+            _ => {
+                let why = r.error.as_deref().unwrap_or("unknown");
+                let _ = writeln!(
+                    out,
+                    "{}{current}\t{when}\tdoes not parse: {why}",
+                    r.version_id
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `infra state versions --json`: `{versions: [{version_id, last_modified, serial, lineage, valid, …}]}`.
+pub fn state_versions_json(rows: &[crate::ops::VersionRow]) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({ "format_version": 1, "versions": rows }))
+        .expect("json")
+        + "\n"
+}
+
+/// What a restore changes, resource by resource, before it asks.
+pub fn restore_text(r: &crate::ops::Restore) -> String {
+    let mut out = format!(
+        "Making {} (lineage {}) the current state as serial {}:\n",
+        r.source, r.chosen.lineage, r.chosen.serial
+    );
+    let empty = std::collections::BTreeMap::new();
+    let now = r.current.as_ref().map(|c| &c.resources).unwrap_or(&empty);
+    let mut changed = 0;
+    for (id, res) in &r.chosen.resources {
+        match now.get(id) {
+            None => {
+                let _ = writeln!(out, "  {} {id} ({})", paint(GREEN, "+"), res.physical_id);
+                changed += 1;
+            }
+            Some(c) if c.physical_id != res.physical_id || c.attributes != res.attributes => {
+                let _ = writeln!(
+                    out,
+                    "  {} {id} ({} → {})",
+                    paint(YELLOW, "~"),
+                    c.physical_id,
+                    res.physical_id
+                );
+                changed += 1;
+            }
+            Some(_) => {}
+        }
+    }
+    for (id, c) in now {
+        if !r.chosen.resources.contains_key(id) {
+            let _ = writeln!(out, "  {} {id} ({})", paint(RED, "-"), c.physical_id);
+            changed += 1;
+        }
+    }
+    if changed == 0 {
+        out.push_str("  the restored state records the same resources as the current one\n");
+    }
+    out.push_str(
+        "Only the state changes; AWS is not touched. `infra plan` then shows what the restored state believes against live AWS.\n",
+    );
+    out
+}
+
+pub fn restore_question(env: &str) -> String {
+    format!("Restore this state for {env}?")
+}
+
+pub fn restored(source: &str, serial: u64) -> String {
+    format!("Restored {source} as serial {serial}.\n")
+}
+
+pub const BROKEN_STATE_RESET: &str = "The current state document did not parse: replaced by an empty one (the broken one stays in the bucket's history); recovering from tags.\n";
+
 pub fn print(text: &str) {
     let mut out = anstream::stdout();
     let _ = out.write_all(text.as_bytes());

@@ -12,7 +12,7 @@ use aws_sdk_s3::types::{
 
 use super::{Aws, sdk_error};
 use crate::error::AwsError;
-use crate::state::{Backend, LockInfo, StateDoc, StateError, Version};
+use crate::state::{Backend, LockInfo, StateDoc, StateError, StoredVersion, Version};
 
 pub struct S3Backend {
     client: aws_sdk_s3::Client,
@@ -205,6 +205,78 @@ impl Backend for S3Backend {
             None => Ok(None),
             Some((bytes, v)) => Ok(Some((StateDoc::decode(&bytes)?, v))),
         }
+    }
+
+    async fn read_raw(&self) -> Result<Option<(Vec<u8>, Version)>, StateError> {
+        Ok(self.get(&self.key).await?)
+    }
+
+    /// ListObjectVersions (newest first, the order S3 keeps; `LastModified` has one-second
+    /// resolution), then each version's body, ten at a time.
+    async fn newest(&self, n: usize) -> Result<Vec<StoredVersion>, StateError> {
+        let mut listed = Vec::new();
+        let mut key_marker = None;
+        let mut version_marker = None;
+        loop {
+            let out = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(&self.key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(sdk_error("s3", "ListObjectVersions"))?;
+            listed.extend(
+                out.versions()
+                    .iter()
+                    .filter(|v| v.key() == Some(self.key.as_str()))
+                    .filter_map(|v| {
+                        Some((
+                            v.version_id()?.to_string(),
+                            v.last_modified()
+                                .and_then(|t| jiff::Timestamp::from_second(t.secs()).ok()),
+                            v.is_latest() == Some(true),
+                        ))
+                    }),
+            );
+            if out.is_truncated() != Some(true) || listed.len() >= n {
+                break;
+            }
+            key_marker = out.next_key_marker().map(str::to_string);
+            version_marker = out.next_version_id_marker().map(str::to_string);
+        }
+        listed.truncate(n);
+        let bodies = futures::stream::iter(listed.into_iter().map(|(id, at, latest)| async move {
+            let out = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .version_id(&id)
+                .send()
+                .await
+                .map_err(sdk_error("s3", "GetObject"))?;
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| AwsError::local("s3", "GetObject", format!("reading the body: {e}")))?
+                .into_bytes()
+                .to_vec();
+            Ok::<_, AwsError>(StoredVersion {
+                id,
+                last_modified: at,
+                latest,
+                bytes,
+            })
+        }));
+        use futures::StreamExt;
+        let got: Vec<Result<StoredVersion, AwsError>> = bodies.buffered(10).collect().await;
+        got.into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StateError::from)
     }
 
     async fn write(&self, doc: &StateDoc, prev: Option<&Version>) -> Result<Version, StateError> {

@@ -78,6 +78,17 @@ impl Backend for LocalBackend {
         }
     }
 
+    async fn read_raw(&self) -> Result<Option<(Vec<u8>, Version)>, StateError> {
+        Ok(read_opt(&self.path)?.map(|b| {
+            let v = version_of(&b);
+            (b, v)
+        }))
+    }
+
+    async fn newest(&self, _n: usize) -> Result<Vec<crate::state::StoredVersion>, StateError> {
+        Err(StateError::NoHistory(self.describe()))
+    }
+
     async fn write(&self, doc: &StateDoc, prev: Option<&Version>) -> Result<Version, StateError> {
         let current = read_opt(&self.path)?.map(|b| version_of(&b));
         if current.as_ref() != prev {

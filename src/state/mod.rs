@@ -153,8 +153,21 @@ pub enum StateError {
     NoSuchLock(String),
     #[error("{0}")]
     Io(String),
+    #[error("{0} keeps no history of the state (only S3 state is versioned)")]
+    NoHistory(String),
     #[error(transparent)]
     Aws(#[from] crate::error::AwsError),
+}
+
+/// One stored version of the state object, as its history keeps it.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    /// The storage's id of this version (an S3 version id).
+    pub id: String,
+    pub last_modified: Option<jiff::Timestamp>,
+    /// The current version.
+    pub latest: bool,
+    pub bytes: Vec<u8>,
 }
 
 /// Where state is kept. Every write is conditional on the version last read.
@@ -166,6 +179,15 @@ pub trait Backend: Send + Sync {
     async fn exists(&self) -> Result<bool, StateError>;
     async fn ensure(&self) -> Result<(), StateError>;
     async fn read(&self) -> Result<Option<(StateDoc, Version)>, StateError>;
+    /// The stored bytes and their version, whether or not they parse.
+    async fn read_raw(&self) -> Result<Option<(Vec<u8>, Version)>, StateError>;
+    /// Every stored version of the document, newest first (S3 versioning). A backend that keeps
+    /// no history says so with `StateError::NoHistory`.
+    async fn history(&self) -> Result<Vec<StoredVersion>, StateError> {
+        self.newest(usize::MAX).await
+    }
+    /// The newest `n` stored versions, newest first (one listing, `n` reads).
+    async fn newest(&self, n: usize) -> Result<Vec<StoredVersion>, StateError>;
     /// Writes `doc` only if the stored version is still `prev` (`None`: only if nothing is stored).
     async fn write(&self, doc: &StateDoc, prev: Option<&Version>) -> Result<Version, StateError>;
     /// Takes the lock, or takes over one whose lease expired (returning the dead holder).

@@ -246,3 +246,185 @@ fn two_concurrent_applies_one_proceeds_the_other_fails_fast() {
     let listed = ctx.infra(&["state", "list", "{env}"]);
     assert_eq!(listed.success().stdout.lines().count(), 13);
 }
+
+/// A state object cut in half never strands the user: every command names the object, its
+/// version and both ways out; `state versions` lists the history (the broken one as such);
+/// `state restore` of the newest valid one and `state recover --force` each get back to a state
+/// that plans "No changes."; nothing is ever deleted from the bucket's history.
+#[test]
+fn a_broken_state_document_is_never_a_dead_end() {
+    let ctx = Ctx::new("broken");
+    ctx.write_env(TWO_ZONES);
+    ctx.apply();
+    let key = format!("{}.json", ctx.env);
+    let break_it = || {
+        let bytes = ctx.state_bytes();
+        let half = bytes[..bytes.len() / 2].to_vec();
+        ctx.rt
+            .block_on(
+                ctx.s3
+                    .put_object()
+                    .bucket(&ctx.bucket)
+                    .key(&key)
+                    .body(half.into())
+                    .send(),
+            )
+            .unwrap();
+    };
+    let versions = || -> Vec<serde_json::Value> {
+        let run = ctx.infra(&["state", "versions", "{env}", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&run.success().stdout).unwrap();
+        v["versions"].as_array().unwrap().clone()
+    };
+    let before = versions().len();
+    break_it();
+
+    for args in [
+        &["plan", "{env}"][..],
+        &["apply", "{env}", "--auto-approve"],
+        &["state", "list", "{env}"],
+        &["state", "recover", "{env}"],
+    ] {
+        let run = ctx.infra(args);
+        run.code(1);
+        let err = &run.stderr;
+        assert!(
+            err.contains("does not parse") && err.contains("(version "),
+            "{err}"
+        );
+        assert!(err.contains("the newest valid one is serial"), "{err}");
+        assert!(
+            err.contains(&format!("`infra state restore {} ", ctx.env)),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("hint: `infra state recover {} --force`", ctx.env)),
+            "{err}"
+        );
+    }
+
+    let listed = versions();
+    assert_eq!(listed.len(), before + 1);
+    assert_eq!(
+        listed[0]["valid"], false,
+        "newest first, the broken one as such"
+    );
+    let good = listed.iter().find(|v| v["valid"] == true).unwrap();
+    assert_eq!(good["resources"], 11);
+    let id = good["version_id"].as_str().unwrap().to_string();
+    let restored = ctx.infra(&["state", "restore", "{env}", &id, "--auto-approve"]);
+    assert!(
+        restored.success().stdout.contains("Restored version"),
+        "{}",
+        restored.stdout
+    );
+    ctx.assert_converged();
+
+    // The other way out: rebuild from tags, keeping the broken document in the history.
+    break_it();
+    ctx.infra(&["state", "recover", "{env}", "--force"])
+        .success();
+    ctx.assert_converged();
+    let after = versions();
+    assert!(after.len() >= before + 4, "{} versions", after.len());
+    assert_eq!(
+        after.iter().filter(|v| v["valid"] == false).count(),
+        2,
+        "both broken documents are still in the history"
+    );
+    let serials: Vec<u64> = after.iter().filter_map(|v| v["serial"].as_u64()).collect();
+    assert!(
+        serials.windows(2).all(|w| w[0] > w[1]),
+        "serials only ever grow: {serials:?}"
+    );
+}
+
+/// `state pull` and `state push` move state: a local state pulled, the file switched to S3, and
+/// pushed there plans "No changes." with its lineage kept and its serial above the old one; a
+/// document of another lineage is refused without --force.
+#[test]
+fn local_state_moves_to_s3_with_pull_and_push() {
+    let ctx = Ctx::new("move");
+    let local = TWO_ZONES.replace("s3: {bucket: {bucket}}", "local: .infra/{env}.json");
+    ctx.write_env(&local);
+    ctx.apply();
+    let pulled = ctx.infra(&["state", "pull", "{env}"]);
+    let doc: serde_json::Value = serde_json::from_str(&pulled.success().stdout).unwrap();
+    std::fs::write(ctx.path("pulled.json"), &pulled.stdout).unwrap();
+
+    ctx.write_env(TWO_ZONES);
+    let pushed = ctx.infra(&["state", "push", "{env}", "pulled.json", "--auto-approve"]);
+    pushed.success();
+    let stored: serde_json::Value = serde_json::from_slice(&ctx.state_bytes()).unwrap();
+    assert_eq!(stored["lineage"], doc["lineage"]);
+    assert!(stored["serial"].as_u64() > doc["serial"].as_u64());
+    assert_eq!(stored["resources"], doc["resources"]);
+    ctx.assert_converged();
+
+    let mut other = doc.clone();
+    other["lineage"] = "another".into();
+    std::fs::write(ctx.path("other.json"), other.to_string()).unwrap();
+    let refused = ctx.infra(&["state", "push", "{env}", "other.json", "--auto-approve"]);
+    refused.code(1);
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+}
+
+/// An old copy of the state put back by hand is caught before anything is written.
+#[test]
+fn an_old_copy_put_back_by_hand_is_caught_before_any_write() {
+    let ctx = Ctx::new("backwards");
+    ctx.write_env(TWO_ZONES);
+    ctx.apply();
+    let versions = || -> Vec<serde_json::Value> {
+        let run = ctx.infra(&["state", "versions", "{env}", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&run.success().stdout).unwrap();
+        v["versions"].as_array().unwrap().clone()
+    };
+    let listed = versions();
+    let oldest = listed.last().unwrap().clone();
+    assert!(oldest["serial"].as_u64() < listed[0]["serial"].as_u64());
+    // Put the oldest version's content back, as a hand restore would.
+    let old_bytes = ctx.rt.block_on(async {
+        let out = ctx
+            .s3
+            .get_object()
+            .bucket(&ctx.bucket)
+            .key(format!("{}.json", ctx.env))
+            .version_id(oldest["version_id"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        out.body.collect().await.unwrap().into_bytes().to_vec()
+    });
+    ctx.rt
+        .block_on(
+            ctx.s3
+                .put_object()
+                .bucket(&ctx.bucket)
+                .key(format!("{}.json", ctx.env))
+                .body(old_bytes.into())
+                .send(),
+        )
+        .unwrap();
+    let before = versions().len();
+    let run = ctx.infra(&["apply", "{env}", "--auto-approve", "--no-wait"]);
+    run.code(1);
+    assert!(
+        run.stderr.contains("is older than the version before it"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("infra state restore"), "{}", run.stderr);
+    assert_eq!(versions().len(), before, "nothing was written");
+    // Back to the newest good version, and on.
+    let newest_good = versions()
+        .iter()
+        .find(|v| v["serial"] == listed[0]["serial"])
+        .unwrap()["version_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ctx.infra(&["state", "restore", "{env}", &newest_good, "--auto-approve"])
+        .success();
+    ctx.assert_converged();
+}
