@@ -84,7 +84,11 @@ pub async fn open(
     let mut aws = aws::connect(region, environment, globals.max_rps).await;
     aws.names = names;
     let backend: Arc<dyn Backend> = match state {
-        StateConfig::S3 { bucket, key } => Arc::new(S3Backend::new(&aws, bucket, key)),
+        StateConfig::S3 {
+            bucket,
+            key,
+            kms_key_id,
+        } => Arc::new(S3Backend::new(&aws, bucket, key, kms_key_id.as_deref())),
         StateConfig::Local { path } => Arc::new(LocalBackend::new(path.clone())),
     };
     Session { aws, backend }

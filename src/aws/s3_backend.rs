@@ -19,15 +19,18 @@ pub struct S3Backend {
     region: String,
     bucket: String,
     key: String,
+    /// A customer KMS key every state and lock write names (SSE-KMS); SSE-S3 otherwise.
+    kms_key_id: Option<String>,
 }
 
 impl S3Backend {
-    pub fn new(aws: &Aws, bucket: &str, key: &str) -> Self {
+    pub fn new(aws: &Aws, bucket: &str, key: &str, kms_key_id: Option<&str>) -> Self {
         S3Backend {
             client: aws.s3.clone(),
             region: aws.region.clone(),
             bucket: bucket.to_string(),
             key: key.to_string(),
+            kms_key_id: kms_key_id.map(str::to_string),
         }
     }
 
@@ -77,6 +80,12 @@ impl S3Backend {
             .bucket(&self.bucket)
             .key(key)
             .content_type("application/json")
+            .set_server_side_encryption(
+                self.kms_key_id
+                    .as_ref()
+                    .map(|_| ServerSideEncryption::AwsKms),
+            )
+            .set_ssekms_key_id(self.kms_key_id.clone())
             .body(ByteStream::from(body.clone()));
         let req = match if_match {
             Some(v) => req.if_match(&v.0),
@@ -166,7 +175,11 @@ impl Backend for S3Backend {
         let rule = ServerSideEncryptionRule::builder()
             .apply_server_side_encryption_by_default(
                 ServerSideEncryptionByDefault::builder()
-                    .sse_algorithm(ServerSideEncryption::Aes256)
+                    .sse_algorithm(match self.kms_key_id {
+                        Some(_) => ServerSideEncryption::AwsKms,
+                        None => ServerSideEncryption::Aes256,
+                    })
+                    .set_kms_master_key_id(self.kms_key_id.clone())
                     .build()
                     .map_err(|e| AwsError::local("s3", "PutBucketEncryption", e.to_string()))?,
             )

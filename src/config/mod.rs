@@ -41,8 +41,16 @@ pub struct Environment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StateConfig {
-    S3 { bucket: String, key: String },
-    Local { path: PathBuf },
+    S3 {
+        bucket: String,
+        key: String,
+        /// SSE-KMS with this customer key for the state and the lock (SSE-S3 otherwise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kms_key_id: Option<String>,
+    },
+    Local {
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

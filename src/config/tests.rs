@@ -35,7 +35,8 @@ fn minimal_file_gets_every_default() {
         env.state,
         StateConfig::S3 {
             bucket: "acme-infra-state".into(),
-            key: "stage.json".into()
+            key: "stage.json".into(),
+            kms_key_id: None,
         }
     );
     assert_eq!(env.network.nat, NatMode::Single);

@@ -55,6 +55,7 @@ fn plan_of(changes: Vec<Change>, warnings: Vec<Warning>) -> Plan {
         state: StateConfig::S3 {
             bucket: "acme-infra-state".into(),
             key: "stage.json".into(),
+            kms_key_id: None,
         },
         operation: Operation::Apply,
         base: Some(Base {

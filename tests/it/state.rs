@@ -17,6 +17,7 @@ fn backend(ctx: &Ctx) -> Arc<dyn Backend> {
         &aws,
         &ctx.bucket,
         &format!("{}.json", ctx.env),
+        None,
     ))
 }
 
@@ -426,5 +427,47 @@ fn an_old_copy_put_back_by_hand_is_caught_before_any_write() {
         .to_string();
     ctx.infra(&["state", "restore", "{env}", &newest_good, "--auto-approve"])
         .success();
+    ctx.assert_converged();
+}
+
+/// With `kms_key_id`, the bucket infra creates defaults to that key and every state write names it.
+#[test]
+fn state_is_encrypted_with_the_named_kms_key() {
+    let ctx = Ctx::new("kms");
+    let key = "arn:aws:kms:us-east-1:123456789012:key/0f6c1b1e-1111-2222-3333-444455556666";
+    ctx.write_env(&TWO_ZONES.replace(
+        "s3: {bucket: {bucket}}",
+        &format!("s3: {{bucket: {{bucket}}, kms_key_id: \"{key}\"}}"),
+    ));
+    ctx.apply();
+    let (head, default) = ctx.rt.block_on(async {
+        let head = ctx
+            .s3
+            .head_object()
+            .bucket(&ctx.bucket)
+            .key(format!("{}.json", ctx.env))
+            .send()
+            .await
+            .unwrap();
+        let enc = ctx
+            .s3
+            .get_bucket_encryption()
+            .bucket(&ctx.bucket)
+            .send()
+            .await
+            .unwrap();
+        (head, enc)
+    });
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(head.ssekms_key_id(), Some(key));
+    let rule = &default
+        .server_side_encryption_configuration()
+        .unwrap()
+        .rules()[0];
+    let by_default = rule.apply_server_side_encryption_by_default().unwrap();
+    assert_eq!(by_default.kms_master_key_id(), Some(key));
     ctx.assert_converged();
 }

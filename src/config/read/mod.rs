@@ -195,7 +195,7 @@ fn state(r: &mut Reader<'_>, n: &Node<'_>, env: &str) -> Option<StateConfig> {
             None
         }
         (Some(s3), None) => {
-            let f = r.mapping(s3, &["bucket", "key"])?;
+            let f = r.mapping(s3, &["bucket", "key", "kms_key_id"])?;
             let bucket = r.require(&f, "bucket").and_then(|b| {
                 let name = r.string(b)?;
                 let ok = (3..=63).contains(&name.len())
@@ -226,9 +226,27 @@ fn state(r: &mut Reader<'_>, n: &Node<'_>, env: &str) -> Option<StateConfig> {
                 }
                 None => format!("{env}.json"),
             };
+            let kms_key_id = match f.get("kms_key_id") {
+                None => Some(None),
+                Some(k) => r.string(k).and_then(|id| {
+                    // A key ARN, an alias ARN, `alias/NAME`, or a key id.
+                    let ok = (id.starts_with("arn:") && id.contains(":kms:"))
+                        || id.starts_with("alias/")
+                        || (id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+                    if !ok {
+                        r.error(
+                            k.span,
+                            format!("`{id}` is not a KMS key (a key or alias ARN, `alias/NAME`, or a key id)"),
+                        );
+                        return None;
+                    }
+                    Some(Some(id))
+                }),
+            };
             Some(StateConfig::S3 {
                 bucket: bucket?,
                 key,
+                kms_key_id: kms_key_id?,
             })
         }
         (None, Some(local)) => {
