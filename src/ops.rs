@@ -128,6 +128,7 @@ pub struct VersionRow {
     pub serial: Option<u64>,
     pub lineage: Option<String>,
     pub resources: Option<usize>,
+    pub written_by: Option<String>,
     /// Why it does not parse.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -152,6 +153,7 @@ pub async fn state_versions(session: &Session) -> Result<Vec<(VersionRow, Option
                 serial: doc.as_ref().ok().map(|d| d.serial),
                 lineage: doc.as_ref().ok().map(|d| d.lineage.clone()),
                 resources: doc.as_ref().ok().map(|d| d.resources.len()),
+                written_by: doc.as_ref().ok().and_then(|d| d.written_by.clone()),
                 error: doc.as_ref().err().map(|e| e.to_string()),
             };
             (row, doc.ok())
@@ -204,6 +206,7 @@ pub async fn reset_broken_state(session: &Session, env: &str) -> Result<bool> {
             .max()
             .unwrap_or(0)
             + 1;
+        doc.written_by = Some(crate::state::writer());
         guard.check().await?;
         session.backend.write(&doc, Some(&version)).await?;
         Ok::<_, anyhow::Error>(true)
@@ -330,8 +333,10 @@ pub async fn restore(session: &Session, env: &str, r: &Restore) -> Result<()> {
     let guard = lock(session, env, "state restore").await?;
     let result = async {
         let current = session.backend.read_raw().await?.map(|(_, v)| v);
+        let mut doc = r.chosen.clone();
+        doc.written_by = Some(crate::state::writer());
         guard.check().await?;
-        session.backend.write(&r.chosen, current.as_ref()).await?;
+        session.backend.write(&doc, current.as_ref()).await?;
         Ok::<_, anyhow::Error>(())
     }
     .await;

@@ -378,13 +378,18 @@ fn ago(t: jiff::Timestamp) -> String {
 /// `infra state versions`: one version a line, newest first.
 pub fn state_versions(rows: &[crate::ops::VersionRow]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "VERSION\tWRITTEN\tSERIAL\tLINEAGE\tRESOURCES");
+    let _ = writeln!(out, "VERSION\tWRITTEN\tSERIAL\tLINEAGE\tRESOURCES\tBY");
     for r in rows {
         let when = r.last_modified.map(|t| t.to_string()).unwrap_or_default();
         let current = if r.latest { " (current)" } else { "" };
         match (&r.serial, &r.lineage, &r.resources) {
             (Some(s), Some(l), Some(n)) => {
-                let _ = writeln!(out, "{}{current}\t{when}\t{s}\t{l}\t{n}", r.version_id);
+                let by = r.written_by.as_deref().unwrap_or("-");
+                let _ = writeln!(
+                    out,
+                    "{}{current}\t{when}\t{s}\t{l}\t{n}\t{by}",
+                    r.version_id
+                );
             }
             _ => {
                 let why = r.error.as_deref().unwrap_or("unknown");

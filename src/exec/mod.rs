@@ -102,6 +102,7 @@ impl<'a> StateWriter<'a> {
     /// Starts writing a snapshot of the document; the caller records the version it returns.
     fn begin_write(&mut self) -> Write<'a> {
         self.doc.serial += 1;
+        self.doc.written_by = Some(crate::state::writer());
         let snapshot = self.doc.clone();
         let (backend, lock, prev) = (self.backend, self.lock, self.version.clone());
         Box::pin(async move {

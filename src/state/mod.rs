@@ -30,6 +30,9 @@ pub struct StateDoc {
     pub lineage: String,
     pub environment: String,
     pub resources: BTreeMap<String, StateResource>,
+    /// Who wrote this version (`user@host`), for `state versions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +57,7 @@ impl StateDoc {
             lineage: uuid::Uuid::new_v4().to_string(),
             environment: environment.to_string(),
             resources: BTreeMap::new(),
+            written_by: None,
         }
     }
 
@@ -83,6 +87,15 @@ impl StateDoc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version(pub String);
 
+/// Who is writing: `user@host`, for locks and state versions.
+pub fn writer() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    format!("{user}@{host}")
+}
+
 /// Who holds a lock, for how long, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -98,14 +111,11 @@ pub struct LockInfo {
 impl LockInfo {
     pub fn new(operation: &str, lease: std::time::Duration) -> Self {
         let now = jiff::Timestamp::now();
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("USERNAME"))
-            .unwrap_or_else(|_| "unknown".into());
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         LockInfo {
             id: uuid::Uuid::new_v4().to_string(),
             operation: operation.to_string(),
-            who: format!("{user}@{host}"),
+            who: writer(),
             host,
             pid: std::process::id(),
             created: now,

@@ -312,6 +312,10 @@ fn a_broken_state_document_is_never_a_dead_end() {
     );
     let good = listed.iter().find(|v| v["valid"] == true).unwrap();
     assert_eq!(good["resources"], 11);
+    assert!(
+        good["written_by"].as_str().is_some_and(|w| w.contains('@')),
+        "{good}"
+    );
     let id = good["version_id"].as_str().unwrap().to_string();
     let restored = ctx.infra(&["state", "restore", "{env}", &id, "--auto-approve"]);
     assert!(
