@@ -23,30 +23,36 @@ pub struct ElbView {
 }
 
 impl ElbView {
-    /// One DescribeLoadBalancers by the environment's name, then its listeners.
-    pub async fn read(aws: &Aws) -> Result<ElbView, AwsError> {
-        let lbs = absent_ok(
-            aws.elbv2
-                .describe_load_balancers()
-                .names(naming::load_balancer(&aws.environment))
-                .send()
-                .await
-                .map(|out| out.load_balancers().to_vec())
-                .map_err(sdk_error("elbv2", "DescribeLoadBalancers")),
+    /// One DescribeLoadBalancers by the environment's name, and its listeners: at the same time
+    /// when state recorded the load balancer's ARN (`recorded`), after it otherwise (or when
+    /// the recorded one is no longer the environment's).
+    pub async fn read(aws: &Aws, recorded: Option<&str>) -> Result<ElbView, AwsError> {
+        let (lbs, guessed) = futures::try_join!(
+            async {
+                absent_ok(
+                    aws.elbv2
+                        .describe_load_balancers()
+                        .names(naming::load_balancer(&aws.environment))
+                        .send()
+                        .await
+                        .map(|out| out.load_balancers().to_vec())
+                        .map_err(sdk_error("elbv2", "DescribeLoadBalancers")),
+                )
+            },
+            async {
+                match recorded {
+                    Some(arn) => listeners_of(aws, arn).await.map(Some),
+                    None => Ok(None),
+                }
+            }
         )?;
         let Some(lb) = lbs.into_iter().next() else {
             return Ok(ElbView::default());
         };
-        let listeners = absent_ok(
-            aws.elbv2
-                .describe_listeners()
-                .set_load_balancer_arn(lb.load_balancer_arn().map(str::to_string))
-                .page_size(400)
-                .send()
-                .await
-                .map(|out| out.listeners().to_vec())
-                .map_err(sdk_error("elbv2", "DescribeListeners")),
-        )?;
+        let listeners = match guessed {
+            Some(l) if lb.load_balancer_arn() == recorded => l,
+            _ => listeners_of(aws, lb.load_balancer_arn().unwrap_or_default()).await?,
+        };
         Ok(ElbView {
             load_balancer: Some(lb),
             listeners,
@@ -58,6 +64,23 @@ impl ElbView {
             .as_ref()
             .and_then(|lb| lb.load_balancer_arn())
     }
+}
+
+/// A load balancer's listeners (one page holds the most a load balancer may have).
+async fn listeners_of(
+    aws: &Aws,
+    lb: &str,
+) -> Result<Vec<aws_sdk_elasticloadbalancingv2::types::Listener>, AwsError> {
+    absent_ok(
+        aws.elbv2
+            .describe_listeners()
+            .load_balancer_arn(lb)
+            .page_size(400)
+            .send()
+            .await
+            .map(|out| out.listeners().to_vec())
+            .map_err(sdk_error("elbv2", "DescribeListeners")),
+    )
 }
 
 /// Tags of many resources by ARN: one DescribeTags per twenty ARNs, all in parallel.

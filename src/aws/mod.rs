@@ -272,7 +272,12 @@ pub async fn refresh(
     state: &StateDoc,
     kinds: &std::collections::BTreeSet<crate::model::Kind>,
 ) -> Result<Vec<LiveResource>, AwsError> {
-    let shared = kinds::Shared::new(aws);
+    let recorded_lb = state
+        .resources
+        .values()
+        .find(|r| r.kind == crate::model::Kind::LoadBalancer)
+        .map(|r| r.physical_id.clone());
+    let shared = kinds::Shared::new(aws, recorded_lb);
     let shared = &shared;
     let reads = kinds.iter().map(|&kind| {
         let adapter = kinds::adapter(kind);

@@ -241,7 +241,7 @@ async fn find_by_tag(
             aws,
             crate::aws::kinds::Env {
                 recorded: &Default::default(),
-                shared: &crate::aws::kinds::Shared::new(aws),
+                shared: &crate::aws::kinds::Shared::new(aws, None),
             },
         )
         .await?

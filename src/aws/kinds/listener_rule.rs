@@ -136,14 +136,37 @@ impl ResourceKind for ListenerRule {
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let mut out = Vec::new();
         match scope {
+            // The rules of the listeners state recorded rules on are read at once, beside the
+            // lookup of the load balancer; then those of any other listener it has. A listener
+            // that is gone has no rules (and no longer counts).
             Scope::Environment(env) => {
-                let view = env.shared.elb().await?;
-                let reads = view
+                let mut recorded: Vec<String> = env
+                    .recorded
+                    .values()
+                    .filter_map(|a| a["listener_arn"].as_str().map(str::to_string))
+                    .collect();
+                recorded.sort();
+                recorded.dedup();
+                let early = futures::future::try_join_all(recorded.iter().map(|l| async move {
+                    Ok::<_, AwsError>((l.clone(), read(aws, Some(l), None).await?))
+                }));
+                let (early, view) = futures::try_join!(early, env.shared.elb())?;
+                let current: Vec<&str> = view
                     .listeners
                     .iter()
-                    .map(|l| read(aws, l.listener_arn(), None));
+                    .filter_map(|l| l.listener_arn())
+                    .collect();
+                for (listener, rules) in early {
+                    if current.contains(&listener.as_str()) {
+                        out.extend(rules);
+                    }
+                }
+                let late = current
+                    .iter()
+                    .filter(|l| !recorded.iter().any(|r| r == *l))
+                    .map(|l| read(aws, Some(l), None));
                 out.extend(
-                    futures::future::try_join_all(reads)
+                    futures::future::try_join_all(late)
                         .await?
                         .into_iter()
                         .flatten(),

@@ -174,18 +174,23 @@ pub struct Env<'a> {
 #[derive(Clone)]
 pub struct Shared {
     elb: futures::future::Shared<ElbRead>,
+    /// The load balancer's ARN as state recorded it: reads that need it start at once instead
+    /// of after the lookup by name (and fall back to it when the recording is stale).
+    pub recorded_load_balancer: Option<String>,
 }
 
 type ElbRead = futures::future::BoxFuture<'static, Result<Arc<ElbView>, AwsError>>;
 
 impl Shared {
-    pub fn new(aws: &Aws) -> Shared {
+    pub fn new(aws: &Aws, recorded_load_balancer: Option<String>) -> Shared {
         use futures::FutureExt;
         let aws = aws.clone();
+        let recorded = recorded_load_balancer.clone();
         Shared {
-            elb: async move { ElbView::read(&aws).await.map(Arc::new) }
+            elb: async move { ElbView::read(&aws, recorded.as_deref()).await.map(Arc::new) }
                 .boxed()
                 .shared(),
+            recorded_load_balancer,
         }
     }
 

@@ -42,26 +42,33 @@ fn name_of(physical: &str) -> &str {
 }
 
 async fn read(aws: &Aws, name: &str) -> Result<Option<Live<Attrs>>, AwsError> {
-    let role = absent_ok(
-        aws.iam
-            .get_role()
-            .role_name(name)
-            .send()
-            .await
-            .map(|out| out.role)
-            .map_err(sdk_error("iam", "GetRole")),
+    // Both by name, at once: a role that does not exist has no policy either.
+    let (role, policy) = futures::try_join!(
+        async {
+            absent_ok(
+                aws.iam
+                    .get_role()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .map(|out| out.role)
+                    .map_err(sdk_error("iam", "GetRole")),
+            )
+        },
+        async {
+            absent_ok(
+                aws.iam
+                    .get_role_policy()
+                    .role_name(name)
+                    .policy_name(POLICY)
+                    .send()
+                    .await
+                    .map(|out| document(out.policy_document()))
+                    .map_err(sdk_error("iam", "GetRolePolicy")),
+            )
+        }
     )?;
     let Some(role) = role else { return Ok(None) };
-    let policy = absent_ok(
-        aws.iam
-            .get_role_policy()
-            .role_name(name)
-            .policy_name(POLICY)
-            .send()
-            .await
-            .map(|out| document(out.policy_document()))
-            .map_err(sdk_error("iam", "GetRolePolicy")),
-    )?;
     Ok(Some(Live {
         physical_id: role.arn().to_string(),
         attrs: Attrs {

@@ -108,22 +108,36 @@ impl ResourceKind for TargetGroup {
             // Tags (and which groups are ours) from one tag lookup; the groups the load balancer
             // uses from one describe; any other of ours (not attached yet) by ARN.
             Scope::Environment(env) => {
-                let (tagged, view) = futures::try_join!(
-                    tags::tagged(aws, &["elasticloadbalancing:targetgroup"]),
-                    env.shared.elb(),
-                )?;
-                let mut groups = match view.load_balancer_arn() {
-                    Some(lb) => aws
-                        .elbv2
-                        .describe_target_groups()
-                        .load_balancer_arn(lb)
-                        .page_size(400)
-                        .send()
-                        .await
-                        .map(|out| out.target_groups().to_vec())
-                        .map_err(sdk_error("elbv2", "DescribeTargetGroups"))?,
-                    None => Vec::new(),
+                // The load balancer's groups by the ARN state recorded (at once), or by the one
+                // the lookup by name finds; whatever they miss is described by ARN below.
+                let by_lb = async {
+                    let lb = match &env.shared.recorded_load_balancer {
+                        Some(arn) => Some(arn.clone()),
+                        None => env
+                            .shared
+                            .elb()
+                            .await?
+                            .load_balancer_arn()
+                            .map(str::to_string),
+                    };
+                    match lb {
+                        Some(lb) => absent_ok(
+                            aws.elbv2
+                                .describe_target_groups()
+                                .load_balancer_arn(lb)
+                                .page_size(400)
+                                .send()
+                                .await
+                                .map(|out| out.target_groups().to_vec())
+                                .map_err(sdk_error("elbv2", "DescribeTargetGroups")),
+                        ),
+                        None => Ok(Vec::new()),
+                    }
                 };
+                let (tagged, mut groups) = futures::try_join!(
+                    tags::tagged(aws, &["elasticloadbalancing:targetgroup"]),
+                    by_lb,
+                )?;
                 groups.retain(|g| g.target_group_arn().is_some_and(|a| tagged.contains_key(a)));
                 let rest: Vec<String> = tagged
                     .keys()

@@ -91,23 +91,27 @@ impl ResourceKind for Vpc {
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(sdk_error("ec2", "DescribeVpcs"))?;
-        let mut out = Vec::with_capacity(vpcs.len());
-        for v in vpcs {
-            let Some(vpc_id) = v.vpc_id() else { continue };
-            out.push(Live {
-                physical_id: vpc_id.to_string(),
-                attrs: Attrs {
-                    cidr_block: v.cidr_block().unwrap_or_default().to_string(),
-                    enable_dns_support: dns(aws, vpc_id, VpcAttributeName::EnableDnsSupport)
-                        .await?,
-                    enable_dns_hostnames: dns(aws, vpc_id, VpcAttributeName::EnableDnsHostnames)
-                        .await?,
-                },
-                outputs: NoOutputs {},
-                tags: tags::from_ec2(v.tags()),
-            });
-        }
-        Ok(out)
+        // The two DNS attributes of each VPC, all read at once.
+        let reads = vpcs.iter().filter_map(|v| {
+            let vpc_id = v.vpc_id()?;
+            Some(async move {
+                let (support, hostnames) = futures::try_join!(
+                    dns(aws, vpc_id, VpcAttributeName::EnableDnsSupport),
+                    dns(aws, vpc_id, VpcAttributeName::EnableDnsHostnames),
+                )?;
+                Ok::<_, AwsError>(Live {
+                    physical_id: vpc_id.to_string(),
+                    attrs: Attrs {
+                        cidr_block: v.cidr_block().unwrap_or_default().to_string(),
+                        enable_dns_support: support,
+                        enable_dns_hostnames: hostnames,
+                    },
+                    outputs: NoOutputs {},
+                    tags: tags::from_ec2(v.tags()),
+                })
+            })
+        });
+        futures::future::try_join_all(reads).await
     }
 
     async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
