@@ -45,6 +45,34 @@ pub enum Command {
     /// Inspect the state or break a lock.
     #[command(subcommand)]
     State(StateCommand),
+    /// The resource dependency graph of the environment, offline (Mermaid or Graphviz dot).
+    Graph(GraphArgs),
+    /// A shell completion script: `infra completions bash > /etc/bash_completion.d/infra`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff): `infra man > infra.1`.
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Pastes into a pull request or a README, which render it.
+    Mermaid,
+    /// Graphviz: `infra graph stage --format dot | dot -Tsvg > graph.svg`.
+    Dot,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    pub env: String,
+    #[arg(long, value_enum, default_value = "mermaid")]
+    pub format: GraphFormat,
+    /// Colour each resource by what this saved plan does to it.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

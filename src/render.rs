@@ -464,6 +464,80 @@ pub fn restored(source: &str, serial: u64) -> String {
 
 pub const BROKEN_STATE_RESET: &str = "The current state document did not parse: replaced by an empty one (the broken one stays in the bucket's history); recovering from tags.\n";
 
+/// A resource in `infra graph`.
+pub struct GraphNode {
+    pub kind: crate::model::Kind,
+    /// What it needs first.
+    pub deps: Vec<String>,
+    /// What a saved plan does to it.
+    pub action: Option<Action>,
+}
+
+/// The resource graph: an arrow from each resource to what depends on it (the order apply
+/// creates them in), coloured by planned action when there is one.
+pub fn graph(
+    nodes: &std::collections::BTreeMap<String, GraphNode>,
+    format: crate::cli::GraphFormat,
+) -> String {
+    let colour = |a: Option<Action>| match a {
+        Some(Action::Create) => Some(("create", "#2da44e")),
+        Some(Action::Update) => Some(("update", "#bf8700")),
+        Some(Action::Replace) => Some(("replace", "#bc4c00")),
+        Some(Action::Delete) => Some(("delete", "#cf222e")),
+        Some(Action::Adopt) => Some(("adopt", "#0969da")),
+        Some(Action::Forget) => Some(("forget", "#6e7781")),
+        None => None,
+    };
+    let ids: Vec<&String> = nodes.keys().collect();
+    let index = |id: &str| ids.iter().position(|i| *i == id);
+    let mut out = String::new();
+    match format {
+        crate::cli::GraphFormat::Mermaid => {
+            out.push_str("flowchart LR\n");
+            for (i, (id, n)) in nodes.iter().enumerate() {
+                let _ = writeln!(out, "  r{i}[\"{id}<br/><small>{}</small>\"]", n.kind);
+            }
+            for (i, n) in nodes.values().enumerate() {
+                for dep in &n.deps {
+                    if let Some(d) = index(dep) {
+                        let _ = writeln!(out, "  r{d} --> r{i}");
+                    }
+                }
+            }
+            let mut used = std::collections::BTreeSet::new();
+            for (i, n) in nodes.values().enumerate() {
+                if let Some((class, fill)) = colour(n.action) {
+                    let _ = writeln!(out, "  class r{i} {class}");
+                    used.insert((class, fill));
+                }
+            }
+            for (class, fill) in used {
+                let _ = writeln!(out, "  classDef {class} stroke:{fill},stroke-width:3px");
+            }
+        }
+        crate::cli::GraphFormat::Dot => {
+            out.push_str(
+                "digraph infra {\n  rankdir=LR;\n  node [shape=box, fontname=\"sans-serif\"];\n",
+            );
+            for (id, n) in nodes {
+                let style = colour(n.action)
+                    .map(|(class, c)| format!(", color=\"{c}\", penwidth=3, tooltip=\"{class}\""))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "  \"{id}\" [label=\"{id}\\n({})\"{style}];", n.kind);
+            }
+            for (id, n) in nodes {
+                for dep in &n.deps {
+                    if nodes.contains_key(dep) {
+                        let _ = writeln!(out, "  \"{dep}\" -> \"{id}\";");
+                    }
+                }
+            }
+            out.push_str("}\n");
+        }
+    }
+    out
+}
+
 pub fn print(text: &str) {
     let mut out = anstream::stdout();
     let _ = out.write_all(text.as_bytes());
@@ -616,4 +690,45 @@ pub fn report_text(report: &Report, verb: &str) -> String {
         "Everything that completed is recorded in state; run the command again to continue.\n",
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::cli::GraphFormat;
+    use crate::model::Kind;
+
+    fn nodes() -> BTreeMap<String, GraphNode> {
+        let node = |kind, deps: &[&str], action| GraphNode {
+            kind,
+            deps: deps.iter().map(|d| d.to_string()).collect(),
+            action,
+        };
+        [
+            ("vpc", node(Kind::Vpc, &[], None)),
+            (
+                "subnet.public.a",
+                node(Kind::Subnet, &["vpc"], Some(Action::Create)),
+            ),
+            (
+                "internet-gateway",
+                node(Kind::InternetGateway, &["vpc"], Some(Action::Update)),
+            ),
+            (
+                "nat.a",
+                node(Kind::NatGateway, &["subnet.public.a"], Some(Action::Delete)),
+            ),
+        ]
+        .into_iter()
+        .map(|(id, n)| (id.to_string(), n))
+        .collect()
+    }
+
+    #[test]
+    fn the_graph_in_mermaid_and_dot() {
+        insta::assert_snapshot!("graph_mermaid", graph(&nodes(), GraphFormat::Mermaid));
+        insta::assert_snapshot!("graph_dot", graph(&nodes(), GraphFormat::Dot));
+    }
 }

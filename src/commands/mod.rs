@@ -1,6 +1,7 @@
 //! One module per command: parse → call `ops` → print through `render` → pick an exit status.
 
 pub mod apply;
+pub mod graph;
 pub mod output;
 pub mod plan;
 pub mod state;
@@ -25,5 +26,23 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Destroy(args) => apply::destroy(&globals, args).await,
         Command::Output(args) => output::run(&globals, args).await,
         Command::State(cmd) => state::run(&globals, cmd).await,
+        Command::Graph(args) => graph::run(&globals, args),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "infra",
+                &mut out,
+            );
+            crate::render::print(&String::from_utf8_lossy(&out));
+            Ok(ExitStatus::Success)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out)?;
+            crate::render::print(&String::from_utf8_lossy(&out));
+            Ok(ExitStatus::Success)
+        }
     }
 }

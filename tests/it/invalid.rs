@@ -84,3 +84,38 @@ fn validate_checks_every_file_when_none_is_named() {
     missing.code(1);
     assert!(missing.stderr.contains("nope.yaml"), "{}", missing.stderr);
 }
+
+/// `graph`, `completions` and `man` are offline: they answer without a byte to AWS.
+#[test]
+fn graph_completions_and_man_never_call_aws() {
+    let ctx = Ctx::new("offline");
+    ctx.write_env(crate::harness::TWO_ZONES);
+    let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let trap_url = format!("http://{}", trap.local_addr().unwrap());
+    let run = |args: &[&str]| {
+        let out = ctx
+            .command(args)
+            .env("AWS_ENDPOINT_URL", &trap_url)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mermaid = run(&["graph", &ctx.env]);
+    assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
+    assert!(mermaid.contains("[\"route-table.public<br/><small>route-table</small>\"]"));
+    let dot = run(&["graph", &ctx.env, "--format", "dot"]);
+    assert!(
+        dot.contains("\"vpc\" -> \"subnet.public.us-east-1a\";"),
+        "{dot}"
+    );
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        assert!(run(&["completions", shell]).contains("validate"), "{shell}");
+    }
+    assert!(run(&["man"]).contains(".TH infra 1"));
+    match trap.accept() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("infra connected to AWS: {other:?}"),
+    }
+}
