@@ -45,6 +45,17 @@ pub enum Command {
     /// Inspect the state or break a lock.
     #[command(subcommand)]
     State(StateCommand),
+    /// Adopt an existing resource as logical id ID: checked against the file, tagged, recorded.
+    Import {
+        env: String,
+        /// The logical id the file gives it (`infra graph ENV` lists them).
+        id: String,
+        /// Its id or ARN (repositories, log groups and clusters also by name).
+        physical_id: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+    },
     /// The resource dependency graph of the environment, offline (Mermaid or Graphviz dot).
     Graph(GraphArgs),
     /// A shell completion script: `infra completions bash > /etc/bash_completion.d/infra`.
@@ -143,6 +154,15 @@ pub enum StateCommand {
     List { env: String },
     /// Show one resource as recorded.
     Show { env: String, id: String },
+    /// Stop managing a resource without deleting it: removed from state, and never matched,
+    /// adopted or deleted again (its tags stay).
+    Forget {
+        env: String,
+        id: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+    },
     /// Remove a lock by its id (from the error that named it).
     Unlock { env: String, lock_id: String },
     /// Rebuild lost state from AWS: record every resource tagged for this environment that the

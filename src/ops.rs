@@ -14,11 +14,11 @@ use crate::aws::{self, Aws, s3_backend::S3Backend};
 use crate::config::{self, Environment, StateConfig};
 use crate::desired::{self, Desired};
 use crate::exec::{self, Report, StateWriter};
-use crate::model::Kind;
+use crate::model::{Kind, LiveResource};
 use crate::plan::{self, Base, Operation, PLAN_FORMAT, Plan};
 use crate::render;
 use crate::state::lock::LockGuard;
-use crate::state::{Backend, LocalBackend, StateDoc, StateError, Version};
+use crate::state::{Backend, LocalBackend, StateDoc, StateError, StateResource, Version};
 
 /// An error with a hint the user can act on; printed as `error:` then `hint:`.
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +199,7 @@ pub async fn reset_broken_state(session: &Session, env: &str) -> Result<bool> {
         let mut doc = StateDoc::new(env);
         if let Some(d) = versions.iter().find_map(|(_, d)| d.as_ref()) {
             doc.lineage = d.lineage.clone();
+            doc.forgotten = d.forgotten.clone();
         }
         doc.serial = versions
             .iter()
@@ -264,6 +265,9 @@ pub async fn prepare_push(
         Err(_) => current.as_ref().map(|c| c.serial),
     };
     let mut chosen = doc;
+    if let Some(c) = &current {
+        chosen.forgotten.extend(c.forgotten.clone());
+    }
     chosen.serial = chosen.serial.max(stored_max.unwrap_or(0)) + 1;
     Ok(Restore {
         chosen,
@@ -315,6 +319,10 @@ pub async fn prepare_restore(
         ));
     }
     let mut chosen = chosen;
+    // What was let go of stays let go of.
+    if let Some(c) = &current {
+        chosen.forgotten.extend(c.forgotten.clone());
+    }
     chosen.serial = versions
         .iter()
         .filter_map(|(r, _)| r.serial)
@@ -374,6 +382,123 @@ async fn check_not_backwards(session: &Session, current: &StateDoc) -> Result<()
         ));
     }
     Ok(())
+}
+
+/// `infra state forget`: stops managing `id` without deleting it, under the lock.
+pub async fn forget(session: &Session, env: &str, id: &str) -> Result<StateResource> {
+    let guard = lock(session, env, "state forget").await?;
+    let result = async {
+        let Some((mut doc, version)) = read_state(session, env).await? else {
+            bail!("{} holds no state", session.backend.describe());
+        };
+        let Some(r) = doc.resources.remove(id) else {
+            return Err(hinted(
+                format!("`{id}` is not in the state of {env}"),
+                format!("`infra state list {env}` lists what is"),
+            ));
+        };
+        doc.forgotten.insert(r.physical_id.clone(), id.to_string());
+        doc.serial += 1;
+        doc.written_by = Some(crate::state::writer());
+        guard.check().await?;
+        session.backend.write(&doc, Some(&version)).await?;
+        Ok(r)
+    }
+    .await;
+    guard.release().await?;
+    result
+}
+
+/// What `infra import` found, before it asks.
+pub struct Import {
+    pub id: String,
+    pub kind: Kind,
+    pub live: LiveResource,
+    pub depends_on: Vec<String>,
+    pub protected: bool,
+}
+
+/// Finds the resource `physical` as the file's `id` would have it: the id must be in the file and
+/// not in state, the resource must exist and belong to no other environment.
+pub async fn prepare_import(
+    session: &Session,
+    env: &Environment,
+    id: &str,
+    physical: &str,
+) -> Result<Import> {
+    let d = desired::expand(env);
+    let Some(want) = d.resources.get(id) else {
+        return Err(hinted(
+            format!("`{id}` is not a resource of {}'s file", env.name),
+            format!("`infra graph {}` shows every logical id", env.name),
+        ));
+    };
+    if let Some((doc, _)) = read_state(session, &env.name).await?
+        && let Some(r) = doc.resources.get(id)
+    {
+        bail!("`{id}` is already managed: {}", r.physical_id);
+    }
+    let adapter = crate::aws::kinds::adapter(want.kind);
+    let found = adapter
+        .read_ids(&session.aws, &[physical.to_string()])
+        .await
+        .with_context(|| format!("reading {} {physical}", want.kind))?;
+    let Some(live) = found.into_iter().next() else {
+        bail!("no {} {physical} exists", want.kind);
+    };
+    let owner = live.attrs["tags"][crate::model::TAG_ENVIRONMENT].as_str();
+    if let Some(other) = owner.filter(|o| *o != env.name) {
+        bail!(
+            "{} {} belongs to environment `{other}`; infra never takes what another environment manages",
+            want.kind,
+            live.physical_id
+        );
+    }
+    Ok(Import {
+        id: id.to_string(),
+        kind: want.kind,
+        depends_on: want.deps().into_iter().collect(),
+        protected: want.protected,
+        live,
+    })
+}
+
+/// Tags the resource as this environment's `id` and records it, under the lock.
+pub async fn import(session: &Session, env: &Environment, i: &Import) -> Result<()> {
+    if !session.backend.exists().await? {
+        session.backend.ensure().await?;
+    }
+    let guard = lock(session, &env.name, "import").await?;
+    let result = async {
+        let stored = read_state(session, &env.name).await?;
+        let (mut doc, version) = match stored {
+            Some((d, v)) => (d, Some(v)),
+            None => (StateDoc::new(&env.name), None),
+        };
+        let tags = crate::model::tags_for(&env.name, &env.tags, &i.id);
+        let live = crate::aws::kinds::adapter(i.kind)
+            .adopt(&session.aws, &i.live.physical_id, &tags)
+            .await?;
+        doc.forgotten.remove(&live.physical_id);
+        doc.resources.insert(
+            i.id.clone(),
+            StateResource {
+                kind: i.kind,
+                physical_id: live.physical_id,
+                attributes: live.attrs,
+                depends_on: i.depends_on.clone(),
+                protected: i.protected,
+            },
+        );
+        doc.serial += 1;
+        doc.written_by = Some(crate::state::writer());
+        guard.check().await?;
+        session.backend.write(&doc, version.as_ref()).await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    guard.release().await?;
+    result
 }
 
 /// Refreshes live state and diffs it against the file (or against nothing, for destroy).

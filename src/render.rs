@@ -454,6 +454,31 @@ pub fn restore_text(r: &crate::ops::Restore) -> String {
     out
 }
 
+pub fn forget_question(id: &str, env: &str) -> String {
+    format!(
+        "Stop managing `{id}` in {env}? It stays in AWS, untouched, and infra never deletes it."
+    )
+}
+
+pub fn forgotten(id: &str, physical: &str) -> String {
+    format!("Forgot `{id}` ({physical}): it stays in AWS and infra no longer manages it.\n")
+}
+
+pub fn import_text(i: &crate::ops::Import) -> String {
+    format!(
+        "Import {} {} as `{}`: tag it as this environment's and record it in state. Nothing else changes; `infra plan` then shows how it differs from the file.\n",
+        i.kind, i.live.physical_id, i.id
+    )
+}
+
+pub fn import_question(env: &str) -> String {
+    format!("Import this resource into {env}?")
+}
+
+pub fn imported(id: &str) -> String {
+    format!("Imported `{id}`.\n")
+}
+
 pub fn restore_question(env: &str) -> String {
     format!("Restore this state for {env}?")
 }

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod graph;
+pub mod import;
 pub mod output;
 pub mod plan;
 pub mod state;
@@ -27,6 +28,12 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Output(args) => output::run(&globals, args).await,
         Command::State(cmd) => state::run(&globals, cmd).await,
         Command::Graph(args) => graph::run(&globals, args),
+        Command::Import {
+            env,
+            id,
+            physical_id,
+            auto_approve,
+        } => import::run(&globals, &env, &id, &physical_id, auto_approve).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(

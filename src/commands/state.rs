@@ -17,6 +17,7 @@ pub async fn run(globals: &Globals, cmd: StateCommand) -> Result<ExitStatus> {
         | StateCommand::Versions { env, .. }
         | StateCommand::Restore { env, .. }
         | StateCommand::Pull { env }
+        | StateCommand::Forget { env, .. }
         | StateCommand::Push { env, .. } => env,
     };
     let env = ops::load_env(globals, name)?;
@@ -63,6 +64,17 @@ pub async fn run(globals: &Globals, cmd: StateCommand) -> Result<ExitStatus> {
             }
             ops::restore(&session, &env.name, &r).await?;
             render::print(&render::restored(&r.source, r.chosen.serial));
+        }
+        StateCommand::Forget {
+            id, auto_approve, ..
+        } => {
+            ops::require_approval_possible(auto_approve, "state forget")?;
+            if !auto_approve && !ops::confirm(&render::forget_question(&id, &env.name))? {
+                render::eprint(&render::cancelled("state forget"));
+                return Ok(ExitStatus::Failure);
+            }
+            let r = ops::forget(&session, &env.name, &id).await?;
+            render::print(&render::forgotten(&id, &r.physical_id));
         }
         StateCommand::Pull { .. } => {
             let Some((bytes, _)) = session.backend.read_raw().await? else {

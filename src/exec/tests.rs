@@ -165,6 +165,19 @@ impl Adapter for Fake {
         }
     }
 
+    async fn adopt(
+        &self,
+        _aws: &Aws,
+        physical: &str,
+        _tags: &crate::aws::kinds::Tags,
+    ) -> Result<LiveResource, AwsError> {
+        let resources = self.cloud.resources.lock().unwrap();
+        resources
+            .get(physical)
+            .cloned()
+            .ok_or_else(|| refused("Adopt"))
+    }
+
     async fn delete(&self, _aws: &Aws, physical: &str) -> Result<(), AwsError> {
         let fault = self.cloud.call(format!("delete {physical}")).await;
         if fault == Some(Fault::Refuse) {

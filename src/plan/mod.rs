@@ -201,6 +201,13 @@ pub fn diff(
     options: &Options,
 ) -> Result<(Vec<Change>, Vec<Warning>), PlanError> {
     let mut warnings = Vec::new();
+    // What `state forget` let go of is not infra's any more, whatever its tags say.
+    let live: Vec<LiveResource> = live
+        .iter()
+        .filter(|l| !state.forgotten.contains_key(&l.physical_id))
+        .cloned()
+        .collect();
+    let live = live.as_slice();
     let (ids, matched) = match_live(desired, state, live, &mut warnings)?;
     let mut changes: BTreeMap<String, Change> = BTreeMap::new();
     desired_changes(desired, state, &matched, &mut changes);

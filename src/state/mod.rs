@@ -30,6 +30,10 @@ pub struct StateDoc {
     pub lineage: String,
     pub environment: String,
     pub resources: BTreeMap<String, StateResource>,
+    /// Resources infra stopped managing (`state forget`), by physical id, with the logical id
+    /// they had: never matched, adopted or deleted again, though they keep their tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub forgotten: BTreeMap<String, String>,
     /// Who wrote this version (`user@host`), for `state versions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_by: Option<String>,
@@ -57,6 +61,7 @@ impl StateDoc {
             lineage: uuid::Uuid::new_v4().to_string(),
             environment: environment.to_string(),
             resources: BTreeMap::new(),
+            forgotten: BTreeMap::new(),
             written_by: None,
         }
     }

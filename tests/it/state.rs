@@ -475,3 +475,104 @@ fn state_is_encrypted_with_the_named_kms_key() {
     assert_eq!(by_default.kms_master_key_id(), Some(key));
     ctx.assert_converged();
 }
+
+/// `import` takes over an existing resource under a logical id of the file (tagged, recorded, then
+/// brought to the file by apply); `state forget` lets it go for good: no longer in state, never
+/// deleted, though it keeps its tags.
+#[test]
+fn import_takes_over_and_forget_lets_go() {
+    let ctx = Ctx::new("import");
+    let repo = format!("{}/web", ctx.env);
+    ctx.rt
+        .block_on(
+            ctx.aws
+                .ecr
+                .create_repository()
+                .repository_name(&repo)
+                .send(),
+        )
+        .unwrap();
+    ctx.write_env(&format!(
+        "{TWO_ZONES}repositories: {{web: {{keep_last: 5}}}}\n"
+    ));
+
+    let unknown = ctx.infra(&["import", "{env}", "repository.api", &repo, "--auto-approve"]);
+    unknown.code(1);
+    assert!(unknown.stderr.contains("infra graph"), "{}", unknown.stderr);
+    let missing = ctx.infra(&[
+        "import",
+        "{env}",
+        "repository.web",
+        "nope/nope",
+        "--auto-approve",
+    ]);
+    missing.code(1);
+
+    ctx.infra(&["import", "{env}", "repository.web", &repo, "--auto-approve"])
+        .success();
+    let tags = ctx.rt.block_on(async {
+        let arn = ctx
+            .aws
+            .ecr
+            .describe_repositories()
+            .repository_names(&repo)
+            .send()
+            .await
+            .unwrap()
+            .repositories()[0]
+            .repository_arn()
+            .unwrap()
+            .to_string();
+        ctx.aws
+            .ecr
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .unwrap()
+    });
+    assert!(
+        tags.tags()
+            .iter()
+            .any(|t| t.key() == "infra:id" && t.value() == "repository.web")
+    );
+    let listed = ctx.infra(&["state", "list", "{env}"]);
+    assert!(
+        listed
+            .success()
+            .stdout
+            .contains(&format!("repository.web\trepository\t{repo}"))
+    );
+    // The plan brings it to the file (its lifecycle policy), in place.
+    let plan = ctx.infra(&["plan", "{env}", "--target", "repository"]);
+    assert!(
+        plan.success().stdout.contains("~ repository.web"),
+        "{}",
+        plan.stdout
+    );
+    ctx.apply();
+    ctx.assert_converged();
+
+    // Forget it, then drop it from the file: it is neither deleted nor adopted again.
+    ctx.infra(&[
+        "state",
+        "forget",
+        "{env}",
+        "repository.web",
+        "--auto-approve",
+    ])
+    .success();
+    let listed = ctx.infra(&["state", "list", "{env}"]);
+    assert!(!listed.success().stdout.contains("repository.web"));
+    ctx.write_env(TWO_ZONES);
+    ctx.assert_converged();
+    ctx.infra(&["destroy", "{env}", "--auto-approve"]).success();
+    let still = ctx.rt.block_on(
+        ctx.aws
+            .ecr
+            .describe_repositories()
+            .repository_names(&repo)
+            .send(),
+    );
+    assert!(still.is_ok(), "a forgotten repository was deleted");
+}

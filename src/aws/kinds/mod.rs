@@ -291,6 +291,10 @@ pub trait Adapter: Send + Sync {
     ) -> Result<LiveResource, AwsError>;
     /// Deletes the resource. Gone already is success.
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError>;
+    /// Takes over an existing resource (`infra import`): adds `tags` to the ones it has and
+    /// reads it back. Nothing else about it changes.
+    async fn adopt(&self, aws: &Aws, physical: &str, tags: &Tags)
+    -> Result<LiveResource, AwsError>;
 }
 
 /// The resolved JSON attributes of `id` as the kind's typed struct. A missing, mistyped or
@@ -411,6 +415,22 @@ impl<T: ResourceKind> Adapter for T {
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
         ResourceKind::delete(self, aws, physical).await
+    }
+
+    async fn adopt(
+        &self,
+        aws: &Aws,
+        physical: &str,
+        tags: &Tags,
+    ) -> Result<LiveResource, AwsError> {
+        let have = read_one(self, aws, physical).await?;
+        let mut want = have.tags.clone();
+        want.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        tags::sync(aws, T::TAGS, &T::tag_target(&have), &have.tags, &want).await?;
+        Ok(encode(
+            T::KIND,
+            read_one(self, aws, &have.physical_id).await?,
+        ))
     }
 }
 
