@@ -12,13 +12,25 @@ use clap::{Args, Parser, Subcommand};
 )]
 pub struct Cli {
     /// Folder holding the environment files.
-    #[arg(long, global = true, env = "INFRA_DIR", default_value = "environments")]
+    #[arg(
+        long,
+        global = true,
+        env = "INFRA_DIR",
+        hide_env_values = true,
+        default_value = "environments"
+    )]
     pub dir: PathBuf,
     /// How many AWS operations may run at once during apply and destroy.
     #[arg(long, global = true, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
     /// At most this many AWS requests a second, retries included (also: INFRA_MAX_RPS).
-    #[arg(long, global = true, env = "INFRA_MAX_RPS", value_name = "N")]
+    #[arg(
+        long,
+        global = true,
+        env = "INFRA_MAX_RPS",
+        hide_env_values = true,
+        value_name = "N"
+    )]
     pub max_rps: Option<std::num::NonZeroU32>,
     /// Never colour the output (also: NO_COLOR).
     #[arg(long, global = true)]
@@ -42,7 +54,7 @@ pub enum Command {
     Destroy(DestroyArgs),
     /// Print values of the applied environment (from state).
     Output(OutputArgs),
-    /// Inspect the state or break a lock.
+    /// Inspect, restore and move the state; stop managing a resource; break a lock.
     #[command(subcommand)]
     State(StateCommand),
     /// Adopt an existing resource as logical id ID: checked against the file, tagged, recorded.
@@ -62,6 +74,17 @@ pub enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+    /// Write a commented, valid starter environment file (`<dir>/<ENV>.yaml`).
+    Init {
+        /// The environment's name.
+        #[arg(default_value = "stage")]
+        env: String,
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// How many availability zones (1 to 6).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=6))]
+        zones: u8,
     },
     /// The manual page (roff): `infra man > infra.1`.
     #[command(hide = true)]
@@ -151,7 +174,11 @@ pub struct OutputArgs {
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
     /// List the resources in state.
-    List { env: String },
+    List {
+        env: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one resource as recorded.
     Show { env: String, id: String },
     /// Stop managing a resource without deleting it: removed from state, and never matched,
@@ -206,4 +233,41 @@ pub enum StateCommand {
         #[arg(long)]
         auto_approve: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command's help, as users see it: a change to the surface shows in review.
+    #[test]
+    fn every_command_help() {
+        fn walk(cmd: &mut clap::Command, path: &str) {
+            let name = if path.is_empty() {
+                "infra".to_string()
+            } else {
+                format!("infra {path}")
+            };
+            let help = cmd.render_long_help().to_string();
+            insta::assert_snapshot!(format!("help-{}", name.replace(' ', "-")), help);
+            let subs: Vec<String> = cmd
+                .get_subcommands()
+                .filter(|s| s.get_name() != "help")
+                .map(|s| s.get_name().to_string())
+                .collect();
+            for sub in subs {
+                let child = cmd.find_subcommand_mut(&sub).expect("listed");
+                let mut child = child.clone();
+                let next = if path.is_empty() {
+                    sub
+                } else {
+                    format!("{path} {sub}")
+                };
+                walk(&mut child, &next);
+            }
+        }
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        walk(&mut cmd, "");
+    }
 }

@@ -577,7 +577,13 @@ pub async fn make_plan(
         targets: targets.to_vec(),
         allow_destroy_protected,
     };
-    let (changes, warnings) = plan::diff(&desired, &state, &live, &options)?;
+    let (mut changes, warnings) = plan::diff(&desired, &state, &live, &options)?;
+    // Destroying, nothing was "removed from the file": everything goes because it was asked to.
+    if operation == Operation::Destroy {
+        for c in &mut changes {
+            c.notes.retain(|n| *n != plan::Note::RemovedFromFile);
+        }
+    }
     // An unresolved image only matters if its task definition is part of this plan.
     for (service, result) in &images {
         if let Err(why) = result {

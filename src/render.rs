@@ -335,6 +335,22 @@ pub fn state_list(doc: Option<&crate::state::StateDoc>) -> String {
     text
 }
 
+/// `infra state list --json`: `{format_version, resources: [{id, kind, physical_id}]}`.
+pub fn state_list_json(doc: Option<&crate::state::StateDoc>) -> String {
+    let resources: Vec<Value> = doc
+        .iter()
+        .flat_map(|d| &d.resources)
+        .map(
+            |(id, r)| serde_json::json!({ "id": id, "kind": r.kind, "physical_id": r.physical_id }),
+        )
+        .collect();
+    serde_json::to_string_pretty(
+        &serde_json::json!({ "format_version": 1, "resources": resources }),
+    )
+    .expect("json")
+        + "\n"
+}
+
 pub const NOTHING_TO_RECOVER: &str =
     "Nothing to recover: the state holds every resource tagged for this environment.\n";
 
@@ -452,6 +468,13 @@ pub fn restore_text(r: &crate::ops::Restore) -> String {
         "Only the state changes; AWS is not touched. `infra plan` then shows what the restored state believes against live AWS.\n",
     );
     out
+}
+
+pub fn initialised(path: &std::path::Path, env: &str) -> String {
+    format!(
+        "Wrote {}. Next: `infra validate {env}`, then `infra plan {env}`.\n",
+        path.display()
+    )
 }
 
 pub fn forget_question(id: &str, env: &str) -> String {

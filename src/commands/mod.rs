@@ -45,6 +45,22 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             crate::render::print(&String::from_utf8_lossy(&out));
             Ok(ExitStatus::Success)
         }
+        Command::Init { env, region, zones } => {
+            let path = crate::config::env_path(&globals.dir, &env);
+            if path.exists() {
+                return Err(crate::ops::hinted(
+                    format!("{} already exists", path.display()),
+                    "edit it, or name another environment: `infra init NAME`",
+                ));
+            }
+            std::fs::create_dir_all(&globals.dir)?;
+            std::fs::write(
+                &path,
+                crate::config::starter(&env, &region, usize::from(zones)),
+            )?;
+            crate::render::print(&crate::render::initialised(&path, &env));
+            Ok(ExitStatus::Success)
+        }
         Command::Man => {
             let mut out = Vec::new();
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out)?;

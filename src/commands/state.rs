@@ -10,7 +10,7 @@ use crate::state::StateDoc;
 
 pub async fn run(globals: &Globals, cmd: StateCommand) -> Result<ExitStatus> {
     let name = match &cmd {
-        StateCommand::List { env }
+        StateCommand::List { env, .. }
         | StateCommand::Show { env, .. }
         | StateCommand::Unlock { env, .. }
         | StateCommand::Recover { env, .. }
@@ -23,9 +23,13 @@ pub async fn run(globals: &Globals, cmd: StateCommand) -> Result<ExitStatus> {
     let env = ops::load_env(globals, name)?;
     let session = ops::open_env(globals, &env).await;
     match cmd {
-        StateCommand::List { .. } => {
+        StateCommand::List { json, .. } => {
             let doc = ops::read_state(&session, &env.name).await?.map(|(d, _)| d);
-            render::print(&render::state_list(doc.as_ref()));
+            render::print(&if json {
+                render::state_list_json(doc.as_ref())
+            } else {
+                render::state_list(doc.as_ref())
+            });
         }
         StateCommand::Show { id, .. } => {
             let doc = ops::read_state(&session, &env.name).await?.map(|(d, _)| d);

@@ -7,6 +7,7 @@
 mod expand;
 mod load;
 mod read;
+mod starter;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use crate::diag::{Diagnostic, FileDiagnostics, Loc};
 
 pub use expand::expand_vars;
 pub use load::{list_environments, load};
+pub use starter::starter;
 
 /// One environment, fully validated, with every default filled in.
 #[derive(Debug, Clone, PartialEq)]

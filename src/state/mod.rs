@@ -92,13 +92,25 @@ impl StateDoc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version(pub String);
 
-/// Who is writing: `user@host`, for locks and state versions.
+/// Who is writing, for locks and state versions: a CI run (`github:ACTOR run ID`,
+/// `gitlab:USER job ID`), or `user@host`.
 pub fn writer() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let (Some(actor), Some(run)) = (var("GITHUB_ACTOR"), var("GITHUB_RUN_ID")) {
+        return format!("github:{actor} run {run}");
+    }
+    if let (Some(user), Some(job)) = (var("GITLAB_USER_LOGIN"), var("CI_JOB_ID")) {
+        return format!("gitlab:{user} job {job}");
+    }
     let host = gethostname::gethostname().to_string_lossy().into_owned();
-    format!("{user}@{host}")
+    match var("USER")
+        .or_else(|| var("LOGNAME"))
+        .or_else(|| var("USERNAME"))
+    {
+        Some(user) => format!("{user}@{host}"),
+        None if var("CI").is_some() => format!("ci@{host}"),
+        None => format!("pid {}@{host}", std::process::id()),
+    }
 }
 
 /// Who holds a lock, for how long, and why.

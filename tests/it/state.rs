@@ -576,3 +576,21 @@ fn import_takes_over_and_forget_lets_go() {
     );
     assert!(still.is_ok(), "a forgotten repository was deleted");
 }
+
+/// `infra init` writes a starter file that validates and plans against AWS without editing; it
+/// never overwrites one.
+#[test]
+fn init_writes_a_starter_that_validates_and_plans() {
+    let ctx = Ctx::new("init");
+    ctx.infra(&["init", "{env}", "--zones", "3"]).success();
+    let text =
+        std::fs::read_to_string(ctx.path(&format!("environments/{}.yaml", ctx.env))).unwrap();
+    assert!(text.contains("us-east-1c"), "{text}");
+    ctx.infra(&["validate", "{env}"]).success();
+    let plan = ctx.infra(&["plan", "{env}", "--detailed-exitcode"]);
+    plan.code(2);
+    assert!(plan.stdout.contains("+ service.web"), "{}", plan.stdout);
+    let again = ctx.infra(&["init", "{env}"]);
+    again.code(1);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+}

@@ -1,0 +1,68 @@
+//! The starter environment file `infra init` writes: commented, valid, and a complete small
+//! platform (network, load balancer, one service) to change from there. Pure.
+
+/// A starter file for `env` in `region` across `zones` zones (1 to 6).
+pub fn starter(env: &str, region: &str, zones: usize) -> String {
+    let zones = zones.clamp(1, 6);
+    let names: Vec<String> = (0..zones)
+        .map(|i| format!("{region}{}", char::from(b'a' + i as u8)))
+        .collect();
+    let list = |f: &dyn Fn(usize) -> String| (0..zones).map(f).collect::<Vec<_>>().join(", ");
+    format!(
+        r#"# The {env} environment: `infra validate`, `infra plan {env}`, `infra apply {env}`.
+environment: {env}          # must match the file name
+region: {region}
+tags: {{team: platform}}     # added to every resource infra creates
+
+state:
+  # Where infra keeps what it created. Local is for trying it out (no cross-machine locking);
+  # for a team, use S3 (created with versioning and encryption on first apply):
+  #   s3: {{bucket: my-infra-state, key: {env}.json}}
+  local: .infra/{env}.json
+
+network:
+  cidr: 10.0.0.0/16
+  availability_zones: [{zones_list}]
+  public_subnets: [{public}]      # one per zone, in zone order
+  private_subnets: [{private}]    # one per zone: the services run here
+  nat: single                   # none | single | per_az (one per zone: survives a zone's loss)
+
+load_balancer:
+  http_port: 80
+  # https: {{port: 443, certificate_arn: "arn:aws:acm:{region}:ACCOUNT:certificate/ID"}}
+  ingress_cidrs: [0.0.0.0/0]
+
+# repositories:                 # ECR repositories, keyed by name (images `web:TAG` use them)
+#   web: {{scan_on_push: true, immutable_tags: true, keep_last: 30}}
+
+services:
+  web:
+    image: public.ecr.aws/docker/library/nginx:1.27
+    cpu: 256                    # Fargate sizes: 256/512, 512/1024, 1024/2048, …
+    memory: 512
+    port: 80
+    desired_count: 2
+    health_check_path: /
+    # autoscaling: {{min: 2, max: 6, cpu_percent: 60}}
+"#,
+        zones_list = names.join(", "),
+        public = list(&|i| format!("10.0.{i}.0/24")),
+        private = list(&|i| format!("10.0.{}.0/24", 10 + i)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn the_starter_file_is_valid_for_any_zone_count() {
+        for zones in 1..=6 {
+            let text = super::starter("stage", "eu-west-1", zones);
+            let env = crate::config::parse(Path::new("stage.yaml"), &text, &|_| None)
+                .unwrap_or_else(|e| panic!("{zones} zones: {e:?}"));
+            assert_eq!(env.network.availability_zones.len(), zones);
+            assert_eq!(env.services.len(), 1);
+        }
+    }
+}
