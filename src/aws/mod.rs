@@ -100,8 +100,47 @@ impl Intercept for CallLog {
         if let Some(m) = cfg.load::<Metadata>() {
             tracing::debug!(target: "infra::aws::call", "aws call: {} {}", m.service(), m.name());
         }
+        cfg.interceptor_state()
+            .store_put(CallStarted(std::time::Instant::now()));
         Ok(())
     }
+
+    /// How the call ended: its duration and how many attempts it took (retries included).
+    fn read_after_execution(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let elapsed = cfg.load::<CallStarted>().map(|s| s.0.elapsed());
+        let attempts = cfg
+            .load::<aws_smithy_runtime_api::client::retries::RequestAttempts>()
+            .map(|a| a.attempts())
+            .unwrap_or(1);
+        let status = context
+            .response()
+            .map(|r| r.status().as_u16().to_string())
+            .unwrap_or_else(|| "no answer".into());
+        if let (Some(m), Some(elapsed)) = (cfg.load::<Metadata>(), elapsed) {
+            tracing::debug!(
+                target: "infra::aws::call",
+                "aws reply: {} {} {status} in {} ms, {attempts} attempt{}",
+                m.service(),
+                m.name(),
+                elapsed.as_millis(),
+                if attempts == 1 { "" } else { "s" }
+            );
+        }
+        Ok(())
+    }
+}
+
+/// When the call in this bag started, for its log line.
+#[derive(Debug, Clone, Copy)]
+struct CallStarted(std::time::Instant);
+
+impl aws_smithy_types::config_bag::Storable for CallStarted {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
 }
 
 /// The retry policy of calls that are not idempotent (CreateVpc, AllocateAddress,

@@ -248,6 +248,13 @@ fn two_concurrent_applies_one_proceeds_the_other_fails_fast() {
     assert_eq!(listed.success().stdout.lines().count(), 13);
 }
 
+/// `infra state versions --json`, newest first.
+fn versions_json(ctx: &Ctx) -> Vec<serde_json::Value> {
+    let run = ctx.infra(&["state", "versions", "{env}", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&run.success().stdout).unwrap();
+    v["versions"].as_array().unwrap().clone()
+}
+
 /// A state object cut in half never strands the user: every command names the object, its
 /// version and both ways out; `state versions` lists the history (the broken one as such);
 /// `state restore` of the newest valid one and `state recover --force` each get back to a state
@@ -272,11 +279,7 @@ fn a_broken_state_document_is_never_a_dead_end() {
             )
             .unwrap();
     };
-    let versions = || -> Vec<serde_json::Value> {
-        let run = ctx.infra(&["state", "versions", "{env}", "--json"]);
-        let v: serde_json::Value = serde_json::from_str(&run.success().stdout).unwrap();
-        v["versions"].as_array().unwrap().clone()
-    };
+    let versions = || versions_json(&ctx);
     let before = versions().len();
     break_it();
 
@@ -380,11 +383,7 @@ fn an_old_copy_put_back_by_hand_is_caught_before_any_write() {
     let ctx = Ctx::new("backwards");
     ctx.write_env(TWO_ZONES);
     ctx.apply();
-    let versions = || -> Vec<serde_json::Value> {
-        let run = ctx.infra(&["state", "versions", "{env}", "--json"]);
-        let v: serde_json::Value = serde_json::from_str(&run.success().stdout).unwrap();
-        v["versions"].as_array().unwrap().clone()
-    };
+    let versions = || versions_json(&ctx);
     let listed = versions();
     let oldest = listed.last().unwrap().clone();
     assert!(oldest["serial"].as_u64() < listed[0]["serial"].as_u64());
