@@ -277,7 +277,8 @@ pub fn plan_json(plan: &Plan) -> String {
     let (_, deps) = crate::plan::graph::steps(&plan.changes);
     let out = PlanJson {
         format_version: 1,
-        format: plan.format,
+        // What this field has always said in this output; the saved-plan file has its own.
+        format: 1,
         environment: &plan.environment,
         region: &plan.region,
         state: &plan.state,
