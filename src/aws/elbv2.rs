@@ -15,17 +15,22 @@ use super::{Aws, sdk_error, tags};
 use crate::error::AwsError;
 use crate::naming;
 
-/// The environment's load balancer and its listeners, as several kinds' reads need them.
+/// The environment's load balancer and its listeners, as several kinds' reads need them, with
+/// the tags of both (one DescribeTags) and the load balancer's attributes.
 #[derive(Debug, Default)]
 pub struct ElbView {
     pub load_balancer: Option<aws_sdk_elasticloadbalancingv2::types::LoadBalancer>,
     pub listeners: Vec<aws_sdk_elasticloadbalancingv2::types::Listener>,
+    /// Tags of the load balancer and of each listener, by ARN.
+    pub tags: HashMap<String, Tags>,
+    pub attributes: Vec<aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute>,
 }
 
 impl ElbView {
     /// One DescribeLoadBalancers by the environment's name, and its listeners: at the same time
     /// when state recorded the load balancer's ARN (`recorded`), after it otherwise (or when
-    /// the recorded one is no longer the environment's).
+    /// the recorded one is no longer the environment's). Then, together, one DescribeTags for
+    /// the load balancer and its listeners and one DescribeLoadBalancerAttributes.
     pub async fn read(aws: &Aws, recorded: Option<&str>) -> Result<ElbView, AwsError> {
         let (lbs, guessed) = futures::try_join!(
             async {
@@ -49,13 +54,23 @@ impl ElbView {
         let Some(lb) = lbs.into_iter().next() else {
             return Ok(ElbView::default());
         };
+        let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
         let listeners = match guessed {
             Some(l) if lb.load_balancer_arn() == recorded => l,
-            _ => listeners_of(aws, lb.load_balancer_arn().unwrap_or_default()).await?,
+            _ => listeners_of(aws, &arn).await?,
         };
+        let mut arns = vec![arn.clone()];
+        arns.extend(
+            listeners
+                .iter()
+                .filter_map(|l| l.listener_arn().map(str::to_string)),
+        );
+        let (tags, attributes) = futures::try_join!(tags_of(aws, &arns), attributes_of(aws, &arn))?;
         Ok(ElbView {
             load_balancer: Some(lb),
             listeners,
+            tags,
+            attributes,
         })
     }
 
@@ -64,6 +79,20 @@ impl ElbView {
             .as_ref()
             .and_then(|lb| lb.load_balancer_arn())
     }
+}
+
+/// A load balancer's attributes.
+pub async fn attributes_of(
+    aws: &Aws,
+    lb: &str,
+) -> Result<Vec<aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute>, AwsError> {
+    aws.elbv2
+        .describe_load_balancer_attributes()
+        .load_balancer_arn(lb)
+        .send()
+        .await
+        .map(|out| out.attributes().to_vec())
+        .map_err(sdk_error("elbv2", "DescribeLoadBalancerAttributes"))
 }
 
 /// A load balancer's listeners (one page holds the most a load balancer may have).

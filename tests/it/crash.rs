@@ -264,3 +264,68 @@ fn a_holder_paused_past_its_lease_and_overtaken_stops_before_its_next_write() {
     logical.dedup();
     assert_eq!((w.ids.len(), logical.len()), (11, 11), "{w:#?}");
 }
+
+/// The worst case for finding what is ours: the state is lost and the file no longer names a
+/// service. The plan still finds the service by listing the cluster (services are described by
+/// name beside that listing), and destroying it leaves nothing behind.
+#[test]
+fn a_service_neither_the_file_nor_the_state_names_is_still_found() {
+    const TWO_SERVICES: &str = "environment: {env}
+region: us-east-1
+state: {s3: {bucket: {bucket}}}
+network:
+  cidr: 10.0.0.0/16
+  availability_zones: [us-east-1a]
+  public_subnets: [10.0.0.0/24]
+  private_subnets: [10.0.10.0/24]
+  nat: none
+cluster: {container_insights: false}
+services:
+  web:
+    image: public.ecr.aws/docker/library/busybox:1.36
+    cpu: 256
+    memory: 512
+  worker:
+    image: public.ecr.aws/docker/library/busybox:1.36
+    cpu: 256
+    memory: 512
+";
+    let ctx = Ctx::new("unnamed");
+    ctx.write_env(TWO_SERVICES);
+    ctx.apply();
+    ctx.rt
+        .block_on(
+            ctx.s3
+                .delete_object()
+                .bucket(&ctx.bucket)
+                .key(format!("{}.json", ctx.env))
+                .send(),
+        )
+        .unwrap();
+    ctx.write_env(&TWO_SERVICES.replace(
+        "  worker:\n    image: public.ecr.aws/docker/library/busybox:1.36\n    cpu: 256\n    memory: 512\n",
+        "",
+    ));
+    let plan = ctx.infra(&["plan", "{env}"]);
+    assert!(
+        plan.success().stdout.contains("- service.worker"),
+        "{}",
+        plan.stdout
+    );
+    ctx.infra(&["state", "recover", "{env}"]).success();
+    ctx.apply();
+    ctx.assert_converged();
+    let left = ctx.rt.block_on(async {
+        ctx.ecs()
+            .describe_services()
+            .cluster(&ctx.env)
+            .services("worker")
+            .send()
+            .await
+            .unwrap()
+    });
+    assert!(
+        left.services().iter().all(|s| s.status() != Some("ACTIVE")),
+        "{left:?}"
+    );
+}

@@ -4,7 +4,9 @@
 use aws_sdk_elasticloadbalancingv2::types::{Certificate, Listener as ElbListener, ProtocolEnum};
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, absent_ok, gone_ok};
+use std::collections::HashMap;
+
+use super::{Id, Live, NoOutputs, ResourceKind, Scope, Tags, Want, absent_ok, gone_ok};
 use crate::aws::elbv2::{ListenerAction, tags_of};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
@@ -48,8 +50,11 @@ async fn with_tags(aws: &Aws, listeners: &[ElbListener]) -> Result<Vec<Live<Attr
         .iter()
         .filter_map(|l| l.listener_arn().map(str::to_string))
         .collect();
-    let mut all_tags = tags_of(aws, &arns).await?;
-    Ok(listeners
+    Ok(lives(listeners, tags_of(aws, &arns).await?))
+}
+
+fn lives(listeners: &[ElbListener], mut all_tags: HashMap<String, Tags>) -> Vec<Live<Attrs>> {
+    listeners
         .iter()
         .filter_map(|l| {
             let arn = l.listener_arn()?;
@@ -77,7 +82,7 @@ async fn with_tags(aws: &Aws, listeners: &[ElbListener]) -> Result<Vec<Live<Attr
                 tags: all_tags.remove(arn).unwrap_or_default(),
             })
         })
-        .collect())
+        .collect()
 }
 
 fn certificates(attrs: &Attrs) -> Option<Vec<Certificate>> {
@@ -96,8 +101,12 @@ impl ResourceKind for Listener {
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         match scope {
-            // The listeners come with the load balancer, read once for the kinds that need it.
-            Scope::Environment(env) => with_tags(aws, &env.shared.elb().await?.listeners).await,
+            // The listeners come with the load balancer and their tags, read once for the kinds
+            // that need them.
+            Scope::Environment(env) => {
+                let view = env.shared.elb().await?;
+                Ok(lives(&view.listeners, view.tags.clone()))
+            }
             // One at a time: a listener that is gone fails the whole call.
             Scope::Ids(ids) => {
                 let reads = ids.iter().map(|id| by_arns(aws, std::slice::from_ref(id)));

@@ -1,7 +1,7 @@
 //! The environment's Application Load Balancer: internet-facing, in the public subnets, behind
 //! the load balancer security group, with its idle timeout and deletion protection. Found by its
-//! name (the environment's), so one DescribeLoadBalancers, one DescribeTags and one
-//! DescribeLoadBalancerAttributes read it.
+//! name (the environment's), so one DescribeLoadBalancers, one DescribeTags (shared with its
+//! listeners) and one DescribeLoadBalancerAttributes read it.
 
 use std::time::Duration;
 
@@ -11,8 +11,8 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, ResourceKind, Scope, Want, absent_ok};
-use crate::aws::elbv2::tags_of;
+use super::{Id, Live, ResourceKind, Scope, Tags, Want, absent_ok};
+use crate::aws::elbv2::{attributes_of, tags_of};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error, wait};
 use crate::error::AwsError;
@@ -63,6 +63,7 @@ impl super::Desire for Attrs<crate::model::Ref> {
 
 const WAIT: Duration = Duration::from_secs(15 * 60);
 
+/// The load balancers of `lbs` as read, with their tags and attributes fetched here.
 async fn describe(aws: &Aws, lbs: &[Alb]) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
     let arns: Vec<String> = lbs
         .iter()
@@ -77,53 +78,54 @@ async fn describe(aws: &Aws, lbs: &[Alb]) -> Result<Vec<Live<Attrs, Outputs>>, A
         let Some(arn) = lb.load_balancer_arn() else {
             continue;
         };
-        let attrs = aws
-            .elbv2
-            .describe_load_balancer_attributes()
-            .load_balancer_arn(arn)
-            .send()
-            .await
-            .map_err(sdk_error("elbv2", "DescribeLoadBalancerAttributes"))?;
-        let attr = |k: &str| {
-            attrs
-                .attributes()
-                .iter()
-                .find(|a| a.key() == Some(k))
-                .and_then(|a| a.value())
-                .map(str::to_string)
-        };
-        out.push(Live {
-            physical_id: arn.to_string(),
-            attrs: Attrs {
-                name: lb.load_balancer_name().unwrap_or_default().to_string(),
-                scheme: lb
-                    .scheme()
-                    .map(|s| s.as_str())
-                    .unwrap_or_default()
-                    .to_string(),
-                lb_type: lb
-                    .r#type()
-                    .map(|t| t.as_str())
-                    .unwrap_or_default()
-                    .to_string(),
-                subnets: lb
-                    .availability_zones()
-                    .iter()
-                    .filter_map(|z| z.subnet_id().map(str::to_string))
-                    .collect(),
-                security_groups: lb.security_groups().to_vec(),
-                idle_timeout_seconds: attr("idle_timeout.timeout_seconds")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_default(),
-                deletion_protection: attr("deletion_protection.enabled").as_deref() == Some("true"),
-            },
-            outputs: Outputs {
-                dns_name: lb.dns_name().map(str::to_string),
-            },
-            tags: all_tags.remove(arn).unwrap_or_default(),
-        });
+        let attributes = attributes_of(aws, arn).await?;
+        out.push(live(
+            lb,
+            &attributes,
+            all_tags.remove(arn).unwrap_or_default(),
+        ));
     }
     Ok(out)
+}
+
+fn live(lb: &Alb, attributes: &[LoadBalancerAttribute], tags: Tags) -> Live<Attrs, Outputs> {
+    let attr = |k: &str| {
+        attributes
+            .iter()
+            .find(|a| a.key() == Some(k))
+            .and_then(|a| a.value())
+            .map(str::to_string)
+    };
+    Live {
+        physical_id: lb.load_balancer_arn().unwrap_or_default().to_string(),
+        attrs: Attrs {
+            name: lb.load_balancer_name().unwrap_or_default().to_string(),
+            scheme: lb
+                .scheme()
+                .map(|s| s.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            lb_type: lb
+                .r#type()
+                .map(|t| t.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            subnets: lb
+                .availability_zones()
+                .iter()
+                .filter_map(|z| z.subnet_id().map(str::to_string))
+                .collect(),
+            security_groups: lb.security_groups().to_vec(),
+            idle_timeout_seconds: attr("idle_timeout.timeout_seconds")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default(),
+            deletion_protection: attr("deletion_protection.enabled").as_deref() == Some("true"),
+        },
+        outputs: Outputs {
+            dns_name: lb.dns_name().map(str::to_string),
+        },
+        tags,
+    }
 }
 
 async fn set_attributes(aws: &Aws, arn: &str, want: &Attrs) -> Result<(), AwsError> {
@@ -168,15 +170,20 @@ impl ResourceKind for LoadBalancer {
         scope: Scope<'_>,
     ) -> Result<Vec<Live<Attrs, Outputs>>, AwsError> {
         let found: Vec<Alb> = match scope {
-            // Found by its name, once for the kinds that need it (see `Shared`).
-            Scope::Environment(env) => env
-                .shared
-                .elb()
-                .await?
-                .load_balancer
-                .iter()
-                .cloned()
-                .collect(),
+            // Found by its name, with its tags and attributes, once for the kinds that need it
+            // (see `Shared`).
+            Scope::Environment(env) => {
+                let view = env.shared.elb().await?;
+                return Ok(view
+                    .load_balancer
+                    .iter()
+                    .map(|lb| {
+                        let arn = lb.load_balancer_arn().unwrap_or_default();
+                        let tags = view.tags.get(arn).cloned().unwrap_or_default();
+                        live(lb, &view.attributes, tags)
+                    })
+                    .collect());
+            }
             Scope::Ids(ids) => {
                 let reads = ids.iter().map(|arn| async move {
                     absent_ok(

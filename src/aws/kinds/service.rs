@@ -146,29 +146,77 @@ async fn describe(
     cluster: &str,
     services: &[String],
 ) -> Result<Vec<Live<Attrs>>, AwsError> {
+    Ok(described(aws, cluster, services)
+        .await?
+        .iter()
+        .filter_map(live)
+        .collect())
+}
+
+/// Services by name or ARN, whatever their status: ten per DescribeServices, all in parallel.
+async fn described(
+    aws: &Aws,
+    cluster: &str,
+    services: &[String],
+) -> Result<Vec<EcsService>, AwsError> {
     let chunks = services.chunks(10).map(|chunk| async move {
-        let described = aws
-            .ecs
+        aws.ecs
             .describe_services()
             .cluster(cluster)
             .set_services(Some(chunk.to_vec()))
             .include(ServiceField::Tags)
             .send()
             .await
-            .map_err(sdk_error("ecs", "DescribeServices"))?;
-        Ok::<_, AwsError>(
-            described
-                .services()
-                .iter()
-                .filter_map(live)
-                .collect::<Vec<_>>(),
-        )
+            .map(|out| out.services().to_vec())
+            .map_err(sdk_error("ecs", "DescribeServices"))
     });
     Ok(futures::future::try_join_all(chunks)
         .await?
         .into_iter()
         .flatten()
         .collect())
+}
+
+/// The environment's services: those the file or state names are described at once, beside
+/// the listing of the cluster's services; a listed one neither names (left by an interrupted
+/// apply, or not ours) is described after it. Ownership is decided by tags either way.
+async fn read_environment(
+    aws: &Aws,
+    cluster: &str,
+    recorded: &super::Recorded,
+) -> Result<Vec<Live<Attrs>>, AwsError> {
+    let mut known: Vec<String> = aws.names.services.clone();
+    known.extend(
+        recorded
+            .keys()
+            .filter(|arn| cluster_of(arn) == Some(cluster))
+            .filter_map(|arn| arn.rsplit('/').next().map(str::to_string)),
+    );
+    known.sort();
+    known.dedup();
+    let (listed, mut found) = futures::try_join!(
+        async {
+            absent_ok(
+                aws.ecs
+                    .list_services()
+                    .cluster(cluster)
+                    .max_results(100)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .map_err(sdk_error("ecs", "ListServices")),
+            )
+        },
+        async { absent_ok(described(aws, cluster, &known).await) },
+    )?;
+    let rest: Vec<String> = listed
+        .into_iter()
+        .filter(|arn| !found.iter().any(|s| s.service_arn() == Some(arn.as_str())))
+        .collect();
+    found.extend(described(aws, cluster, &rest).await?);
+    Ok(found.iter().filter_map(live).collect())
 }
 
 fn network(a: &Attrs) -> Result<NetworkConfiguration, AwsError> {
@@ -234,24 +282,10 @@ impl ResourceKind for Service {
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         match scope {
-            Scope::Environment(_) => {
-                let Some(cluster) = &aws.names.cluster else {
-                    return Ok(Vec::new());
-                };
-                let arns = absent_ok(
-                    aws.ecs
-                        .list_services()
-                        .cluster(cluster)
-                        .max_results(100)
-                        .into_paginator()
-                        .items()
-                        .send()
-                        .collect::<Result<Vec<_>, _>>()
-                        .await
-                        .map_err(sdk_error("ecs", "ListServices")),
-                )?;
-                describe(aws, cluster, &arns).await
-            }
+            Scope::Environment(env) => match &aws.names.cluster {
+                Some(cluster) => read_environment(aws, cluster, env.recorded).await,
+                None => Ok(Vec::new()),
+            },
             Scope::Ids(ids) => {
                 let mut out = Vec::new();
                 for id in ids {
