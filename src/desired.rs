@@ -50,30 +50,48 @@ impl Desired {
     }
 }
 
-/// The zones that get a NAT gateway under each mode.
+/// The zones that get a NAT gateway under each mode (none in a network someone else owns).
 pub fn nat_zones(env: &Environment) -> Vec<&str> {
-    let zones = env.network.availability_zones.iter().map(String::as_str);
-    match env.network.nat {
+    let Some(net) = env.network.managed() else {
+        return Vec::new();
+    };
+    let zones = net.availability_zones.iter().map(String::as_str);
+    match net.nat {
         NatMode::None => Vec::new(),
         NatMode::Single => zones.take(1).collect(),
         NatMode::PerAz => zones.collect(),
     }
 }
 
+/// What plan time reads of a network someone else owns (`network.existing`): the VPC's CIDR,
+/// which the load balancer's egress rule names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkFacts {
+    pub vpc_cidr: Option<String>,
+}
+
 /// What a task definition's image is written as when its tag could not be resolved.
 pub const UNRESOLVED_IMAGE: &str = "(image not resolved)";
 
-/// Expands the environment into its resource graph, with no image resolved (offline).
+/// Expands the environment into its resource graph, with no image resolved and nothing read of
+/// an existing network (offline).
 pub fn expand(env: &Environment) -> Desired {
-    expand_with(env, &BTreeMap::new())
+    expand_with(env, &BTreeMap::new(), &NetworkFacts::default())
 }
 
 /// Expands the environment into its resource graph. `images` gives each service's image as the
-/// task definition must pin it (`repo@sha256:…` for this environment's repositories).
-pub fn expand_with(env: &Environment, images: &BTreeMap<String, String>) -> Desired {
+/// task definition must pin it (`repo@sha256:…` for this environment's repositories); `facts`
+/// what was read of an existing network.
+pub fn expand_with(
+    env: &Environment,
+    images: &BTreeMap<String, String>,
+    facts: &NetworkFacts,
+) -> Desired {
     let mut d = Desired::default();
-    network(env, &mut d);
-    platform(env, &mut d);
+    if let Some(net) = env.network.managed() {
+        network(env, net, &mut d);
+    }
+    platform(env, facts, &mut d);
     load_balancer(env, &mut d);
     services(env, images, &mut d);
     autoscaling(env, &mut d);
@@ -95,16 +113,45 @@ pub fn lifecycle_policy(keep: u32) -> serde_json::Value {
     })
 }
 
-fn vpc() -> Ref {
-    Ref::to(id::VPC)
+/// The VPC: the one infra builds, or the one the file names.
+fn vpc(env: &Environment) -> Ref {
+    match env.network.existing() {
+        Some(e) => Ref::existing(&e.vpc_id),
+        None => Ref::to(id::VPC),
+    }
+}
+
+/// The subnets of a tier (`public`, `private`): infra's, one per zone, or the file's.
+fn subnets(env: &Environment, tier: &str) -> Vec<Ref> {
+    match &env.network {
+        crate::config::Network::Managed(m) => m
+            .availability_zones
+            .iter()
+            .map(|z| Ref::to(id::subnet(tier, z)))
+            .collect(),
+        crate::config::Network::Existing(e) => {
+            let ids = if tier == "public" {
+                &e.public_subnet_ids
+            } else {
+                &e.private_subnet_ids
+            };
+            ids.iter().map(Ref::existing).collect()
+        }
+    }
 }
 
 /// Least privilege: the load balancer takes its listener ports from `ingress_cidrs` and reaches
 /// only the range of service ports inside the VPC (one rule, so the group never grows into its
 /// rule quota); a service takes its port only from the load balancer's group, and may call out
 /// anywhere (image pulls, logs, secrets, its own dependencies).
-fn security_groups(env: &Environment, d: &mut Desired) {
-    let vpc_cidr = env.network.cidr.to_string();
+fn security_groups(env: &Environment, facts: &NetworkFacts, d: &mut Desired) {
+    let vpc_cidr = match &env.network {
+        crate::config::Network::Managed(m) => m.cidr.to_string(),
+        crate::config::Network::Existing(e) => facts
+            .vpc_cidr
+            .clone()
+            .unwrap_or_else(|| format!("(the CIDR of {}, read at plan time)", e.vpc_id)),
+    };
     if let Some(lb) = &env.load_balancer {
         let ports: Vec<u16> = std::iter::once(lb.http_port)
             .chain(lb.https.as_ref().map(|h| h.port))
@@ -137,7 +184,7 @@ fn security_groups(env: &Environment, d: &mut Desired) {
             a::SecurityGroup {
                 name: naming::alb_security_group(&env.name),
                 description: format!("infra {}: load balancer", env.name),
-                vpc_id: vpc(),
+                vpc_id: vpc(env),
                 ingress,
                 egress,
             },
@@ -157,7 +204,7 @@ fn security_groups(env: &Environment, d: &mut Desired) {
             a::SecurityGroup {
                 name: naming::service_security_group(&env.name, name),
                 description: format!("infra {}: service {name}", env.name),
-                vpc_id: vpc(),
+                vpc_id: vpc(env),
                 ingress,
                 egress: vec![Rule {
                     cidr_ipv4: Some("0.0.0.0/0".into()),
@@ -169,8 +216,8 @@ fn security_groups(env: &Environment, d: &mut Desired) {
 }
 
 /// Repositories, the cluster, and each service's log group.
-fn platform(env: &Environment, d: &mut Desired) {
-    security_groups(env, d);
+fn platform(env: &Environment, facts: &NetworkFacts, d: &mut Desired) {
+    security_groups(env, facts, d);
     for (key, repo) in &env.repositories {
         d.add(
             env,
@@ -217,12 +264,7 @@ fn routing_listener(env: &Environment) -> &'static str {
 /// service with path patterns. The service without patterns (if any) is the default action.
 fn load_balancer(env: &Environment, d: &mut Desired) {
     let Some(lb) = &env.load_balancer else { return };
-    let public: Vec<Ref> = env
-        .network
-        .availability_zones
-        .iter()
-        .map(|z| Ref::to(id::subnet("public", z)))
-        .collect();
+    let public = subnets(env, "public");
     d.add(
         env,
         id::LOAD_BALANCER,
@@ -251,7 +293,7 @@ fn load_balancer(env: &Environment, d: &mut Desired) {
                 port: *port,
                 protocol: "HTTP".into(),
                 target_type: "ip".into(),
-                vpc_id: vpc(),
+                vpc_id: vpc(env),
                 health_check_path: s.health_check_path.clone(),
             },
         );
@@ -402,12 +444,7 @@ fn services(env: &Environment, images: &BTreeMap<String, String>, d: &mut Desire
             policy: execution_policy(env),
         },
     );
-    let private: Vec<Ref> = env
-        .network
-        .availability_zones
-        .iter()
-        .map(|z| Ref::to(id::subnet("private", z)))
-        .collect();
+    let private = subnets(env, "private");
     for (name, s) in &env.services {
         let (image, shown) = match &s.image {
             crate::config::Image::Repository { key, tag } => (
@@ -558,8 +595,7 @@ fn autoscaling(env: &Environment, d: &mut Desired) {
     }
 }
 
-fn network(env: &Environment, d: &mut Desired) {
-    let net = &env.network;
+fn network(env: &Environment, net: &crate::config::ManagedNetwork, d: &mut Desired) {
     d.add(
         env,
         id::VPC,
@@ -573,7 +609,7 @@ fn network(env: &Environment, d: &mut Desired) {
         env,
         id::INTERNET_GATEWAY,
         a::InternetGateway {
-            vpc_id: Some(vpc()),
+            vpc_id: Some(vpc(env)),
         },
     );
     for (tier, cidrs, public) in [
@@ -585,7 +621,7 @@ fn network(env: &Environment, d: &mut Desired) {
                 env,
                 id::subnet(tier, zone),
                 a::Subnet {
-                    vpc_id: vpc(),
+                    vpc_id: vpc(env),
                     cidr_block: cidr.to_string(),
                     availability_zone: zone.clone(),
                     map_public_ip_on_launch: public,
@@ -619,7 +655,7 @@ fn network(env: &Environment, d: &mut Desired) {
         env,
         id::ROUTE_TABLE_PUBLIC,
         a::RouteTable {
-            vpc_id: vpc(),
+            vpc_id: vpc(env),
             routes: vec![Route {
                 destination_cidr_block: "0.0.0.0/0".into(),
                 gateway_id: Some(Ref::to(id::INTERNET_GATEWAY)),
@@ -634,7 +670,7 @@ fn network(env: &Environment, d: &mut Desired) {
     );
     for zone in &net.availability_zones {
         // Each private subnet routes to the NAT of its own zone, or to the single one.
-        let nat = match env.network.nat {
+        let nat = match net.nat {
             NatMode::None => None,
             NatMode::Single => nat_zones.first().copied(),
             NatMode::PerAz => Some(zone.as_str()),
@@ -643,7 +679,7 @@ fn network(env: &Environment, d: &mut Desired) {
             env,
             id::private_route_table(zone),
             a::RouteTable {
-                vpc_id: vpc(),
+                vpc_id: vpc(env),
                 routes: nat
                     .map(|z| Route {
                         destination_cidr_block: "0.0.0.0/0".into(),

@@ -52,23 +52,37 @@ impl Schema {
     }
 }
 
-/// A reference to another resource, by logical id: a dependency edge, and the physical id of that
-/// resource once apply knows it. Serialised as `{"ref": "<logical id>"}`.
+/// A reference to another resource: by logical id (`To`), a dependency edge and the physical id
+/// of that resource once apply knows it, serialised as `{"ref": "<logical id>"}`; or to a
+/// resource infra does not manage (`Existing`, a network someone else owns), whose physical id the
+/// file gives, serialised as that id: no edge, nothing to resolve.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Ref(pub String);
+pub enum Ref {
+    To(String),
+    Existing(String),
+}
 
 impl Ref {
     pub fn to(id: impl Into<String>) -> Ref {
-        Ref(id.into())
+        Ref::To(id.into())
+    }
+
+    pub fn existing(physical_id: impl Into<String>) -> Ref {
+        Ref::Existing(physical_id.into())
     }
 }
 
 impl Serialize for Ref {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry("ref", &self.0)?;
-        m.end()
+        match self {
+            Ref::To(id) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("ref", id)?;
+                m.end()
+            }
+            Ref::Existing(physical) => s.serialize_str(physical),
+        }
     }
 }
 
@@ -79,7 +93,16 @@ impl<'de> Deserialize<'de> for Ref {
         struct Wire {
             r#ref: String,
         }
-        Ok(Ref(Wire::deserialize(d)?.r#ref))
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            To(Wire),
+            Existing(String),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::To(w) => Ref::To(w.r#ref),
+            Either::Existing(p) => Ref::Existing(p),
+        })
     }
 }
 

@@ -535,7 +535,7 @@ pub async fn make_plan(
             }
         }
     }
-    let (live, images) = futures::try_join!(
+    let (live, images, network) = futures::try_join!(
         async {
             // Kinds neither the file nor the state has cost no read at all.
             let kinds: BTreeSet<Kind> = match operation {
@@ -561,15 +561,32 @@ pub async fn make_plan(
                     .context("resolving image tags in ECR"),
                 Operation::Destroy => Ok(Default::default()),
             }
+        },
+        async {
+            // A network someone else owns is read, never written: what it is decides where the
+            // load balancer's egress goes, and whether the plan can go on at all.
+            match (operation, env.network.existing()) {
+                (Operation::Apply, Some(net)) => aws::existing::observe(&session.aws, net)
+                    .await
+                    .map(|seen| aws::existing::judge(net, env.load_balancer.is_some(), &seen))
+                    .with_context(|| format!("reading the existing network {}", net.vpc_id)),
+                _ => Ok(Default::default()),
+            }
         }
     )?;
+    if !network.problems.is_empty() {
+        return Err(hinted(
+            network.problems.join("\n"),
+            "network.existing names a VPC and its subnets as they are in AWS; fix the ids in the file",
+        ));
+    }
     let desired = match operation {
         Operation::Apply => {
             let pinned = images
                 .iter()
                 .filter_map(|(k, v)| Some((k.clone(), v.as_ref().ok()?.clone())))
                 .collect();
-            desired::expand_with(env, &pinned)
+            desired::expand_with(env, &pinned, &network.facts)
         }
         Operation::Destroy => Desired::default(),
     };
@@ -577,7 +594,13 @@ pub async fn make_plan(
         targets: targets.to_vec(),
         allow_destroy_protected,
     };
-    let (mut changes, warnings) = plan::diff(&desired, &state, &live, &options)?;
+    let (mut changes, mut warnings) = plan::diff(&desired, &state, &live, &options)?;
+    warnings.extend(
+        network
+            .warnings
+            .into_iter()
+            .map(|message| plan::Warning::Network { message }),
+    );
     // Destroying, nothing was "removed from the file": everything goes because it was asked to.
     if operation == Operation::Destroy {
         for c in &mut changes {

@@ -248,6 +248,7 @@ pub fn warning_text(w: &Warning) -> String {
             "{} also carry the id `{id}` but state records {recorded}; they are left alone",
             others.join(", ")
         ),
+        Warning::Network { message } => message.clone(),
     }
 }
 

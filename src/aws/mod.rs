@@ -7,6 +7,7 @@
 pub mod ec2;
 pub mod ecs;
 pub mod elbv2;
+pub mod existing;
 pub mod gate;
 pub mod images;
 pub mod kinds;

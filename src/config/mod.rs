@@ -63,13 +63,47 @@ pub enum NatMode {
     PerAz,
 }
 
+/// The environment's network: one infra builds and owns, or one someone else owns that infra
+/// only places its resources in.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Network {
+pub enum Network {
+    Managed(ManagedNetwork),
+    Existing(ExistingNetwork),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedNetwork {
     pub cidr: Ipv4Net,
     pub availability_zones: Vec<String>,
     pub public_subnets: Vec<Ipv4Net>,
     pub private_subnets: Vec<Ipv4Net>,
     pub nat: NatMode,
+}
+
+/// A VPC and subnets infra reads and never writes: no tag, no route, no delete.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExistingNetwork {
+    pub vpc_id: String,
+    pub public_subnet_ids: Vec<String>,
+    pub private_subnet_ids: Vec<String>,
+    pub database_subnet_ids: Vec<String>,
+}
+
+impl Network {
+    /// The network infra builds, if it builds one.
+    pub fn managed(&self) -> Option<&ManagedNetwork> {
+        match self {
+            Network::Managed(m) => Some(m),
+            Network::Existing(_) => None,
+        }
+    }
+
+    pub fn existing(&self) -> Option<&ExistingNetwork> {
+        match self {
+            Network::Managed(_) => None,
+            Network::Existing(e) => Some(e),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

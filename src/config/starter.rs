@@ -61,7 +61,10 @@ mod tests {
             let text = super::starter("stage", "eu-west-1", zones);
             let env = crate::config::parse(Path::new("stage.yaml"), &text, &|_| None)
                 .unwrap_or_else(|e| panic!("{zones} zones: {e:?}"));
-            assert_eq!(env.network.availability_zones.len(), zones);
+            assert_eq!(
+                env.network.managed().unwrap().availability_zones.len(),
+                zones
+            );
             assert_eq!(env.services.len(), 1);
         }
     }

@@ -39,7 +39,7 @@ fn minimal_file_gets_every_default() {
             kms_key_id: None,
         }
     );
-    assert_eq!(env.network.nat, NatMode::Single);
+    assert_eq!(env.network.managed().unwrap().nat, NatMode::Single);
     assert!(env.load_balancer.is_none());
     assert!(
         env.cluster.is_none(),

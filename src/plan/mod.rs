@@ -34,6 +34,8 @@ pub enum Warning {
         recorded: String,
         others: Vec<String>,
     },
+    /// Something about a network someone else owns that would keep the environment from working.
+    Network { message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -191,7 +191,10 @@ fn per_az_to_single_deletes_after_routes_move() {
 fn cidr_change_replaces_the_subnet_and_what_lives_in_it() {
     let (state, live) = converged(&expand(&env("single")));
     let mut e = env("single");
-    e.network.public_subnets[0] = "10.0.2.0/24".parse().unwrap();
+    let crate::config::Network::Managed(net) = &mut e.network else {
+        unreachable!("the fixture builds its network")
+    };
+    net.public_subnets[0] = "10.0.2.0/24".parse().unwrap();
     let d = expand(&e);
     let (changes, _) = diff(&d, &state, &live, &Options::default()).unwrap();
     assert_eq!(
