@@ -607,6 +607,29 @@ pub async fn make_plan(
             c.notes.retain(|n| *n != plan::Note::RemovedFromFile);
         }
     }
+    // A create whose unique name AWS already holds would fail halfway through the apply (or,
+    // for a cluster, quietly take someone's over): stop here and say how to adopt it instead.
+    if operation == Operation::Apply {
+        let creates: Vec<(Kind, String, serde_json::Value)> = changes
+            .iter()
+            .filter(|c| c.action == plan::Action::Create)
+            .filter_map(|c| {
+                let after = c.after.as_ref()?;
+                let resolved =
+                    crate::model::resolve(after, &|id| state.physical_id(id).map(str::to_string));
+                Some((c.kind, c.id.clone(), resolved))
+            })
+            .collect();
+        let taken = aws::taken(&session.aws, &creates)
+            .await
+            .context("checking that the names this plan creates are free")?;
+        if !taken.is_empty() {
+            return Err(hinted(
+                render::taken(&env.name, &taken),
+                "`infra import` adopts an existing resource (apply then brings it to the file); or rename or remove the one that is in the way",
+            ));
+        }
+    }
     // An unresolved image only matters if its task definition is part of this plan.
     for (service, result) in &images {
         if let Err(why) = result {

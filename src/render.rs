@@ -237,6 +237,24 @@ pub fn plan_text(plan: &Plan, backend: &str) -> String {
     out
 }
 
+/// Names a plan would create that AWS already holds, each with the import that adopts it.
+pub fn taken(environment: &str, taken: &[crate::aws::kinds::Taken]) -> String {
+    let mut out = format!(
+        "{} name{} this plan would create already exist{} in AWS, outside {environment}'s state:",
+        taken.len(),
+        if taken.len() == 1 { "" } else { "s" },
+        if taken.len() == 1 { "s" } else { "" },
+    );
+    for t in taken {
+        let _ = write!(
+            out,
+            "\n  {}: `{}` exists ({})\n    adopt it: infra import {environment} {} {}",
+            t.id, t.name, t.physical_id, t.id, t.physical_id
+        );
+    }
+    out
+}
+
 /// What a warning says.
 pub fn warning_text(w: &Warning) -> String {
     match w {

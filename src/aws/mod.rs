@@ -354,6 +354,32 @@ pub async fn refresh(
     Ok(results.into_iter().flatten().collect())
 }
 
+/// Of the resources a plan would create (kind, logical id, attributes resolved as far as state
+/// knows), those whose unique name AWS already holds: each kind asked once, all at once.
+pub async fn taken(
+    aws: &Aws,
+    creates: &[(crate::model::Kind, String, serde_json::Value)],
+) -> Result<Vec<kinds::Taken>, AwsError> {
+    let mut by_kind: std::collections::BTreeMap<
+        crate::model::Kind,
+        Vec<(String, serde_json::Value)>,
+    > = Default::default();
+    for (kind, id, attrs) in creates {
+        by_kind
+            .entry(*kind)
+            .or_default()
+            .push((id.clone(), attrs.clone()));
+    }
+    let asks = by_kind
+        .into_iter()
+        .map(|(kind, creates)| async move { kinds::adapter(kind).taken(aws, &creates).await });
+    Ok(futures::future::try_join_all(asks)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

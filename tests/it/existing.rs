@@ -389,3 +389,114 @@ fn an_environment_inside_a_network_someone_else_owns_leaves_it_as_it_was() {
     ctx.infra(&["destroy", "{env}", "--auto-approve"]).success();
     assert_eq!(snapshot(&ctx, &net.vpc), before);
 }
+
+/// Names the plan would create that someone else's resources already hold stop the plan before
+/// any write, each with the `infra import` that adopts it.
+#[test]
+fn names_already_taken_stop_the_plan_with_the_import_that_adopts_them() {
+    use infra::naming;
+    let ctx = Ctx::new("taken");
+    let net = build(&ctx);
+    let env = ctx.env.clone();
+    let (cluster, group, role, tg, sg) = ctx.rt.block_on(async {
+        let aws = &ctx.aws;
+        let cluster = aws
+            .ecs
+            .create_cluster()
+            .cluster_name(&env)
+            .send()
+            .await
+            .unwrap()
+            .cluster()
+            .unwrap()
+            .cluster_arn()
+            .unwrap()
+            .to_string();
+        let group = naming::log_group(&env, "web");
+        aws.logs
+            .create_log_group()
+            .log_group_name(&group)
+            .send()
+            .await
+            .unwrap();
+        let role = aws
+            .iam
+            .create_role()
+            .role_name(naming::execution_role(&env, "us-east-1"))
+            .assume_role_policy_document("{}")
+            .send()
+            .await
+            .unwrap()
+            .role()
+            .unwrap()
+            .arn()
+            .to_string();
+        let tg = aws
+            .elbv2
+            .create_target_group()
+            .name(naming::target_group(&env, "web"))
+            .port(8080)
+            .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+            .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
+            .vpc_id(&net.vpc)
+            .send()
+            .await
+            .unwrap()
+            .target_groups()[0]
+            .target_group_arn()
+            .unwrap()
+            .to_string();
+        let sg = ctx
+            .ec2
+            .create_security_group()
+            .group_name(naming::alb_security_group(&env))
+            .description("hand-made")
+            .vpc_id(&net.vpc)
+            .send()
+            .await
+            .unwrap()
+            .group_id()
+            .unwrap()
+            .to_string();
+        (cluster, group, role, tg, sg)
+    });
+    ctx.write_env(&file(&net, ""));
+    let plan = ctx.infra(&["plan", "{env}"]);
+    plan.code(1);
+    for (id, physical) in [
+        ("cluster", &cluster),
+        ("log-group.web", &group),
+        ("role.task-execution", &role),
+        ("target-group.web", &tg),
+        ("security-group.alb", &sg),
+    ] {
+        assert!(
+            plan.stderr
+                .contains(&format!("adopt it: infra import {env} {id} {physical}")),
+            "{id}: {}",
+            plan.stderr
+        );
+    }
+    assert!(
+        plan.stderr
+            .contains("5 names this plan would create already exist"),
+        "{}",
+        plan.stderr
+    );
+    // Each printed command does what it says; then the plan goes on, with nothing left in the way.
+    for line in plan.stderr.lines() {
+        if let Some(cmd) = line.trim().strip_prefix("adopt it: infra ") {
+            let mut args: Vec<&str> = cmd.split(' ').collect();
+            args.push("--auto-approve");
+            ctx.infra(&args).success();
+        }
+    }
+    let plan = ctx.infra(&["plan", "{env}"]);
+    assert!(
+        plan.success()
+            .stdout
+            .contains(&format!("security-group.alb  {sg}")),
+        "{}",
+        plan.stdout
+    );
+}

@@ -495,6 +495,19 @@ fn import_takes_over_and_forget_lets_go() {
         "{TWO_ZONES}repositories: {{web: {{keep_last: 5}}}}\n"
     ));
 
+    // The plan does not try to create what a name conflict would stop halfway: it stops first,
+    // and says how to adopt it.
+    let conflict = ctx.infra(&["plan", "{env}"]);
+    conflict.code(1);
+    assert!(
+        conflict.stderr.contains(&format!(
+            "repository.web: `{repo}` exists ({repo})\n    adopt it: infra import {} repository.web {repo}",
+            ctx.env
+        )),
+        "{}",
+        conflict.stderr
+    );
+
     let unknown = ctx.infra(&["import", "{env}", "repository.api", &repo, "--auto-approve"]);
     unknown.code(1);
     assert!(unknown.stderr.contains("infra graph"), "{}", unknown.stderr);

@@ -4,7 +4,7 @@
 use aws_sdk_ecs::types::{Cluster as EcsCluster, ClusterField, ClusterSetting, ClusterSettingName};
 use serde::{Deserialize, Serialize};
 
-use super::{Live, NoOutputs, ResourceKind, Scope, Want, gone_ok};
+use super::{Live, NoOutputs, ResourceKind, Scope, Taken, Want, gone_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -123,5 +123,26 @@ impl ResourceKind for Cluster {
                 .map(|_| ())
                 .map_err(sdk_error("ecs", "DeleteCluster")),
         )
+    }
+
+    /// CreateCluster would quietly return a cluster of the same name: that is a take-over,
+    /// which only `infra import` does.
+    async fn taken(&self, aws: &Aws, wants: &[Want<Attrs>]) -> Result<Vec<Taken>, AwsError> {
+        let found = aws
+            .ecs
+            .describe_clusters()
+            .set_clusters(Some(wants.iter().map(|w| w.attrs.name.clone()).collect()))
+            .send()
+            .await
+            .map_err(sdk_error("ecs", "DescribeClusters"))?;
+        Ok(wants
+            .iter()
+            .filter_map(|w| {
+                let c = found.clusters().iter().find(|c| {
+                    c.cluster_name() == Some(w.attrs.name.as_str()) && c.status() == Some("ACTIVE")
+                })?;
+                Some(Taken::new(&w.id, &w.attrs.name, c.cluster_arn()?))
+            })
+            .collect())
     }
 }

@@ -11,7 +11,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, ResourceKind, Scope, Tags, Want, absent_ok};
+use super::{Id, Live, ResourceKind, Scope, Tags, Taken, Want, absent_ok};
 use crate::aws::elbv2::{attributes_of, tags_of};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error, wait};
@@ -304,5 +304,29 @@ impl ResourceKind for LoadBalancer {
             || async { Ok(state(aws, physical).await?.is_none().then_some(())) },
         )
         .await
+    }
+
+    async fn taken(&self, aws: &Aws, wants: &[Want<Attrs>]) -> Result<Vec<Taken>, AwsError> {
+        let asks = wants.iter().map(|w| async move {
+            let found = absent_ok(
+                aws.elbv2
+                    .describe_load_balancers()
+                    .names(&w.attrs.name)
+                    .send()
+                    .await
+                    .map(|out| out.load_balancers().to_vec())
+                    .map_err(sdk_error("elbv2", "DescribeLoadBalancers")),
+            )?;
+            Ok::<_, AwsError>(
+                found
+                    .first()
+                    .and_then(|lb| Some(Taken::new(&w.id, &w.attrs.name, lb.load_balancer_arn()?))),
+            )
+        });
+        Ok(futures::future::try_join_all(asks)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 }

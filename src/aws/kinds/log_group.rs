@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_cloudwatchlogs::types::LogGroup as CwLogGroup;
 use serde::{Deserialize, Serialize};
 
-use super::{Live, ResourceKind, Scope, Tags, Want, gone_ok};
+use super::{Live, ResourceKind, Scope, Tags, Taken, Want, gone_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -190,5 +190,18 @@ impl ResourceKind for LogGroup {
                 .map(|_| ())
                 .map_err(sdk_error("logs", "DeleteLogGroup")),
         )
+    }
+
+    async fn taken(&self, aws: &Aws, wants: &[Want<Attrs>]) -> Result<Vec<Taken>, AwsError> {
+        let existing = groups(aws, &naming::log_group_prefix(&aws.environment)).await?;
+        Ok(wants
+            .iter()
+            .filter(|w| {
+                existing
+                    .iter()
+                    .any(|g| g.log_group_name() == Some(w.attrs.name.as_str()))
+            })
+            .map(|w| Taken::new(&w.id, &w.attrs.name, &w.attrs.name))
+            .collect())
     }
 }

@@ -269,6 +269,37 @@ pub trait ResourceKind: HasKind + Send + Sync + 'static {
     fn tag_target(have: &Live<Self::Attrs, Self::Outputs>) -> String {
         have.physical_id.clone()
     }
+
+    /// Those of `wants` (about to be created) whose unique name AWS already holds: by a
+    /// resource this environment does not manage, since refresh found none of its own under
+    /// that id. A kind whose names are not unique answers none.
+    async fn taken(
+        &self,
+        _aws: &Aws,
+        _wants: &[Want<Self::Attrs>],
+    ) -> Result<Vec<Taken>, AwsError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A name a create would take that an existing resource already has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    /// The logical id the plan would create.
+    pub id: String,
+    pub name: String,
+    /// What `infra import` takes to adopt it.
+    pub physical_id: String,
+}
+
+impl Taken {
+    pub fn new(id: &str, name: &str, physical_id: &str) -> Taken {
+        Taken {
+            id: id.to_string(),
+            name: name.to_string(),
+            physical_id: physical_id.to_string(),
+        }
+    }
 }
 
 /// The untyped face of a kind, as refresh and `exec` use it: attributes travel as JSON in plans
@@ -295,6 +326,15 @@ pub trait Adapter: Send + Sync {
     /// reads it back. Nothing else about it changes.
     async fn adopt(&self, aws: &Aws, physical: &str, tags: &Tags)
     -> Result<LiveResource, AwsError>;
+    /// Of the resources about to be created (logical id, resolved attributes), those whose
+    /// name AWS already holds.
+    async fn taken(
+        &self,
+        _aws: &Aws,
+        _creates: &[(String, Value)],
+    ) -> Result<Vec<Taken>, AwsError> {
+        Ok(Vec::new())
+    }
 }
 
 /// The resolved JSON attributes of `id` as the kind's typed struct. A missing, mistyped or
@@ -415,6 +455,17 @@ impl<T: ResourceKind> Adapter for T {
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
         ResourceKind::delete(self, aws, physical).await
+    }
+
+    async fn taken(&self, aws: &Aws, creates: &[(String, Value)]) -> Result<Vec<Taken>, AwsError> {
+        let wants = creates
+            .iter()
+            .map(|(id, attrs)| decode::<T::Attrs>(T::KIND, id, attrs))
+            .collect::<Result<Vec<_>, _>>()?;
+        if wants.is_empty() {
+            return Ok(Vec::new());
+        }
+        ResourceKind::taken(self, aws, &wants).await
     }
 
     async fn adopt(

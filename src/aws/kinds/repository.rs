@@ -7,7 +7,7 @@ use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability, Reposit
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Live, ResourceKind, Scope, Want, absent_ok, gone_ok};
+use super::{Live, ResourceKind, Scope, Taken, Want, absent_ok, gone_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -198,5 +198,25 @@ impl ResourceKind for Repository {
                 .map(|_| ())
                 .map_err(sdk_error("ecr", "DeleteRepository")),
         )
+    }
+
+    async fn taken(&self, aws: &Aws, wants: &[Want<Attrs>]) -> Result<Vec<Taken>, AwsError> {
+        let asks = wants.iter().map(|w| async move {
+            let found = absent_ok(
+                aws.ecr
+                    .describe_repositories()
+                    .repository_names(&w.attrs.name)
+                    .send()
+                    .await
+                    .map(|out| out.repositories().len())
+                    .map_err(sdk_error("ecr", "DescribeRepositories")),
+            )?;
+            Ok::<_, AwsError>((found > 0).then(|| Taken::new(&w.id, &w.attrs.name, &w.attrs.name)))
+        });
+        Ok(futures::future::try_join_all(asks)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 }

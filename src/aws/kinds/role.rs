@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Live, NoOutputs, ResourceKind, Scope, Want, absent_ok};
+use super::{Live, NoOutputs, ResourceKind, Scope, Taken, Want, absent_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -179,5 +179,25 @@ impl ResourceKind for Role {
                 .map(|_| ())
                 .map_err(sdk_error("iam", "DeleteRole")),
         )
+    }
+
+    async fn taken(&self, aws: &Aws, wants: &[Want<Attrs>]) -> Result<Vec<Taken>, AwsError> {
+        let asks = wants.iter().map(|w| async move {
+            let arn = absent_ok(
+                aws.iam
+                    .get_role()
+                    .role_name(&w.attrs.name)
+                    .send()
+                    .await
+                    .map(|out| out.role().map(|r| r.arn().to_string()))
+                    .map_err(sdk_error("iam", "GetRole")),
+            )?;
+            Ok::<_, AwsError>(arn.map(|arn| Taken::new(&w.id, &w.attrs.name, &arn)))
+        });
+        Ok(futures::future::try_join_all(asks)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 }

@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, gone_ok};
+use super::{Id, Live, NoOutputs, ResourceKind, Scope, Taken, Want, gone_ok};
 use crate::aws::ec2::{retry_while, scope_filters};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
@@ -268,5 +268,39 @@ impl ResourceKind for SecurityGroup {
             })
             .await,
         )
+    }
+
+    /// Group names are unique per VPC: only groups in a VPC that already exists can collide.
+    async fn taken(&self, aws: &Aws, wants: &[Want<Attrs>]) -> Result<Vec<Taken>, AwsError> {
+        let mut vpcs: Vec<&str> = wants
+            .iter()
+            .map(|w| w.attrs.vpc_id.as_str())
+            .filter(|v| v.starts_with("vpc-"))
+            .collect();
+        vpcs.sort_unstable();
+        vpcs.dedup();
+        if vpcs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = wants.iter().map(|w| w.attrs.name.clone()).collect();
+        let vpcs: Vec<String> = vpcs.into_iter().map(str::to_string).collect();
+        let found = aws
+            .ec2
+            .describe_security_groups()
+            .filters(crate::aws::ec2::filter("vpc-id", &vpcs))
+            .filters(crate::aws::ec2::filter("group-name", &names))
+            .send()
+            .await
+            .map_err(sdk_error("ec2", "DescribeSecurityGroups"))?;
+        Ok(wants
+            .iter()
+            .filter_map(|w| {
+                let g = found.security_groups().iter().find(|g| {
+                    g.group_name() == Some(w.attrs.name.as_str())
+                        && g.vpc_id() == Some(w.attrs.vpc_id.as_str())
+                })?;
+                Some(Taken::new(&w.id, &w.attrs.name, g.group_id()?))
+            })
+            .collect())
     }
 }

@@ -14,7 +14,7 @@ use aws_sdk_ecs::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, absent_ok};
+use super::{Id, Live, NoOutputs, ResourceKind, Scope, Taken, Want, absent_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::config::CircuitBreaker;
@@ -391,6 +391,23 @@ impl ResourceKind for Service {
                 }
             }
         }
+    }
+
+    async fn taken(&self, aws: &Aws, wants: &[Want<Attrs>]) -> Result<Vec<Taken>, AwsError> {
+        let Some(cluster) = &aws.names.cluster else {
+            return Ok(Vec::new());
+        };
+        let names: Vec<String> = wants.iter().map(|w| w.attrs.name.clone()).collect();
+        let found = absent_ok(described(aws, cluster, &names).await)?;
+        Ok(wants
+            .iter()
+            .filter_map(|w| {
+                let s = found.iter().find(|s| {
+                    s.service_name() == Some(w.attrs.name.as_str()) && s.status() == Some("ACTIVE")
+                })?;
+                Some(Taken::new(&w.id, &w.attrs.name, s.service_arn()?))
+            })
+            .collect())
     }
 }
 

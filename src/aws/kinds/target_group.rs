@@ -7,7 +7,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, NoOutputs, ResourceKind, Scope, Tags, Want, absent_ok, gone_ok};
+use super::{Id, Live, NoOutputs, ResourceKind, Scope, Tags, Taken, Want, absent_ok, gone_ok};
 use crate::aws::ec2::retry_while;
 use crate::aws::elbv2::tags_of;
 use crate::aws::tags::{self, TagApi};
@@ -218,5 +218,28 @@ impl ResourceKind for TargetGroup {
             })
             .await,
         )
+    }
+
+    /// Every target group of the region, listed (a few pages at most: the quota is 3,000).
+    async fn taken(&self, aws: &Aws, wants: &[Want<Attrs>]) -> Result<Vec<Taken>, AwsError> {
+        let all = aws
+            .elbv2
+            .describe_target_groups()
+            .page_size(400)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(sdk_error("elbv2", "DescribeTargetGroups"))?;
+        Ok(wants
+            .iter()
+            .filter_map(|w| {
+                let g = all
+                    .iter()
+                    .find(|g| g.target_group_name() == Some(w.attrs.name.as_str()))?;
+                Some(Taken::new(&w.id, &w.attrs.name, g.target_group_arn()?))
+            })
+            .collect())
     }
 }
