@@ -69,12 +69,8 @@ fn sigkill_at_several_points_then_rerun_converges_without_duplicates() {
     }
 }
 
-#[test]
-fn lost_state_is_recovered_from_tags_without_duplicates() {
-    let ctx = Ctx::new("lost");
-    ctx.write_env(TWO_ZONES);
-    ctx.apply();
-    let before = World::read(&ctx);
+/// Deletes the state object, as if it were lost.
+fn lose_state(ctx: &Ctx) {
     ctx.rt
         .block_on(
             ctx.s3
@@ -84,6 +80,15 @@ fn lost_state_is_recovered_from_tags_without_duplicates() {
                 .send(),
         )
         .unwrap();
+}
+
+#[test]
+fn lost_state_is_recovered_from_tags_without_duplicates() {
+    let ctx = Ctx::new("lost");
+    ctx.write_env(TWO_ZONES);
+    ctx.apply();
+    let before = World::read(&ctx);
+    lose_state(&ctx);
 
     let plan = ctx.infra(&["plan", "{env}"]);
     assert!(
@@ -293,15 +298,7 @@ services:
     let ctx = Ctx::new("unnamed");
     ctx.write_env(TWO_SERVICES);
     ctx.apply();
-    ctx.rt
-        .block_on(
-            ctx.s3
-                .delete_object()
-                .bucket(&ctx.bucket)
-                .key(format!("{}.json", ctx.env))
-                .send(),
-        )
-        .unwrap();
+    lose_state(&ctx);
     ctx.write_env(&TWO_SERVICES.replace(
         "  worker:\n    image: public.ecr.aws/docker/library/busybox:1.36\n    cpu: 256\n    memory: 512\n",
         "",
