@@ -3,6 +3,29 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
+
+/// The environments a shell completes: the files in `--dir` as the command line being completed
+/// gives it, else `INFRA_DIR`, else `environments`.
+fn environment_names() -> Vec<CompletionCandidate> {
+    let words: Vec<String> = std::env::args().collect();
+    let dir = words
+        .windows(2)
+        .find(|w| w[0] == "--dir")
+        .map(|w| w[1].clone())
+        .or_else(|| {
+            words
+                .iter()
+                .find_map(|w| w.strip_prefix("--dir=").map(str::to_string))
+        })
+        .or_else(|| std::env::var("INFRA_DIR").ok())
+        .unwrap_or_else(|| "environments".to_string());
+    crate::config::list_environments(std::path::Path::new(&dir))
+        .unwrap_or_default()
+        .into_iter()
+        .map(CompletionCandidate::new)
+        .collect()
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,7 +68,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check environment files offline (all of them when none is named).
-    Validate { envs: Vec<String> },
+    Validate {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
+        envs: Vec<String>,
+    },
     /// Refresh live state and show what apply would change.
     Plan(PlanArgs),
     /// Plan, confirm and carry out the changes.
@@ -59,6 +85,7 @@ pub enum Command {
     State(StateCommand),
     /// Adopt an existing resource as logical id ID: checked against the file, tagged, recorded.
     Import {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
         env: String,
         /// The logical id the file gives it (`infra graph ENV` lists them).
         id: String,
@@ -70,7 +97,11 @@ pub enum Command {
     },
     /// The resource dependency graph of the environment, offline (Mermaid or Graphviz dot).
     Graph(GraphArgs),
-    /// A shell completion script: `infra completions bash > /etc/bash_completion.d/infra`.
+    /// A shell completion script (commands, flags and environment names).
+    ///
+    /// Install it once, e.g. `infra completions bash > /etc/bash_completion.d/infra`; it calls
+    /// `infra` back as you type, so environment names come from the files of the moment (in
+    /// `--dir` when the line gives one).
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -101,6 +132,7 @@ pub enum GraphFormat {
 
 #[derive(Debug, Args)]
 pub struct GraphArgs {
+    #[arg(add = ArgValueCandidates::new(environment_names))]
     pub env: String,
     #[arg(long, value_enum, default_value = "mermaid")]
     pub format: GraphFormat,
@@ -111,6 +143,7 @@ pub struct GraphArgs {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    #[arg(add = ArgValueCandidates::new(environment_names))]
     pub env: String,
     /// Save the plan for `infra apply --plan FILE`.
     #[arg(long)]
@@ -131,7 +164,7 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    #[arg(required_unless_present = "plan", conflicts_with = "plan")]
+    #[arg(required_unless_present = "plan", conflicts_with = "plan", add = ArgValueCandidates::new(environment_names))]
     pub env: Option<String>,
     /// Run a saved plan exactly as saved (refused if the state moved since).
     #[arg(long, value_name = "FILE")]
@@ -152,6 +185,7 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
+    #[arg(add = ArgValueCandidates::new(environment_names))]
     pub env: String,
     /// Do not ask for confirmation.
     #[arg(long)]
@@ -164,6 +198,7 @@ pub struct DestroyArgs {
 
 #[derive(Debug, Args)]
 pub struct OutputArgs {
+    #[arg(add = ArgValueCandidates::new(environment_names))]
     pub env: String,
     /// One output only.
     pub name: Option<String>,
@@ -175,15 +210,21 @@ pub struct OutputArgs {
 pub enum StateCommand {
     /// List the resources in state.
     List {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
         env: String,
         #[arg(long)]
         json: bool,
     },
     /// Show one resource as recorded.
-    Show { env: String, id: String },
+    Show {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
+        env: String,
+        id: String,
+    },
     /// Stop managing a resource without deleting it: removed from state, and never matched,
     /// adopted or deleted again (its tags stay).
     Forget {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
         env: String,
         id: String,
         /// Do not ask for confirmation.
@@ -191,10 +232,15 @@ pub enum StateCommand {
         auto_approve: bool,
     },
     /// Remove a lock by its id (from the error that named it).
-    Unlock { env: String, lock_id: String },
+    Unlock {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
+        env: String,
+        lock_id: String,
+    },
     /// Rebuild lost state from AWS: record every resource tagged for this environment that the
     /// state does not hold. Changes nothing in AWS.
     Recover {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
         env: String,
         /// Also when the current document does not parse: start from the environment's tags
         /// (the broken document stays in the bucket's history).
@@ -203,16 +249,21 @@ pub enum StateCommand {
     },
     /// The state object's stored versions, newest first (S3 state is versioned).
     Versions {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
         env: String,
         #[arg(long)]
         json: bool,
     },
     /// Print the current state document (to keep a copy, or to move it: `state push`).
-    Pull { env: String },
+    Pull {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
+        env: String,
+    },
     /// Make a document the current state (as a new version, serial above the current one; its
     /// lineage must match unless --force). Moving state between backends: `pull` from one, change
     /// `state:` in the file, `push` to the other.
     Push {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
         env: String,
         file: PathBuf,
         /// Also a document of another lineage.
@@ -224,6 +275,7 @@ pub enum StateCommand {
     },
     /// Make an earlier version of the state current again (as a new version; nothing is deleted).
     Restore {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
         env: String,
         version_id: String,
         /// Also a version of another lineage.

@@ -13,6 +13,9 @@ use infra::ops::Hinted;
 use infra::render;
 
 fn main() -> ExitCode {
+    // A shell asking for completions (`COMPLETE=<shell>`, set by the registration script that
+    // `infra completions` prints): answer and exit.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     let cli = Cli::parse();
     if cli.no_color {
         anstream::ColorChoice::Never.write_global();

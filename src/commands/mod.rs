@@ -35,13 +35,14 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             auto_approve,
         } => import::run(&globals, &env, &id, &physical_id, auto_approve).await,
         Command::Completions { shell } => {
+            // The registration calls `infra` back as the user types (`COMPLETE=<shell>`, handled
+            // first thing in `main`), so environment names come from the files of the moment.
             let mut out = Vec::new();
-            clap_complete::generate(
-                shell,
-                &mut <Cli as clap::CommandFactory>::command(),
-                "infra",
-                &mut out,
-            );
+            let shells = clap_complete::env::Shells::builtins();
+            let completer = shells
+                .completer(&shell.to_string())
+                .ok_or_else(|| anyhow::anyhow!("no completion support for {shell}"))?;
+            completer.write_registration("COMPLETE", "infra", "infra", "infra", &mut out)?;
             crate::render::print(&String::from_utf8_lossy(&out));
             Ok(ExitStatus::Success)
         }

@@ -111,11 +111,56 @@ fn graph_completions_and_man_never_call_aws() {
         "{dot}"
     );
     for shell in ["bash", "zsh", "fish", "powershell"] {
-        assert!(run(&["completions", shell]).contains("validate"), "{shell}");
+        let script = run(&["completions", shell]);
+        assert!(
+            script.contains("COMPLETE") && script.contains("infra"),
+            "{shell}: {script}"
+        );
     }
     assert!(run(&["man"]).contains(".TH infra 1"));
     match trap.accept() {
         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
         other => panic!("infra connected to AWS: {other:?}"),
     }
+}
+
+/// The completion script bash sources completes commands and environment names (from `--dir`
+/// when the line gives one), calling the binary back as the user types.
+#[test]
+fn bash_completes_commands_and_environment_names() {
+    let ctx = Ctx::new("complete");
+    ctx.write_env(crate::harness::TWO_ZONES);
+    std::fs::create_dir_all(ctx.path("elsewhere")).unwrap();
+    std::fs::write(ctx.path("elsewhere/qa.yaml"), "").unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_infra"));
+    let complete = |line: &str| {
+        let script = format!(
+            "source <(infra completions bash)\nCOMP_WORDS=({line})\nCOMP_CWORD=$((${{#COMP_WORDS[@]}} - 1))\nCOMP_TYPE=9\n_clap_complete_infra infra \"${{COMP_WORDS[$COMP_CWORD]}}\"\nprintf '%s\\n' \"${{COMPREPLY[@]}}\""
+        );
+        let path = format!(
+            "{}:{}",
+            bin.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(ctx.path(""))
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let commands = complete("infra pl");
+    assert_eq!(commands.trim(), "plan", "{commands}");
+    let envs = complete("infra plan ''");
+    assert!(envs.lines().any(|l| l == ctx.env), "{envs}");
+    let elsewhere = complete("infra --dir elsewhere destroy ''");
+    assert!(elsewhere.lines().any(|l| l == "qa"), "{elsewhere}");
+    assert!(!elsewhere.lines().any(|l| l == ctx.env), "{elsewhere}");
 }
