@@ -106,6 +106,11 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the JSON Schema of the environment file, for editors (offline).
+    ///
+    /// Environment files that start with `# yaml-language-server: $schema=<path or URL of it>` get
+    /// completion, hover docs and checks in editors that speak the YAML language server.
+    Schema,
     /// Write a commented, valid starter environment file (`<dir>/<ENV>.yaml`).
     Init {
         /// The environment's name.

@@ -492,8 +492,9 @@ pub fn restore_text(r: &crate::ops::Restore) -> String {
 
 pub fn initialised(path: &std::path::Path, env: &str) -> String {
     format!(
-        "Wrote {}. Next: `infra validate {env}`, then `infra plan {env}`.\n",
-        path.display()
+        "Wrote {} (and {} beside it, which gives editors completion and checks). Next: `infra validate {env}`, then `infra plan {env}`.\n",
+        path.display(),
+        crate::config::SCHEMA_FILE
     )
 }
 

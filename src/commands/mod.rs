@@ -59,7 +59,17 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
                 &path,
                 crate::config::starter(&env, &region, usize::from(zones)),
             )?;
+            // What the starter's first line points editors at, for this version of infra.
+            std::fs::write(
+                globals.dir.join(crate::config::SCHEMA_FILE),
+                serde_json::to_string_pretty(&crate::config::schema::json_schema())? + "\n",
+            )?;
             crate::render::print(&crate::render::initialised(&path, &env));
+            Ok(ExitStatus::Success)
+        }
+        Command::Schema => {
+            let schema = crate::config::schema::json_schema();
+            crate::render::print(&(serde_json::to_string_pretty(&schema)? + "\n"));
             Ok(ExitStatus::Success)
         }
         Command::Man => {

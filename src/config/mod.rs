@@ -7,8 +7,9 @@
 mod expand;
 mod load;
 mod read;
+pub mod schema;
 mod starter;
-mod yaml;
+pub(crate) mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use crate::diag::{Diagnostic, FileDiagnostics, Loc};
 
 pub use expand::expand_vars;
 pub use load::{list_environments, load};
-pub use starter::starter;
+pub use starter::{SCHEMA_FILE, starter};
 
 /// One environment, fully validated, with every default filled in.
 #[derive(Debug, Clone, PartialEq)]

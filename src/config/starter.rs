@@ -2,6 +2,9 @@
 //! platform (network, load balancer, one service) to change from there. Pure.
 
 /// A starter file for `env` in `region` across `zones` zones (1 to 6).
+/// The schema file `infra init` writes beside the environment files, for editors.
+pub const SCHEMA_FILE: &str = "environment.schema.json";
+
 pub fn starter(env: &str, region: &str, zones: usize) -> String {
     let zones = zones.clamp(1, 6);
     let names: Vec<String> = (0..zones)
@@ -9,7 +12,8 @@ pub fn starter(env: &str, region: &str, zones: usize) -> String {
         .collect();
     let list = |f: &dyn Fn(usize) -> String| (0..zones).map(f).collect::<Vec<_>>().join(", ");
     format!(
-        r#"# The {env} environment: `infra validate`, `infra plan {env}`, `infra apply {env}`.
+        r#"# yaml-language-server: $schema={SCHEMA_FILE}
+# The {env} environment: `infra validate`, `infra plan {env}`, `infra apply {env}`.
 environment: {env}          # must match the file name
 region: {region}
 tags: {{team: platform}}     # added to every resource infra creates

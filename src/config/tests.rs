@@ -234,3 +234,98 @@ fn quotas_that_grow_with_the_file_are_refused_at_the_line_that_crosses_them() {
     );
     assert!(parse_str("stage", &with_services(1, 30)).is_ok());
 }
+
+// The schema against the reader.
+use super::schema::{Field, SCHEMA_PATH, TOP, Ty, json_schema};
+use serde_json::Value;
+
+/// Every path of keys the schema describes (`services.*.deployment.strategy`).
+fn schema_paths(fields: &[Field], prefix: &str, out: &mut Vec<String>) {
+    for f in fields {
+        let path = format!("{prefix}{}", f.name);
+        out.push(path.clone());
+        match &f.ty {
+            Ty::Obj(inner) => schema_paths(inner, &format!("{path}."), out),
+            Ty::Map(Ty::Obj(inner)) => schema_paths(inner, &format!("{path}.*."), out),
+            _ => {}
+        }
+    }
+}
+
+/// Every path of keys a YAML document has, name-keyed maps written as `*`.
+fn file_paths(text: &str, out: &mut Vec<String>) {
+    use saphyr::LoadableYamlNode;
+    let docs = saphyr::MarkedYaml::load_from_str(text).unwrap();
+    walk(&docs[0], "", TOP, out);
+}
+
+fn walk(
+    node: &crate::config::yaml::Node<'_>,
+    prefix: &str,
+    fields: &[Field],
+    out: &mut Vec<String>,
+) {
+    let saphyr::YamlData::Mapping(m) = &node.data else {
+        return;
+    };
+    for (k, v) in m {
+        let k = crate::config::yaml::scalar_text(k).unwrap();
+        let path = format!("{prefix}{k}");
+        out.push(path.clone());
+        match fields.iter().find(|f| f.name == k).map(|f| &f.ty) {
+            Some(Ty::Obj(inner)) => walk(v, &format!("{path}."), inner, out),
+            Some(Ty::Map(Ty::Obj(inner))) => {
+                if let saphyr::YamlData::Mapping(items) = &v.data {
+                    for item in items.values() {
+                        walk(item, &format!("{path}.*."), inner, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The fixture that uses every key: the reader accepts it whole, its keys are exactly the
+/// schema's (so a key the reader takes is in the schema, and a key in the schema is one the
+/// reader takes), and the committed schema file is what `infra schema` prints.
+#[test]
+fn the_schema_is_exactly_what_the_reader_accepts() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("tests/corpus/valid/every-key.yaml")).unwrap();
+    let no_env = |_: &str| None;
+    let parsed = crate::config::parse(
+        std::path::Path::new("environments/every-key.yaml"),
+        &text,
+        &no_env,
+    );
+    assert!(parsed.is_ok(), "{:?}", parsed.err());
+    let mut in_file = Vec::new();
+    // Both forms of `network` cannot live in one file: the existing form is read from the
+    // corpus file that uses it.
+    file_paths(&text, &mut in_file);
+    let existing =
+        std::fs::read_to_string(root.join("tests/corpus/valid/existing-network.yaml")).unwrap();
+    assert!(
+        crate::config::parse(
+            std::path::Path::new("environments/existing-network.yaml"),
+            &existing,
+            &no_env
+        )
+        .is_ok()
+    );
+    file_paths(&existing, &mut in_file);
+    in_file.sort();
+    in_file.dedup();
+    let mut in_schema = Vec::new();
+    schema_paths(TOP, "", &mut in_schema);
+    in_schema.sort();
+    assert_eq!(in_file, in_schema);
+
+    let committed: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join(SCHEMA_PATH)).unwrap()).unwrap();
+    assert!(
+        committed == json_schema(),
+        "{SCHEMA_PATH} is stale: run `infra schema > {SCHEMA_PATH}`"
+    );
+}

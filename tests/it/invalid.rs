@@ -85,7 +85,7 @@ fn validate_checks_every_file_when_none_is_named() {
     assert!(missing.stderr.contains("nope.yaml"), "{}", missing.stderr);
 }
 
-/// `graph`, `completions` and `man` are offline: they answer without a byte to AWS.
+/// `graph`, `completions`, `man` and `schema` are offline: they answer without a byte to AWS.
 #[test]
 fn graph_completions_and_man_never_call_aws() {
     let ctx = Ctx::new("offline");
@@ -118,6 +118,7 @@ fn graph_completions_and_man_never_call_aws() {
         );
     }
     assert!(run(&["man"]).contains(".TH infra 1"));
+    assert!(run(&["schema"]).contains("https://json-schema.org/draft/2020-12/schema"));
     match trap.accept() {
         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
         other => panic!("infra connected to AWS: {other:?}"),

@@ -598,6 +598,15 @@ fn init_writes_a_starter_that_validates_and_plans() {
     let text =
         std::fs::read_to_string(ctx.path(&format!("environments/{}.yaml", ctx.env))).unwrap();
     assert!(text.contains("us-east-1c"), "{text}");
+    assert!(
+        text.starts_with("# yaml-language-server: $schema=environment.schema.json\n"),
+        "{text}"
+    );
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(ctx.path("environments/environment.schema.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(schema["properties"]["services"]["type"], "object");
     ctx.infra(&["validate", "{env}"]).success();
     let plan = ctx.infra(&["plan", "{env}", "--detailed-exitcode"]);
     plan.code(2);

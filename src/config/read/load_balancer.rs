@@ -3,21 +3,12 @@
 use super::*;
 
 pub(super) fn load_balancer(r: &mut Reader<'_>, n: &Node<'_>) -> Option<LoadBalancer> {
-    let f = r.mapping(
-        n,
-        &[
-            "http_port",
-            "https",
-            "ingress_cidrs",
-            "idle_timeout_seconds",
-            "deletion_protection",
-        ],
-    )?;
+    let f = r.mapping(n, &keys(schema::LOAD_BALANCER))?;
     let http_port = f.get("http_port").map(|n| port(r, n)).unwrap_or(Some(80));
     let https = match f.get("https") {
         None => Some(None),
         Some(h) => (|| {
-            let hf = r.mapping(h, &["port", "certificate_arn"])?;
+            let hf = r.mapping(h, &keys(schema::HTTPS))?;
             let port = hf.get("port").map(|n| port(r, n)).unwrap_or(Some(443));
             let cert = r.require(&hf, "certificate_arn").and_then(|c| {
                 let arn = r.string(c)?;

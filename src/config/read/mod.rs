@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use ipnet::{IpNet, Ipv4Net};
 use saphyr_parser::Span;
 
+use super::schema::{self, keys};
 use super::yaml::{Node, Reader};
 use super::*;
 
@@ -23,21 +24,8 @@ use platform::{cluster, repositories};
 pub use services::fargate_memory_ok;
 use services::services;
 
-const TOP: &[&str] = &[
-    "environment",
-    "region",
-    "protect",
-    "tags",
-    "state",
-    "network",
-    "load_balancer",
-    "repositories",
-    "cluster",
-    "services",
-];
-
 pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Option<Environment> {
-    let top = r.mapping(doc, TOP)?;
+    let top = r.mapping(doc, &keys(schema::TOP))?;
 
     let name = r.require(&top, "environment").and_then(|n| {
         let name = r.string(n)?;
@@ -178,7 +166,7 @@ fn tags(r: &mut Reader<'_>, n: &Node<'_>) -> BTreeMap<String, String> {
 }
 
 fn state(r: &mut Reader<'_>, n: &Node<'_>, env: &str) -> Option<StateConfig> {
-    let f = r.mapping(n, &["s3", "local"])?;
+    let f = r.mapping(n, &keys(schema::STATE))?;
     match (f.get("s3"), f.get("local")) {
         (Some(_), Some(local)) => {
             r.error(
@@ -195,7 +183,7 @@ fn state(r: &mut Reader<'_>, n: &Node<'_>, env: &str) -> Option<StateConfig> {
             None
         }
         (Some(s3), None) => {
-            let f = r.mapping(s3, &["bucket", "key", "kms_key_id"])?;
+            let f = r.mapping(s3, &keys(schema::S3))?;
             let bucket = r.require(&f, "bucket").and_then(|b| {
                 let name = r.string(b)?;
                 let ok = (3..=63).contains(&name.len())

@@ -14,9 +14,7 @@ const MANAGED: [&str; 5] = [
 ];
 
 pub(super) fn network(r: &mut Reader<'_>, n: &Node<'_>, region: Option<&str>) -> Option<Network> {
-    let mut allowed = MANAGED.to_vec();
-    allowed.push("existing");
-    let f = r.mapping(n, &allowed)?;
+    let f = r.mapping(n, &keys(schema::NETWORK))?;
     if let Some(e) = f.get("existing") {
         let mut ok = true;
         for (key, span, _) in f.iter() {
@@ -37,15 +35,7 @@ pub(super) fn network(r: &mut Reader<'_>, n: &Node<'_>, region: Option<&str>) ->
 
 /// `existing: {vpc_id, public_subnet_ids, private_subnet_ids, database_subnet_ids}`.
 fn existing(r: &mut Reader<'_>, n: &Node<'_>) -> Option<ExistingNetwork> {
-    let f = r.mapping(
-        n,
-        &[
-            "vpc_id",
-            "public_subnet_ids",
-            "private_subnet_ids",
-            "database_subnet_ids",
-        ],
-    )?;
+    let f = r.mapping(n, &keys(schema::EXISTING))?;
     let vpc_id = r.require(&f, "vpc_id").and_then(|v| {
         let id = r.string(v)?;
         aws_id(&id, "vpc-").then_some(id.clone()).or_else(|| {

@@ -31,7 +31,7 @@ pub(super) fn repositories(
                     keep_last: 30,
                 });
             }
-            let rf = r.mapping(value, &["scan_on_push", "immutable_tags", "keep_last"])?;
+            let rf = r.mapping(value, &keys(schema::REPOSITORY))?;
             let scan = rf
                 .get("scan_on_push")
                 .map(|n| r.boolean(n))
@@ -61,7 +61,7 @@ pub(super) fn repositories(
 }
 
 pub(super) fn cluster(r: &mut Reader<'_>, n: &Node<'_>, env: &str) -> Option<Cluster> {
-    let f = r.mapping(n, &["name", "container_insights"])?;
+    let f = r.mapping(n, &keys(schema::CLUSTER))?;
     let name = match f.get("name") {
         Some(n) => r.string(n).and_then(|name| {
             let ok = (1..=255).contains(&name.len())

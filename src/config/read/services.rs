@@ -18,20 +18,6 @@ pub fn fargate_memory_ok(cpu: u32, memory: u32) -> bool {
     }
 }
 
-const SERVICE_KEYS: &[&str] = &[
-    "image",
-    "cpu",
-    "memory",
-    "port",
-    "desired_count",
-    "health_check_path",
-    "path_patterns",
-    "environment",
-    "secrets",
-    "deployment",
-    "autoscaling",
-];
-
 pub(super) fn services(
     r: &mut Reader<'_>,
     n: &Node<'_>,
@@ -142,7 +128,7 @@ fn service(
     paths: &mut HashMap<String, String>,
     default_action: &mut Option<String>,
 ) -> Option<Service> {
-    let f = r.mapping(n, SERVICE_KEYS)?;
+    let f = r.mapping(n, &keys(schema::SERVICE))?;
     let image = r.require(&f, "image").and_then(|n| image(r, n, repos));
     let cpu_node = r.require(&f, "cpu");
     let cpu = cpu_node.and_then(|n| r.int(n, 256, 16384).map(|v| v as u32));
@@ -398,18 +384,7 @@ fn secrets(r: &mut Reader<'_>, n: &Node<'_>, region: Option<&str>) -> BTreeMap<S
 }
 
 fn deployment(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Deployment> {
-    let f = r.mapping(
-        n,
-        &[
-            "strategy",
-            "min_healthy_percent",
-            "max_percent",
-            "circuit_breaker",
-            "bake_minutes",
-            "canary_percent",
-            "step_percent",
-        ],
-    )?;
+    let f = r.mapping(n, &keys(schema::DEPLOYMENT))?;
     let strategy = f
         .get("strategy")
         .map(|n| {
@@ -517,16 +492,7 @@ fn autoscaling(
     desired: Option<u32>,
     behind_lb: bool,
 ) -> Option<Autoscaling> {
-    let f = r.mapping(
-        n,
-        &[
-            "min",
-            "max",
-            "cpu_percent",
-            "memory_percent",
-            "requests_per_target",
-        ],
-    )?;
+    let f = r.mapping(n, &keys(schema::AUTOSCALING))?;
     let min = r
         .require(&f, "min")
         .and_then(|n| r.int(n, 0, 5000).map(|v| v as u32));
