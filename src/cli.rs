@@ -121,6 +121,11 @@ pub enum Command {
         /// How many availability zones (1 to 6).
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=6))]
         zones: u8,
+        /// Also write a GitHub Actions workflow for the environment
+        /// (`.github/workflows/infra-<ENV>.yml`): plan on pull requests, apply the reviewed plan on
+        /// merge, with a pinned, checksum-verified release of this version of infra.
+        #[arg(long)]
+        ci: bool,
     },
     /// The manual page (roff): `infra man > infra.1`.
     #[command(hide = true)]

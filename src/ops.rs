@@ -871,21 +871,35 @@ async fn follow_rollouts(
         "following {} ECS rollout(s); `--no-wait` skips this",
         services.len()
     ));
-    let say = |line: String| progress.note(&line);
-    let results = futures::future::join_all(services.iter().map(|(_, arn)| {
-        aws::rollout::follow(
+    let started = std::time::Instant::now();
+    let results = futures::future::join_all(services.iter().map(|(id, arn)| async move {
+        progress.track(id, "rollout: starting");
+        let say = move |line: String| {
+            let status = line.split_once(": ").map_or(line.as_str(), |(_, s)| s);
+            progress.track(id, &format!("rollout: {status}"));
+        };
+        let r = aws::rollout::follow(
             &session.aws.ecs,
             arn,
             timeout,
             std::time::Duration::from_secs(5),
             &say,
         )
+        .await;
+        progress.tracked(
+            id,
+            match &r {
+                Ok(()) => "rollout complete",
+                Err(_) => "rollout failed",
+            },
+        );
+        r
     }))
     .await;
     for ((id, _), result) in services.into_iter().zip(results) {
-        match result {
-            Ok(()) => progress.note(&format!("{id}: rollout complete")),
-            Err(e) => report.failed.push((id, Op::Update, e)),
+        if let Err(e) = result {
+            report.failed.push((id, Op::Update, e));
         }
     }
+    report.rollouts_elapsed = Some(started.elapsed());
 }

@@ -498,6 +498,13 @@ pub fn initialised(path: &std::path::Path, env: &str) -> String {
     )
 }
 
+pub fn workflow_written(path: &std::path::Path, env: &str) -> String {
+    format!(
+        "Wrote {}: it plans {env} on pull requests and applies the reviewed plan on merge. Its first lines say which repository variables and GitHub Environment it needs.\n",
+        path.display()
+    )
+}
+
 pub fn forget_question(id: &str, env: &str) -> String {
     format!(
         "Stop managing `{id}` in {env}? It stays in AWS, untouched, and infra never deletes it."
@@ -629,10 +636,27 @@ fn op_words(op: Op) -> (&'static str, &'static str) {
     }
 }
 
-/// Shows an apply as it runs: a spinner per running step on a terminal, a line per event always.
+/// Shows an apply as it runs: on a terminal, a spinner per running step that says what it waits
+/// for; without one (CI logs), plain lines stamped with the UTC time, a waiting step saying so
+/// when the wait starts and every `WAIT_LINE_EVERY` after. A line per event either way.
 pub struct Reporter {
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<(String, Op), ProgressBar>>,
+    /// When each waiting step last got a line (without a terminal).
+    waits: Mutex<HashMap<(String, Op), Duration>>,
+}
+
+/// How often a step that is still waiting says so in a log.
+const WAIT_LINE_EVERY: Duration = Duration::from_secs(30);
+
+/// `HH:MM:SS` (UTC) of `t`.
+fn clock(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+        % 86_400;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 impl Reporter {
@@ -642,6 +666,7 @@ impl Reporter {
         Reporter {
             multi,
             bars: Mutex::new(HashMap::new()),
+            waits: Mutex::new(HashMap::new()),
         }
     }
 
@@ -650,8 +675,45 @@ impl Reporter {
             Some(m) => {
                 let _ = m.println(anstream::adapter::strip_str(&text).to_string());
             }
-            None => print(&(text + "\n")),
+            None => print(&format!(
+                "{} {}\n",
+                clock(std::time::SystemTime::now()),
+                text.trim_start()
+            )),
         }
+    }
+
+    /// Something followed after the steps (an ECS rollout): a spinner saying `status` on a
+    /// terminal, a stamped line otherwise.
+    pub fn track(&self, id: &str, status: &str) {
+        let key = (id.to_string(), Op::Update);
+        let Some(m) = &self.multi else {
+            self.line(format!("  {id}: {status}"));
+            return;
+        };
+        let mut bars = self.bars.lock().expect("bars");
+        let bar = bars.entry(key).or_insert_with(|| {
+            let bar = m.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("  {spinner} {msg} [{elapsed}]").expect("template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        bar.set_message(format!("{id}: {status}"));
+    }
+
+    /// The end of something `track` followed, as a line.
+    pub fn tracked(&self, id: &str, outcome: &str) {
+        if let Some(bar) = self
+            .bars
+            .lock()
+            .expect("bars")
+            .remove(&(id.to_string(), Op::Update))
+        {
+            bar.finish_and_clear();
+        }
+        self.line(format!("  {id}: {outcome}"));
     }
 
     fn end_bar(&self, change: &Change, op: Op) {
@@ -719,6 +781,54 @@ impl Progress for Reporter {
     fn note(&self, message: &str) {
         self.line(format!("{} {message}", paint(YELLOW, "note:")));
     }
+
+    fn waiting(&self, change: &Change, op: Op, what: &str, elapsed: Duration) {
+        let key = (change.id.clone(), op);
+        if let Some(bar) = self.bars.lock().expect("bars").get(&key) {
+            let (doing, _) = op_words(op);
+            bar.set_message(format!("{}: {doing}… waiting for {what}", change.id));
+            return;
+        }
+        if self.multi.is_some() {
+            return;
+        }
+        let mut waits = self.waits.lock().expect("waits");
+        let due = match waits.get(&key) {
+            None => true,
+            Some(last) => elapsed >= *last + WAIT_LINE_EVERY,
+        };
+        if due {
+            waits.insert(key, elapsed);
+            drop(waits);
+            self.line(format!(
+                "  {}: waiting for {what} [{:.0}s]",
+                change.id,
+                elapsed.as_secs_f64()
+            ));
+        }
+    }
+}
+
+/// Where the time of an apply or destroy went, one line: the plan (refresh included), the steps,
+/// the rollouts followed, and the total.
+pub fn timings(plan: Option<Duration>, report: &Report, total: Duration) -> String {
+    let mut parts: Vec<String> = plan
+        .map(|p| format!("plan {:.1}s", p.as_secs_f64()))
+        .into_iter()
+        .collect();
+    parts.push(format!(
+        "changes {:.1}s",
+        report.steps_elapsed.as_secs_f64()
+    ));
+    if let Some(r) = report.rollouts_elapsed {
+        parts.push(format!("rollouts {:.1}s", r.as_secs_f64()));
+    }
+    format!(
+        "{} {} ({})\n",
+        paint(DIM, "Took"),
+        format_args!("{:.1}s", total.as_secs_f64()),
+        parts.join(", ")
+    )
 }
 
 /// The closing lines of an apply or destroy.

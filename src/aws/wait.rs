@@ -3,6 +3,7 @@
 //! one is not hammered, up to a deadline.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::AwsError;
@@ -16,8 +17,17 @@ pub fn pauses() -> impl Iterator<Item = Duration> {
     std::iter::successors(Some(FIRST_PAUSE), |p| Some((*p * 3 / 2).min(MAX_PAUSE)))
 }
 
-/// Calls `check` until it returns `Some`, pausing between calls, for at most `max`.
-/// `what` names the wait in the error when the deadline passes.
+/// Who hears that a step is waiting on AWS: what it waits for, and for how long so far.
+pub type Watcher = Arc<dyn Fn(&str, Duration) + Send + Sync>;
+
+tokio::task_local! {
+    /// The watcher of the step this task runs (`exec` sets it around each step).
+    pub static WATCHER: Watcher;
+}
+
+/// Calls `check` until it returns `Some`, pausing between calls, for at most `max`. `what`
+/// says what is awaited ("the NAT gateway nat-… to become available"): the step's watcher hears
+/// it after every poll that found it not done yet, and the error names it when time runs out.
 pub async fn until<T, F, Fut>(
     service: &'static str,
     operation: &'static str,
@@ -29,11 +39,13 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<T>, AwsError>>,
 {
-    let deadline = tokio::time::Instant::now() + max;
+    let start = tokio::time::Instant::now();
+    let deadline = start + max;
     for pause in pauses() {
         if let Some(done) = check().await? {
             return Ok(done);
         }
+        let _ = WATCHER.try_with(|w| w(what, start.elapsed()));
         if tokio::time::Instant::now() + pause > deadline {
             break;
         }
@@ -42,7 +54,7 @@ where
     Err(AwsError::local(
         service,
         operation,
-        format!("{what} after {} s", max.as_secs()),
+        format!("still waiting for {what} after {} s", max.as_secs()),
     ))
 }
 

@@ -23,7 +23,7 @@ pub async fn apply(globals: &Globals, args: ApplyArgs) -> Result<ExitStatus> {
         if plan.is_empty() {
             return Ok(ExitStatus::Success);
         }
-        return finish(&session, &plan, None, globals, "apply", !args.no_wait).await;
+        return finish(&session, &plan, None, globals, "apply", !args.no_wait, None).await;
     }
     let name = args
         .env
@@ -87,7 +87,9 @@ async fn interactive_run(
     } else {
         None
     };
+    let planning = std::time::Instant::now();
     let planned = ops::make_plan(&session, env, operation, targets, allow_destroy_protected).await;
+    let plan_elapsed = planning.elapsed();
     let (plan, _) = match planned {
         Ok(p) => p,
         Err(e) => {
@@ -111,7 +113,16 @@ async fn interactive_run(
         render::eprint(&render::cancelled(verb));
         return Ok(ExitStatus::Failure);
     }
-    finish(&session, &plan, guard, globals, verb, wait).await
+    finish(
+        &session,
+        &plan,
+        guard,
+        globals,
+        verb,
+        wait,
+        Some(plan_elapsed),
+    )
+    .await
 }
 
 async fn finish(
@@ -121,15 +132,19 @@ async fn finish(
     globals: &Globals,
     verb: &str,
     wait: bool,
+    plan_elapsed: Option<std::time::Duration>,
 ) -> Result<ExitStatus> {
     render::print("\n");
+    let running = std::time::Instant::now();
     let report = ops::run_plan(session, plan, guard, globals, verb, wait).await?;
+    let total = running.elapsed() + plan_elapsed.unwrap_or_default();
     let title = if verb == "destroy" {
         "Destroy"
     } else {
         "Apply"
     };
     render::print(&render::report_text(&report, title));
+    render::print(&render::timings(plan_elapsed, &report, total));
     if let Some(e) = report.state_error {
         return Err(
             anyhow::Error::new(e).context(format!("writing state {}", session.backend.describe()))

@@ -46,7 +46,12 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             crate::render::print(&String::from_utf8_lossy(&out));
             Ok(ExitStatus::Success)
         }
-        Command::Init { env, region, zones } => {
+        Command::Init {
+            env,
+            region,
+            zones,
+            ci,
+        } => {
             let path = crate::config::env_path(&globals.dir, &env);
             if path.exists() {
                 return Err(crate::ops::hinted(
@@ -54,10 +59,17 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
                     "edit it, or name another environment: `infra init NAME`",
                 ));
             }
+            let workflow = std::path::PathBuf::from(format!(".github/workflows/infra-{env}.yml"));
+            if ci && workflow.exists() {
+                return Err(crate::ops::hinted(
+                    format!("{} already exists", workflow.display()),
+                    "edit it, or leave out `--ci`",
+                ));
+            }
             std::fs::create_dir_all(&globals.dir)?;
             std::fs::write(
                 &path,
-                crate::config::starter(&env, &region, usize::from(zones)),
+                crate::config::starter(&env, &region, usize::from(zones), ci),
             )?;
             // What the starter's first line points editors at, for this version of infra.
             std::fs::write(
@@ -65,6 +77,11 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
                 serde_json::to_string_pretty(&crate::config::schema::json_schema())? + "\n",
             )?;
             crate::render::print(&crate::render::initialised(&path, &env));
+            if ci {
+                std::fs::create_dir_all(".github/workflows")?;
+                std::fs::write(&workflow, crate::config::workflow(&env))?;
+                crate::render::print(&crate::render::workflow_written(&workflow, &env));
+            }
             Ok(ExitStatus::Success)
         }
         Command::Schema => {

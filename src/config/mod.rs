@@ -21,7 +21,7 @@ use crate::diag::{Diagnostic, FileDiagnostics, Loc};
 
 pub use expand::expand_vars;
 pub use load::{list_environments, load};
-pub use starter::{SCHEMA_FILE, starter};
+pub use starter::{SCHEMA_FILE, starter, workflow};
 
 /// One environment, fully validated, with every default filled in.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,10 +2,29 @@
 //! platform (network, load balancer, one service) to change from there. Pure.
 
 /// A starter file for `env` in `region` across `zones` zones (1 to 6).
+/// The GitHub Actions workflow `infra init --ci` writes for `env`: plan on pull requests, apply
+/// the reviewed plan on merge, with a pinned release of this version of infra.
+pub fn workflow(env: &str) -> String {
+    include_str!("../../templates/github-workflow.yml")
+        .replace("{{version}}", env!("CARGO_PKG_VERSION"))
+        .replace("{{env}}", env)
+}
+
 /// The schema file `infra init` writes beside the environment files, for editors.
 pub const SCHEMA_FILE: &str = "environment.schema.json";
 
-pub fn starter(env: &str, region: &str, zones: usize) -> String {
+/// A starter file. `ci`: the state lives in S3 (a CI runner keeps nothing between runs), in the
+/// bucket `INFRA_STATE_BUCKET` names (the workflow passes it), else `<env>-infra-state`.
+pub fn starter(env: &str, region: &str, zones: usize, ci: bool) -> String {
+    let state = if ci {
+        format!(
+            "  # Where infra keeps what it created: S3, locked and versioned (created on first apply).\n  # CI passes the bucket in INFRA_STATE_BUCKET; without it, `{env}-infra-state`.\n  s3: {{bucket: \"${{INFRA_STATE_BUCKET:-{env}-infra-state}}\", key: {env}.json}}"
+        )
+    } else {
+        format!(
+            "  # Where infra keeps what it created. Local is for trying it out (no cross-machine locking);\n  # for a team, use S3 (created with versioning and encryption on first apply):\n  #   s3: {{bucket: my-infra-state, key: {env}.json}}\n  local: .infra/{env}.json"
+        )
+    };
     let zones = zones.clamp(1, 6);
     let names: Vec<String> = (0..zones)
         .map(|i| format!("{region}{}", char::from(b'a' + i as u8)))
@@ -19,10 +38,7 @@ region: {region}
 tags: {{team: platform}}     # added to every resource infra creates
 
 state:
-  # Where infra keeps what it created. Local is for trying it out (no cross-machine locking);
-  # for a team, use S3 (created with versioning and encryption on first apply):
-  #   s3: {{bucket: my-infra-state, key: {env}.json}}
-  local: .infra/{env}.json
+{state}
 
 network:
   cidr: 10.0.0.0/16
@@ -62,7 +78,7 @@ mod tests {
     #[test]
     fn the_starter_file_is_valid_for_any_zone_count() {
         for zones in 1..=6 {
-            let text = super::starter("stage", "eu-west-1", zones);
+            let text = super::starter("stage", "eu-west-1", zones, zones == 2);
             let env = crate::config::parse(Path::new("stage.yaml"), &text, &|_| None)
                 .unwrap_or_else(|e| panic!("{zones} zones: {e:?}"));
             assert_eq!(

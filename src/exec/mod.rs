@@ -38,6 +38,8 @@ pub trait Progress: Send + Sync {
     fn failed(&self, change: &Change, op: Op, error: &AwsError);
     fn skipped(&self, change: &Change, op: Op, because: &str);
     fn note(&self, message: &str);
+    /// A running step waits on AWS (`what`), `elapsed` into the wait; said after every poll.
+    fn waiting(&self, _change: &Change, _op: Op, _what: &str, _elapsed: Duration) {}
 }
 
 /// Which adapter runs each kind's steps: `aws::kinds::adapter` in production.
@@ -69,6 +71,9 @@ pub struct Report {
     pub interrupted: bool,
     /// How many times the state was written.
     pub state_writes: usize,
+    /// How long the steps took, and the rollouts followed after them.
+    pub steps_elapsed: Duration,
+    pub rollouts_elapsed: Option<Duration>,
 }
 
 impl Report {
@@ -328,11 +333,16 @@ impl<'p> Run<'p> {
                 .collect();
             let (aws, adapter) = (aws.clone(), (options.adapters)(change.kind));
             let change = change.clone();
-            self.running.spawn(async move {
-                let t = Instant::now();
-                let r = run_step(aws, adapter, change, op, lookup).await;
-                (i, t.elapsed(), r)
-            });
+            let watcher: crate::aws::wait::Watcher = {
+                let (progress, change) = (options.progress.clone(), change.clone());
+                Arc::new(move |what: &str, elapsed| progress.waiting(&change, op, what, elapsed))
+            };
+            self.running
+                .spawn(crate::aws::wait::WATCHER.scope(watcher, async move {
+                    let t = Instant::now();
+                    let r = run_step(aws, adapter, change, op, lookup).await;
+                    (i, t.elapsed(), r)
+                }));
         }
     }
 
@@ -398,6 +408,7 @@ pub async fn execute(
     options: &Options,
     interrupt: impl Future<Output = ()>,
 ) -> Report {
+    let began = Instant::now();
     let (steps, deps) = steps(&plan.changes);
     let queue = match Queue::new(deps) {
         Ok(q) => q,
@@ -471,6 +482,7 @@ pub async fn execute(
         }
     }
     let mut report = run.report;
+    report.steps_elapsed = began.elapsed();
     // Steps refused by the fence failed as AWS errors; the reason is the lock.
     if report.state_error.is_none() && state.lock.is_some_and(LockGuard::is_lost) {
         report.state_error = Some(StateError::LockLost);

@@ -125,6 +125,21 @@ impl Adapter for Fake {
     }
 
     async fn create(&self, _aws: &Aws, id: &str, attrs: &Value) -> Result<LiveResource, AwsError> {
+        // A resource AWS takes a moment to finish: two polls find it not ready yet.
+        if id.starts_with("slow") {
+            let polls = std::sync::atomic::AtomicUsize::new(0);
+            crate::aws::wait::until(
+                "fake",
+                "Describe",
+                "the slow thing to be ready",
+                Duration::from_secs(30),
+                || {
+                    let n = polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async move { Ok((n >= 2).then_some(())) }
+                },
+            )
+            .await?;
+        }
         let fault = self.cloud.call(format!("create {id}")).await;
         if fault == Some(Fault::Refuse) {
             return Err(refused("Create"));
@@ -488,4 +503,56 @@ async fn state_writes_are_coalesced_into_waves_of_completions() {
         "{} writes for 41 completions in two waves",
         r.report.state_writes
     );
+}
+
+/// Progress that records what steps said they waited for.
+#[derive(Default)]
+struct Waits(Mutex<Vec<(String, String)>>);
+
+impl Progress for Waits {
+    fn started(&self, _: &Change, _: Op) {}
+    fn finished(&self, _: &Change, _: Op, _: Option<&str>, _: Duration) {}
+    fn failed(&self, _: &Change, _: Op, _: &AwsError) {}
+    fn skipped(&self, _: &Change, _: Op, _: &str) {}
+    fn note(&self, _: &str) {}
+    fn waiting(&self, change: &Change, _: Op, what: &str, _: Duration) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((change.id.clone(), what.to_string()));
+    }
+}
+
+/// A step that waits on AWS says so, as its own step, after each poll that found it not done;
+/// other steps say nothing.
+#[tokio::test]
+async fn a_waiting_step_says_what_it_waits_for() {
+    let cloud = Arc::new(Cloud::default());
+    let p = plan(vec![
+        create("slow-nat", Kind::NatGateway, &[]),
+        create("vpc", Kind::Vpc, &[]),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LocalBackend::new(dir.path().join("state.json"));
+    let aws = crate::aws::connect_emulator("us-east-1", ENV, "http://127.0.0.1:9").await;
+    let mut writer = StateWriter {
+        backend: &backend,
+        doc: StateDoc::new(ENV),
+        version: None,
+        lock: None,
+    };
+    let waits = Arc::new(Waits::default());
+    let options = Options {
+        parallelism: 4,
+        progress: waits.clone(),
+        adapters: adapters(&cloud),
+    };
+    let report = execute(&p, &aws, &mut writer, &options, std::future::pending()).await;
+    assert!(report.ok(), "{report:?}");
+    let said = waits.0.lock().unwrap().clone();
+    let expected = (
+        "slow-nat".to_string(),
+        "the slow thing to be ready".to_string(),
+    );
+    assert_eq!(said, vec![expected.clone(), expected]);
 }

@@ -222,6 +222,15 @@ fn apply_from_empty_builds_exactly_the_network_then_destroy_leaves_nothing() {
             .stdout
             .contains("Apply complete: 11 created, 0 updated, 0 deleted.")
     );
+    // Without a terminal (CI logs) each event is a line stamped with the time; the run ends
+    // with where its time went.
+    let stamped =
+        regex::Regex::new(r"(?m)^\d\d:\d\d:\d\d vpc: created \(vpc-[0-9a-f]+\) \[\d+\.\ds\]$")
+            .unwrap();
+    assert!(stamped.is_match(&applied.stdout), "{}", applied.stdout);
+    let took =
+        regex::Regex::new(r"(?m)^Took \d+\.\ds \(plan \d+\.\ds, changes \d+\.\ds\)$").unwrap();
+    assert!(took.is_match(&applied.stdout), "{}", applied.stdout);
 
     let w = World::read(&ctx);
     assert_eq!(w.vpcs.len(), 1);

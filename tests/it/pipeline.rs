@@ -113,3 +113,53 @@ fn the_infra_workflow_runs_real_commands() {
         }
     }
 }
+
+/// `infra init --ci` writes an environment that keeps its state in S3 (the bucket from
+/// `INFRA_STATE_BUCKET`) and a workflow whose every `infra` command parses, that installs the
+/// release of this very version, and that applies only a saved plan.
+#[test]
+fn init_ci_writes_a_workflow_of_real_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_infra"))
+        .args(["init", "qa", "--ci"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = std::fs::read_to_string(dir.path().join("environments/qa.yaml")).unwrap();
+    assert!(
+        env.contains(r#"s3: {bucket: "${INFRA_STATE_BUCKET:-qa-infra-state}", key: qa.json}"#),
+        "{env}"
+    );
+    let workflow =
+        std::fs::read_to_string(dir.path().join(".github/workflows/infra-qa.yml")).unwrap();
+    use saphyr::LoadableYamlNode;
+    saphyr::Yaml::load_from_str(&workflow).expect("the workflow is YAML");
+    assert!(
+        workflow.contains(&format!("INFRA_VERSION: v{}", env!("CARGO_PKG_VERSION"))),
+        "{workflow}"
+    );
+    assert!(!workflow.contains("{{env}}") && !workflow.contains("{{version}}"));
+    let commands = infra_commands(&workflow);
+    let verbs: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
+    assert_eq!(verbs, ["validate", "plan", "apply"], "{workflow}");
+    assert_eq!(commands[2], ["apply", "--plan", "qa.plan"]);
+    for args in commands {
+        let argv = std::iter::once("infra".to_string()).chain(args.iter().cloned());
+        if let Err(e) = infra::cli::Cli::try_parse_from(argv) {
+            panic!("`infra {}` does not parse: {e}", args.join(" "));
+        }
+    }
+    // A second run does not overwrite what the first wrote.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_infra"))
+        .args(["init", "qa", "--ci"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+}

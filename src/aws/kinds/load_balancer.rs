@@ -230,7 +230,7 @@ impl ResourceKind for LoadBalancer {
         wait::until(
             "elbv2",
             "DescribeLoadBalancers",
-            "load balancer did not become active",
+            "the load balancer to become active",
             WAIT,
             || async {
                 match state(aws, &arn).await? {
@@ -299,7 +299,7 @@ impl ResourceKind for LoadBalancer {
         wait::until(
             "elbv2",
             "DescribeLoadBalancers",
-            "load balancer was not deleted in time",
+            "the load balancer to be deleted",
             WAIT,
             || async { Ok(state(aws, physical).await?.is_none().then_some(())) },
         )

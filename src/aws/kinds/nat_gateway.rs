@@ -132,7 +132,7 @@ impl ResourceKind for NatGateway {
         wait::until(
             "ec2",
             "DescribeNatGateways",
-            &format!("NAT gateway {nat} did not become available"),
+            &format!("the NAT gateway {nat} to become available"),
             WAIT,
             || async {
                 match state(aws, &nat).await? {
@@ -165,7 +165,7 @@ impl ResourceKind for NatGateway {
         wait::until(
             "ec2",
             "DescribeNatGateways",
-            &format!("NAT gateway {physical} was not deleted in time"),
+            &format!("the NAT gateway {physical} to be deleted"),
             WAIT,
             || async {
                 Ok(match state(aws, physical).await? {
