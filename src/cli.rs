@@ -106,6 +106,21 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Security and resilience rules over environment files (offline; all of them when none is
+    /// named).
+    ///
+    /// Each finding has a rule id, a severity, the file:line it concerns, why it matters and the
+    /// fix. A file accepts a finding with `lint: {accept: {RULE_ID: "reason"}}`. Exit 1 when a
+    /// finding not accepted is at or above `--deny`.
+    Lint {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
+        envs: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: LintFormat,
+        /// The lowest severity that fails the command.
+        #[arg(long, value_enum, default_value = "error")]
+        deny: DenyLevel,
+    },
     /// Print the JSON Schema of the environment file, for editors (offline).
     ///
     /// Environment files that start with `# yaml-language-server: $schema=<path or URL of it>` get
@@ -332,4 +347,18 @@ mod tests {
         cmd.build();
         walk(&mut cmd, "");
     }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LintFormat {
+    Text,
+    Json,
+    /// SARIF 2.1.0, for code scanning.
+    Sarif,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DenyLevel {
+    Warning,
+    Error,
 }

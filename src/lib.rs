@@ -14,6 +14,7 @@ pub mod diag;
 pub mod error;
 pub mod exec;
 pub mod exit;
+pub mod lint;
 pub mod model;
 pub mod naming;
 pub mod ops;

@@ -651,6 +651,10 @@ pub async fn make_plan(
             changes,
             warnings,
             names: names(env),
+            lint: match operation {
+                Operation::Apply => crate::lint::lint(env),
+                Operation::Destroy => Vec::new(),
+            },
         },
         state,
     ))

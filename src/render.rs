@@ -200,6 +200,9 @@ pub fn plan_text(plan: &Plan, backend: &str) -> String {
         _ => {}
     }
     if plan.changes.is_empty() {
+        if !plan.lint.is_empty() {
+            out.push_str(&lint_text(&plan.lint));
+        }
         if !out.is_empty() {
             out.push('\n');
         }
@@ -219,6 +222,10 @@ pub fn plan_text(plan: &Plan, backend: &str) -> String {
     );
     for c in &plan.changes {
         change_text(c, &mut out);
+    }
+    if !plan.lint.is_empty() {
+        out.push('\n');
+        out.push_str(&lint_text(&plan.lint));
     }
     let s = plan.summary();
     let _ = write!(
@@ -255,6 +262,56 @@ pub fn taken(environment: &str, taken: &[crate::aws::kinds::Taken]) -> String {
     out
 }
 
+/// Lint findings, one block each: severity and rule, where, what; why it matters and the fix.
+/// Accepted ones say so, with the file's reason.
+pub fn lint_text(findings: &[crate::lint::Finding]) -> String {
+    let mut out = String::new();
+    for f in findings {
+        let head = match (&f.accepted, f.severity) {
+            (Some(_), _) => paint(DIM, &format!("accepted[{}]", f.rule)),
+            (None, crate::lint::Severity::Error) => paint(RED, &format!("error[{}]", f.rule)),
+            (None, crate::lint::Severity::Warning) => {
+                paint(YELLOW, &format!("warning[{}]", f.rule))
+            }
+        };
+        let _ = writeln!(out, "{head} {}:{}: {}", f.file, f.line, f.message);
+        match &f.accepted {
+            Some(reason) => {
+                let _ = writeln!(out, "  accepted by the file: {reason}");
+            }
+            None => {
+                let _ = writeln!(out, "  why: {}", crate::lint::rule(&f.rule).why);
+                let _ = writeln!(out, "  fix: {}", f.fix);
+            }
+        }
+    }
+    out
+}
+
+/// The closing line of `infra lint`.
+pub fn lint_summary(findings: &[crate::lint::Finding]) -> String {
+    let open: Vec<_> = findings.iter().filter(|f| f.accepted.is_none()).collect();
+    let errors = open
+        .iter()
+        .filter(|f| f.severity == crate::lint::Severity::Error)
+        .count();
+    let accepted = findings.len() - open.len();
+    let accepted = if accepted > 0 {
+        format!(", {accepted} accepted")
+    } else {
+        String::new()
+    };
+    if open.is_empty() {
+        format!("No findings{accepted}.\n")
+    } else {
+        format!(
+            "{} finding(s): {errors} error(s), {} warning(s){accepted}.\n",
+            open.len(),
+            open.len() - errors
+        )
+    }
+}
+
 /// What a warning says.
 pub fn warning_text(w: &Warning) -> String {
     match w {
@@ -287,6 +344,8 @@ pub struct PlanJson<'a> {
     pub create_backend: bool,
     pub changes: &'a [Change],
     pub warnings: Vec<String>,
+    /// The file's lint findings (as `infra lint --format json` gives them).
+    pub lint: &'a [crate::lint::Finding],
     pub summary: crate::plan::Summary,
     pub critical_path_steps: usize,
 }
@@ -306,6 +365,7 @@ pub fn plan_json(plan: &Plan) -> String {
         create_backend: plan.create_backend,
         changes: &plan.changes,
         warnings: plan.warnings.iter().map(warning_text).collect(),
+        lint: &plan.lint,
         summary: plan.summary(),
         critical_path_steps: crate::plan::graph::critical_path(&deps),
     };

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod graph;
 pub mod import;
+mod lint;
 pub mod output;
 pub mod plan;
 pub mod state;
@@ -84,6 +85,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             }
             Ok(ExitStatus::Success)
         }
+        Command::Lint { envs, format, deny } => lint::run(&globals, &envs, format, deny),
         Command::Schema => {
             let schema = crate::config::schema::json_schema();
             crate::render::print(&(serde_json::to_string_pretty(&schema)? + "\n"));

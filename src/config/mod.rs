@@ -38,6 +38,17 @@ pub struct Environment {
     pub repositories: BTreeMap<String, Repository>,
     pub cluster: Option<Cluster>,
     pub services: BTreeMap<String, Service>,
+    /// Lint findings the file accepts, by rule id, with the reason it gives.
+    pub lint_accept: BTreeMap<String, String>,
+    /// The file as read: lint points at its lines.
+    pub source: Source,
+}
+
+/// Where an environment came from, and its text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
 }
 
 /// Where the state document lives.
@@ -275,7 +286,13 @@ pub fn parse(
         }
     };
     match env {
-        Some(env) if reader.errors.is_empty() => Ok(env),
+        Some(mut env) if reader.errors.is_empty() => {
+            env.source = Source {
+                path: path.to_path_buf(),
+                text: text.to_string(),
+            };
+            Ok(env)
+        }
         _ => {
             let mut errors = reader.errors;
             errors.sort_by_key(|d| (d.loc.line, d.loc.column));

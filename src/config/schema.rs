@@ -289,6 +289,12 @@ pub const SERVICE: &[Field] = &[
     ),
 ];
 
+pub const LINT: &[Field] = &[opt(
+    "accept",
+    Ty::Map(&Ty::Str),
+    "lint findings this file accepts: rule id → the reason (shown with the finding)",
+)];
+
 pub const TOP: &[Field] = &[
     req(
         "environment",
@@ -336,6 +342,7 @@ pub const TOP: &[Field] = &[
         Ty::Map(&Ty::Obj(SERVICE)),
         "Fargate services by name",
     ),
+    opt("lint", Ty::Obj(LINT), "lint settings"),
 ];
 
 /// Where the published schema lives in the repository, for the `$id` and editors.

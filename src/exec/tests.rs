@@ -271,6 +271,7 @@ fn plan(changes: Vec<Change>) -> Plan {
         changes,
         warnings: Vec::new(),
         names: Default::default(),
+        lint: Vec::new(),
     }
 }
 

@@ -129,6 +129,9 @@ pub struct Plan {
     /// What refresh and lookups by tag need to find this environment's resources.
     #[serde(default)]
     pub names: Names,
+    /// The file's lint findings: shown with the plan, never a reason to fail it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lint: Vec<crate::lint::Finding>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

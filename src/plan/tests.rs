@@ -66,6 +66,7 @@ fn plan_of(changes: Vec<Change>, warnings: Vec<Warning>) -> Plan {
         changes,
         warnings,
         names: Default::default(),
+        lint: Vec::new(),
     }
 }
 

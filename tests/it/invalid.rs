@@ -165,3 +165,68 @@ fn bash_completes_commands_and_environment_names() {
     assert!(elsewhere.lines().any(|l| l == "qa"), "{elsewhere}");
     assert!(!elsewhere.lines().any(|l| l == ctx.env), "{elsewhere}");
 }
+
+/// `infra lint` through the binary: offline, exit 1 on findings at or above `--deny`, SARIF for
+/// code scanning; a plan shows the file's findings before its last line and never fails on them.
+#[test]
+fn lint_exits_on_what_it_denies_and_plans_show_findings() {
+    let ctx = Ctx::new("lint");
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/lint");
+    for name in ["insecure", "fixed", "accepted"] {
+        std::fs::copy(
+            corpus.join(format!("{name}.yaml")),
+            ctx.path(&format!("environments/{name}.yaml")),
+        )
+        .unwrap();
+    }
+    let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let offline = |args: &[&str]| {
+        ctx.command(args)
+            .env(
+                "AWS_ENDPOINT_URL",
+                format!("http://{}", trap.local_addr().unwrap()),
+            )
+            .output()
+            .unwrap()
+    };
+    let insecure = offline(&["lint", "insecure"]);
+    assert_eq!(insecure.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&insecure.stdout);
+    assert!(
+        text.contains("error[secret-in-environment] environments/insecure.yaml:25:"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    assert_eq!(
+        offline(&["lint", "fixed", "--deny", "warning"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        offline(&["lint", "accepted", "--deny", "warning"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let sarif = offline(&["lint", "insecure", "--format", "sarif"]);
+    let sarif: serde_json::Value = serde_json::from_slice(&sarif.stdout).unwrap();
+    assert_eq!(sarif["runs"][0]["results"].as_array().unwrap().len(), 10);
+    let json = offline(&["lint", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["findings"].as_array().unwrap().len(), 11);
+    match trap.accept() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("lint connected to AWS: {other:?}"),
+    }
+
+    let plan = ctx.infra(&["plan", "accepted"]);
+    plan.success();
+    let accepted = plan
+        .stdout
+        .find("accepted[ecr-mutable-tags] environments/accepted.yaml:11:");
+    let last = plan.stdout.find("Plan: ");
+    assert!(accepted.is_some() && accepted < last, "{}", plan.stdout);
+}

@@ -61,6 +61,10 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
         .require(&top, "network")
         .and_then(|n| network(r, n, region.as_deref()));
     let load_balancer = top.get("load_balancer").map(|n| load_balancer(r, n));
+    let lint_accept = top
+        .get("lint")
+        .map(|n| lint(r, n))
+        .unwrap_or_else(|| Some(BTreeMap::new()));
     let repositories = top.get("repositories").map(|n| repositories(r, n));
     let cluster = top
         .get("cluster")
@@ -105,7 +109,43 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
         },
         cluster,
         services,
+        lint_accept: lint_accept?,
+        source: Source::default(),
     })
+}
+
+/// `lint: {accept: {RULE_ID: "reason"}}`: findings the file accepts, each with its reason.
+fn lint(r: &mut Reader<'_>, n: &Node<'_>) -> Option<BTreeMap<String, String>> {
+    let f = r.mapping(n, &keys(schema::LINT))?;
+    let mut out = BTreeMap::new();
+    let Some(accept) = f.get("accept") else {
+        return Some(out);
+    };
+    let entries = r.open_mapping(accept)?;
+    let mut ok = true;
+    for (rule, span, value) in entries.iter() {
+        if !crate::lint::RULES.iter().any(|r| r.id == rule) {
+            let known: Vec<&str> = crate::lint::RULES.iter().map(|r| r.id).collect();
+            r.error_hint(
+                span,
+                format!("unknown lint rule `{rule}`"),
+                format!("rules: {}", known.join(", ")),
+            );
+            ok = false;
+            continue;
+        }
+        match r.string(value) {
+            Some(reason) if !reason.trim().is_empty() => {
+                out.insert(rule.to_string(), reason);
+            }
+            Some(_) => {
+                r.error(value.span, "say why the finding is accepted");
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 /// Lowercase letters, digits and dashes, starting with a letter, within a length range.
