@@ -121,6 +121,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "error")]
         deny: DenyLevel,
     },
+    /// The monthly cost estimate of environments, side by side (offline, from the files).
+    ///
+    /// Prices come from a table shipped with infra (dated; see `infra cost --help` in the README);
+    /// usage-priced lines (NAT data, load balancer capacity, logs) use each file's `usage`.
+    Cost {
+        #[arg(required = true, add = ArgValueCandidates::new(environment_names))]
+        envs: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON Schema of the environment file, for editors (offline).
     ///
     /// Environment files that start with `# yaml-language-server: $schema=<path or URL of it>` get
@@ -185,6 +195,12 @@ pub struct PlanArgs {
     /// Allow the plan to delete or replace protected resources.
     #[arg(long)]
     pub allow_destroy_protected: bool,
+    /// Pin images even when their scan has findings at or above `--block-severity`.
+    #[arg(long)]
+    pub allow_vulnerable: bool,
+    /// The least severity of a scan finding that stops the plan.
+    #[arg(long, value_enum, default_value = "critical")]
+    pub block_severity: BlockSeverity,
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +222,12 @@ pub struct ApplyArgs {
     /// Allow deleting or replacing protected resources.
     #[arg(long, conflicts_with = "plan")]
     pub allow_destroy_protected: bool,
+    /// Pin images even when their scan has findings at or above `--block-severity`.
+    #[arg(long, conflicts_with = "plan")]
+    pub allow_vulnerable: bool,
+    /// The least severity of a scan finding that stops the plan.
+    #[arg(long, value_enum, default_value = "critical", conflicts_with = "plan")]
+    pub block_severity: BlockSeverity,
 }
 
 #[derive(Debug, Args)]
@@ -361,4 +383,24 @@ pub enum LintFormat {
 pub enum DenyLevel {
     Warning,
     Error,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BlockSeverity {
+    Critical,
+    High,
+    Medium,
+    Low,
+}
+
+impl BlockSeverity {
+    /// ECR's name of the severity.
+    pub fn ecr(self) -> &'static str {
+        match self {
+            BlockSeverity::Critical => "CRITICAL",
+            BlockSeverity::High => "HIGH",
+            BlockSeverity::Medium => "MEDIUM",
+            BlockSeverity::Low => "LOW",
+        }
+    }
 }

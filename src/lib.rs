@@ -9,6 +9,7 @@ pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod cost;
 pub mod desired;
 pub mod diag;
 pub mod error;

@@ -501,14 +501,39 @@ pub async fn import(session: &Session, env: &Environment, i: &Import) -> Result<
     result
 }
 
+/// What a plan may go past.
+#[derive(Debug, Clone)]
+pub struct Allow {
+    /// Deleting or replacing protected resources.
+    pub destroy_protected: bool,
+    /// Pinning images whose scan has findings at or above `block_severity`.
+    pub vulnerable: bool,
+    /// The least severity (ECR's names: CRITICAL, HIGH, MEDIUM, LOW) that stops a plan.
+    pub block_severity: String,
+}
+
+impl Default for Allow {
+    fn default() -> Self {
+        Allow {
+            destroy_protected: false,
+            vulnerable: false,
+            block_severity: "CRITICAL".into(),
+        }
+    }
+}
+
+/// How long a plan waits for the scan of an image it pins to finish.
+const SCAN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Refreshes live state and diffs it against the file (or against nothing, for destroy).
 pub async fn make_plan(
     session: &Session,
     env: &Environment,
     operation: Operation,
     targets: &[String],
-    allow_destroy_protected: bool,
+    allow: &Allow,
 ) -> Result<(Plan, StateDoc)> {
+    let allow_destroy_protected = allow.destroy_protected;
     // Stored state proves the storage exists; only without it is there more to ask.
     let stored = read_state(session, &env.name).await?;
     let backend_exists =
@@ -630,6 +655,50 @@ pub async fn make_plan(
             ));
         }
     }
+    // The image gate: every image of this environment's registry that this plan newly pins is
+    // judged by its scan; findings at or above the threshold stop the plan.
+    let mut pinned: Vec<String> = changes
+        .iter()
+        .filter(|c| c.kind == Kind::TaskDefinition)
+        .filter_map(|c| {
+            let image = c.after.as_ref()?["container"]["image"].as_str()?;
+            let before = c
+                .before
+                .as_ref()
+                .and_then(|b| b["container"]["image"].as_str());
+            (image.contains(".dkr.ecr.") && image.contains("@sha256:") && before != Some(image))
+                .then(|| image.to_string())
+        })
+        .collect();
+    pinned.sort();
+    pinned.dedup();
+    let scans = futures::future::try_join_all(
+        pinned
+            .iter()
+            .map(|image| aws::images::scan(&session.aws, image, SCAN_WAIT)),
+    )
+    .await
+    .context("reading the scan findings of the images this plan pins")?;
+    let mut blocked = Vec::new();
+    for (image, scan) in pinned.iter().zip(&scans) {
+        match aws::images::blocks(image, scan, &allow.block_severity) {
+            Some(why) if allow.vulnerable => warnings.push(plan::Warning::Image {
+                message: format!("{why}\n  (let through by --allow-vulnerable)"),
+            }),
+            Some(why) => blocked.push(why),
+            None => {
+                if let Some(message) = aws::images::note(image, scan) {
+                    warnings.push(plan::Warning::Image { message });
+                }
+            }
+        }
+    }
+    if !blocked.is_empty() {
+        return Err(hinted(
+            blocked.join("\n"),
+            "fix the image and push it again, or pass --allow-vulnerable to pin it anyway",
+        ));
+    }
     // An unresolved image only matters if its task definition is part of this plan.
     for (service, result) in &images {
         if let Err(why) = result {
@@ -655,6 +724,7 @@ pub async fn make_plan(
                 Operation::Apply => crate::lint::lint(env),
                 Operation::Destroy => Vec::new(),
             },
+            cost: crate::cost::of_plan(env, &state, &desired),
         },
         state,
     ))
@@ -663,7 +733,7 @@ pub async fn make_plan(
 /// A plan that only records in state what AWS holds under this environment's tags and the state
 /// does not: every change found by tag becomes an adoption of the resource as it is.
 pub async fn recovery_plan(session: &Session, env: &Environment) -> Result<Plan> {
-    let (mut plan, _) = make_plan(session, env, Operation::Apply, &[], false).await?;
+    let (mut plan, _) = make_plan(session, env, Operation::Apply, &[], &Allow::default()).await?;
     plan.changes
         .retain(|c| c.notes.contains(&plan::Note::FoundByTag));
     for c in &mut plan.changes {

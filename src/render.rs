@@ -203,6 +203,9 @@ pub fn plan_text(plan: &Plan, backend: &str) -> String {
         if !plan.lint.is_empty() {
             out.push_str(&lint_text(&plan.lint));
         }
+        if let Some(cost) = &plan.cost {
+            out.push_str(&cost_delta_text(cost, &plan.region));
+        }
         if !out.is_empty() {
             out.push('\n');
         }
@@ -226,6 +229,10 @@ pub fn plan_text(plan: &Plan, backend: &str) -> String {
     if !plan.lint.is_empty() {
         out.push('\n');
         out.push_str(&lint_text(&plan.lint));
+    }
+    if let Some(cost) = &plan.cost {
+        out.push('\n');
+        out.push_str(&cost_delta_text(cost, &plan.region));
     }
     let s = plan.summary();
     let _ = write!(
@@ -258,6 +265,132 @@ pub fn taken(environment: &str, taken: &[crate::aws::kinds::Taken]) -> String {
             "\n  {}: `{}` exists ({})\n    adopt it: infra import {environment} {} {}",
             t.id, t.name, t.physical_id, t.id, t.physical_id
         );
+    }
+    out
+}
+
+/// A month's cost: `$12.34`, or `$12.34–$45.67` when autoscaling decides.
+fn money(low: f64, high: Option<f64>) -> String {
+    match high {
+        Some(h) if h - low > 0.005 => format!("${low:.2}–${h:.2}"),
+        _ => format!("${low:.2}"),
+    }
+}
+
+/// The cost lines of a plan: before → after and the delta, then each line that changes.
+pub fn cost_delta_text(d: &crate::cost::Delta, region: &str) -> String {
+    let mut out = String::new();
+    let diff = d.after.monthly_total - d.before.monthly_total;
+    let _ = write!(
+        out,
+        "Cost (USD a month, {region} prices of {}): {} → {}",
+        crate::cost::PRICES_DATE,
+        money(d.before.monthly_total, d.before.monthly_total_max),
+        money(d.after.monthly_total, d.after.monthly_total_max),
+    );
+    if diff.abs() < 0.005 {
+        out.push_str(" (unchanged)\n");
+    } else {
+        let _ = writeln!(
+            out,
+            " ({}{:.2})",
+            if diff > 0.0 { "+$" } else { "-$" },
+            diff.abs()
+        );
+    }
+    for (resource, before, after) in &d.changed {
+        let _ = match (before, after) {
+            (None, Some(a)) => writeln!(out, "  + {resource}  {}", money(*a, None)),
+            (Some(b), None) => writeln!(out, "  - {resource}  {}", money(*b, None)),
+            (Some(b), Some(a)) => writeln!(
+                out,
+                "  ~ {resource}  {} → {}",
+                money(*b, None),
+                money(*a, None)
+            ),
+            (None, None) => Ok(()),
+        };
+    }
+    out
+}
+
+/// `infra cost`: the lines of each environment side by side, by group, with totals.
+pub fn cost_table(estimates: &[(String, crate::cost::Estimate)], regions: &[String]) -> String {
+    use std::collections::BTreeSet;
+    let mut rows: BTreeSet<(crate::cost::Group, String)> = BTreeSet::new();
+    for (_, e) in estimates {
+        for l in &e.lines {
+            rows.insert((l.group, l.resource.clone()));
+        }
+    }
+    let mut regions: Vec<&String> = regions.iter().collect();
+    regions.sort();
+    regions.dedup();
+    let mut table: Vec<Vec<String>> = vec![
+        std::iter::once("group".to_string())
+            .chain(std::iter::once("resource".to_string()))
+            .chain(estimates.iter().map(|(n, _)| n.clone()))
+            .collect(),
+    ];
+    for (group, resource) in &rows {
+        let mut row = vec![group.name().to_string(), resource.clone()];
+        for (_, e) in estimates {
+            row.push(
+                e.lines
+                    .iter()
+                    .find(|l| l.group == *group && &l.resource == resource)
+                    .map(|l| {
+                        let m = money(l.monthly, l.monthly_max);
+                        match &l.usage {
+                            Some(u) => format!("{m} ({u})"),
+                            None => m,
+                        }
+                    })
+                    .unwrap_or_else(|| "-".to_string()),
+            );
+        }
+        table.push(row);
+    }
+    let mut total = vec!["total".to_string(), String::new()];
+    total.extend(
+        estimates
+            .iter()
+            .map(|(_, e)| money(e.monthly_total, e.monthly_total_max)),
+    );
+    table.push(total);
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = format!(
+        "Monthly estimate in USD ({} prices of {}; usage-priced lines say what they assume, from each file's `usage`):\n\n",
+        regions
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        crate::cost::PRICES_DATE
+    );
+    for row in &table {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let pad = widths[i] - c.chars().count();
+                if i < 2 {
+                    format!("{c}{}", " ".repeat(pad))
+                } else {
+                    format!("{}{c}", " ".repeat(pad))
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
     }
     out
 }
@@ -323,7 +456,7 @@ pub fn warning_text(w: &Warning) -> String {
             "{} also carry the id `{id}` but state records {recorded}; they are left alone",
             others.join(", ")
         ),
-        Warning::Network { message } => message.clone(),
+        Warning::Network { message } | Warning::Image { message } => message.clone(),
     }
 }
 

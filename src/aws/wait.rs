@@ -33,8 +33,27 @@ pub async fn until<T, F, Fut>(
     operation: &'static str,
     what: &str,
     max: Duration,
-    mut check: F,
+    check: F,
 ) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, AwsError>>,
+{
+    within(what, max, check).await?.ok_or_else(|| {
+        AwsError::local(
+            service,
+            operation,
+            format!("still waiting for {what} after {} s", max.as_secs()),
+        )
+    })
+}
+
+/// `until`, with running out of time an answer (`None`) rather than an error.
+pub async fn within<T, F, Fut>(
+    what: &str,
+    max: Duration,
+    mut check: F,
+) -> Result<Option<T>, AwsError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<T>, AwsError>>,
@@ -43,7 +62,7 @@ where
     let deadline = start + max;
     for pause in pauses() {
         if let Some(done) = check().await? {
-            return Ok(done);
+            return Ok(Some(done));
         }
         let _ = WATCHER.try_with(|w| w(what, start.elapsed()));
         if tokio::time::Instant::now() + pause > deadline {
@@ -51,11 +70,7 @@ where
         }
         tokio::time::sleep(pause).await;
     }
-    Err(AwsError::local(
-        service,
-        operation,
-        format!("still waiting for {what} after {} s", max.as_secs()),
-    ))
+    Ok(None)
 }
 
 #[cfg(test)]

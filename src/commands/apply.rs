@@ -36,7 +36,11 @@ pub async fn apply(globals: &Globals, args: ApplyArgs) -> Result<ExitStatus> {
         targets: &args.targets,
         auto_approve: args.auto_approve,
         wait: !args.no_wait,
-        allow_destroy_protected: args.allow_destroy_protected,
+        allow: ops::Allow {
+            destroy_protected: args.allow_destroy_protected,
+            vulnerable: args.allow_vulnerable,
+            block_severity: args.block_severity.ecr().to_string(),
+        },
     };
     interactive_run(globals, &env, run).await
 }
@@ -49,7 +53,10 @@ pub async fn destroy(globals: &Globals, args: DestroyArgs) -> Result<ExitStatus>
         targets: &[],
         auto_approve: args.auto_approve,
         wait: false,
-        allow_destroy_protected: args.allow_destroy_protected,
+        allow: ops::Allow {
+            destroy_protected: args.allow_destroy_protected,
+            ..ops::Allow::default()
+        },
     };
     interactive_run(globals, &env, run).await
 }
@@ -60,7 +67,7 @@ struct Run<'a> {
     targets: &'a [String],
     auto_approve: bool,
     wait: bool,
-    allow_destroy_protected: bool,
+    allow: ops::Allow,
 }
 
 async fn interactive_run(
@@ -73,7 +80,7 @@ async fn interactive_run(
         targets,
         auto_approve,
         wait,
-        allow_destroy_protected,
+        allow,
     } = run;
     let verb = match operation {
         Operation::Apply => "apply",
@@ -88,7 +95,7 @@ async fn interactive_run(
         None
     };
     let planning = std::time::Instant::now();
-    let planned = ops::make_plan(&session, env, operation, targets, allow_destroy_protected).await;
+    let planned = ops::make_plan(&session, env, operation, targets, &allow).await;
     let plan_elapsed = planning.elapsed();
     let (plan, _) = match planned {
         Ok(p) => p,

@@ -86,6 +86,55 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::Lint { envs, format, deny } => lint::run(&globals, &envs, format, deny),
+        Command::Cost { envs, json } => {
+            let mut estimates = Vec::new();
+            let mut regions = Vec::new();
+            for name in &envs {
+                let env = crate::ops::load_env(&globals, name)?;
+                let estimate = crate::cost::of_file(&env).ok_or_else(|| {
+                    crate::ops::hinted(
+                        format!("no prices for region {} in infra's table", env.region),
+                        format!(
+                            "the table covers {}",
+                            crate::cost::TABLE
+                                .iter()
+                                .map(|(r, _)| *r)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })?;
+                regions.push(env.region.clone());
+                estimates.push((env.name.clone(), env.region.clone(), estimate));
+            }
+            if json {
+                let environments: Vec<serde_json::Value> = estimates
+                    .iter()
+                    .map(|(name, region, e)| {
+                        serde_json::json!({
+                            "name": name,
+                            "region": region,
+                            "monthly_total": e.monthly_total,
+                            "monthly_total_max": e.monthly_total_max,
+                            "lines": e.lines,
+                        })
+                    })
+                    .collect();
+                crate::render::print(
+                    &(serde_json::to_string_pretty(&serde_json::json!({
+                        "format_version": 1,
+                        "prices_date": crate::cost::PRICES_DATE,
+                        "prices_source": crate::cost::PRICES_SOURCE,
+                        "environments": environments,
+                    }))? + "\n"),
+                );
+            } else {
+                let estimates: Vec<(String, crate::cost::Estimate)> =
+                    estimates.into_iter().map(|(n, _, e)| (n, e)).collect();
+                crate::render::print(&crate::render::cost_table(&estimates, &regions));
+            }
+            Ok(ExitStatus::Success)
+        }
         Command::Schema => {
             let schema = crate::config::schema::json_schema();
             crate::render::print(&(serde_json::to_string_pretty(&schema)? + "\n"));

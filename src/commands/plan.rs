@@ -17,7 +17,11 @@ pub async fn run(globals: &Globals, args: PlanArgs) -> Result<ExitStatus> {
         &env,
         Operation::Apply,
         &args.targets,
-        args.allow_destroy_protected,
+        &ops::Allow {
+            destroy_protected: args.allow_destroy_protected,
+            vulnerable: args.allow_vulnerable,
+            block_severity: args.block_severity.ecr().to_string(),
+        },
     )
     .await?;
     if args.json {

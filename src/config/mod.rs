@@ -40,8 +40,31 @@ pub struct Environment {
     pub services: BTreeMap<String, Service>,
     /// Lint findings the file accepts, by rule id, with the reason it gives.
     pub lint_accept: BTreeMap<String, String>,
+    /// Assumptions for the usage-priced lines of the cost estimate.
+    pub usage: Usage,
     /// The file as read: lint points at its lines.
     pub source: Source,
+}
+
+/// What the cost estimate assumes of usage-priced lines (`usage:`; the defaults are these).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// GB processed by the NAT gateways in a month, all together.
+    pub nat_gb_per_month: f64,
+    /// Load balancer capacity units used on average.
+    pub alb_lcu: f64,
+    /// GB of logs ingested in a month, all services together.
+    pub log_gb_per_month: f64,
+}
+
+impl Default for Usage {
+    fn default() -> Self {
+        Usage {
+            nat_gb_per_month: 100.0,
+            alb_lcu: 1.0,
+            log_gb_per_month: 5.0,
+        }
+    }
 }
 
 /// Where an environment came from, and its text.

@@ -289,6 +289,24 @@ pub const SERVICE: &[Field] = &[
     ),
 ];
 
+pub const USAGE: &[Field] = &[
+    opt(
+        "nat_gb_per_month",
+        Ty::Num(0.0, 1_000_000.0),
+        "GB the NAT gateways process in a month, all together (default 100)",
+    ),
+    opt(
+        "alb_lcu",
+        Ty::Num(0.0, 100_000.0),
+        "load balancer capacity units used on average (default 1)",
+    ),
+    opt(
+        "log_gb_per_month",
+        Ty::Num(0.0, 1_000_000.0),
+        "GB of logs ingested in a month, all services together (default 5)",
+    ),
+];
+
 pub const LINT: &[Field] = &[opt(
     "accept",
     Ty::Map(&Ty::Str),
@@ -343,6 +361,11 @@ pub const TOP: &[Field] = &[
         "Fargate services by name",
     ),
     opt("lint", Ty::Obj(LINT), "lint settings"),
+    opt(
+        "usage",
+        Ty::Obj(USAGE),
+        "assumptions for the usage-priced lines of the cost estimate",
+    ),
 ];
 
 /// Where the published schema lives in the repository, for the `$id` and editors.

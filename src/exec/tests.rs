@@ -272,6 +272,7 @@ fn plan(changes: Vec<Change>) -> Plan {
         warnings: Vec::new(),
         names: Default::default(),
         lint: Vec::new(),
+        cost: None,
     }
 }
 

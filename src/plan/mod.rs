@@ -36,6 +36,9 @@ pub enum Warning {
     },
     /// Something about a network someone else owns that would keep the environment from working.
     Network { message: String },
+    /// An image the plan pins that its scan could not judge (not scanned, still scanning), or
+    /// that the gate let through (`--allow-vulnerable`).
+    Image { message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +135,9 @@ pub struct Plan {
     /// The file's lint findings: shown with the plan, never a reason to fail it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lint: Vec<crate::lint::Finding>,
+    /// The monthly estimate before → after (when the region is in the price table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::Delta>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

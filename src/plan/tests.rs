@@ -67,6 +67,7 @@ fn plan_of(changes: Vec<Change>, warnings: Vec<Warning>) -> Plan {
         warnings,
         names: Default::default(),
         lint: Vec::new(),
+        cost: None,
     }
 }
 

@@ -1051,3 +1051,120 @@ fn autoscaled_services_get_a_target_and_policies_and_keep_their_scaled_count() {
     assert_eq!(count, 2);
     ctx.assert_converged();
 }
+
+/// Gives an image scan findings, as ECR would after a scan (moto's configuration API, then a
+/// scan started so the image has one).
+fn set_findings(ctx: &Ctx, digest: &str, critical: i32) {
+    let started = ctx.rt.block_on(
+        ctx.ecr()
+            .start_image_scan()
+            .repository_name(format!("{}/web", ctx.env))
+            .image_id(
+                aws_sdk_ecr::types::ImageIdentifier::builder()
+                    .image_digest(digest)
+                    .build(),
+            )
+            .send(),
+    );
+    // One scan a day per image: a second start finds the first.
+    if let Err(e) = started {
+        let e = e.into_service_error();
+        assert!(e.is_limit_exceeded_exception(), "{e:?}");
+    }
+    let body = serde_json::json!({
+        "region": "us-east-1",
+        "results": [{
+            "registryId": "123456789012",
+            "repositoryName": format!("{}/web", ctx.env),
+            "imageId": {"imageDigest": digest},
+            "imageScanStatus": {"status": "COMPLETE", "description": "done"},
+            "imageScanFindings": {
+                "findingSeverityCounts": {"CRITICAL": critical, "HIGH": 1},
+                "findings": [
+                    {"name": "CVE-2026-0001", "severity": "CRITICAL", "attributes": [{"key": "package_name", "value": "openssl"}]},
+                    {"name": "CVE-2026-0002", "severity": "HIGH", "attributes": [{"key": "package_name", "value": "zlib"}]}
+                ]
+            }
+        }]
+    })
+    .to_string();
+    let endpoint = crate::harness::endpoint();
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        s,
+        "POST /moto-api/static/ecr/scan-finding-results HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 20"), "{answer}");
+}
+
+/// The image gate: an image the plan newly pins is judged by its scan. Not scanned: a warning.
+/// CRITICAL findings: the plan stops, naming the image, the counts and the worst findings, unless
+/// `--allow-vulnerable`; `--block-severity high` stops at HIGH too.
+#[test]
+fn a_critically_vulnerable_image_stops_the_plan_unless_allowed() {
+    let ctx = Ctx::new("gate");
+    ctx.write_env(SERVICES);
+    ctx.infra(&["apply", "{env}", "--auto-approve", "--target", "repository"])
+        .success();
+    let digest = push_image(&ctx, "v1");
+    let unscanned = ctx.infra(&["plan", "{env}"]);
+    assert!(
+        unscanned.success().stdout.contains("has not been scanned"),
+        "{}",
+        unscanned.stdout
+    );
+
+    set_findings(&ctx, &digest, 2);
+    let blocked = ctx.infra(&["plan", "{env}"]);
+    blocked.code(1);
+    assert!(
+        blocked.stderr.contains(&format!(
+            "{}/web@{digest} has 2 CRITICAL finding(s) at or above CRITICAL",
+            ctx.env
+        )) && blocked.stderr.contains("CVE-2026-0001 CRITICAL in openssl")
+            && blocked.stderr.contains("--allow-vulnerable"),
+        "{}",
+        blocked.stderr
+    );
+    let allowed = ctx.infra(&["plan", "{env}", "--allow-vulnerable"]);
+    assert!(
+        allowed
+            .success()
+            .stdout
+            .contains("let through by --allow-vulnerable"),
+        "{}",
+        allowed.stdout
+    );
+
+    // Another image with only a HIGH finding passes the default gate, not `--block-severity high`.
+    let v22 = push_image(&ctx, "v22");
+    set_findings(&ctx, &v22, 0);
+    let plan_v22 = |extra: &[&str]| {
+        let mut args = vec!["plan", ctx.env.as_str()];
+        args.extend_from_slice(extra);
+        ctx.command(&args).env("IMAGE_TAG", "v22").output().unwrap()
+    };
+    assert_eq!(plan_v22(&[]).status.code(), Some(0));
+    let high = plan_v22(&["--block-severity", "high"]);
+    assert_eq!(high.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&high.stderr).contains("has 1 HIGH finding(s) at or above HIGH")
+    );
+
+    // Applied with the gate let through; the pinned image is not judged again.
+    ctx.infra(&[
+        "apply",
+        "{env}",
+        "--auto-approve",
+        "--no-wait",
+        "--allow-vulnerable",
+    ])
+    .success();
+    ctx.assert_converged();
+}

@@ -61,6 +61,10 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
         .require(&top, "network")
         .and_then(|n| network(r, n, region.as_deref()));
     let load_balancer = top.get("load_balancer").map(|n| load_balancer(r, n));
+    let usage = match top.get("usage") {
+        Some(n) => usage(r, n),
+        None => Some(Usage::default()),
+    };
     let lint_accept = top
         .get("lint")
         .map(|n| lint(r, n))
@@ -110,7 +114,26 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
         cluster,
         services,
         lint_accept: lint_accept?,
+        usage: usage?,
         source: Source::default(),
+    })
+}
+
+/// `usage: {nat_gb_per_month, alb_lcu, log_gb_per_month}`, each defaulted.
+fn usage(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Usage> {
+    let f = r.mapping(n, &keys(schema::USAGE))?;
+    let d = Usage::default();
+    let mut num = |key: &str, default: f64, max: f64| match f.get(key) {
+        Some(v) => r.number(v, 0.0, max),
+        None => Some(default),
+    };
+    let nat = num("nat_gb_per_month", d.nat_gb_per_month, 1_000_000.0);
+    let lcu = num("alb_lcu", d.alb_lcu, 100_000.0);
+    let logs = num("log_gb_per_month", d.log_gb_per_month, 1_000_000.0);
+    Some(Usage {
+        nat_gb_per_month: nat?,
+        alb_lcu: lcu?,
+        log_gb_per_month: logs?,
     })
 }
 
