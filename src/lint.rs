@@ -92,6 +92,12 @@ pub const RULES: &[Rule] = &[
         fix: "narrow the source to the addresses that need it, or serve the port through the load balancer",
     },
     Rule {
+        id: "image-not-scanned",
+        severity: Severity::Warning,
+        why: "the image this plan pins has no completed vulnerability scan, so the image gate cannot judge it",
+        fix: "turn on `scan_on_push` for its repository (or start a scan in ECR) before deploying it",
+    },
+    Rule {
         id: "task-public-ip",
         severity: Severity::Error,
         why: "tasks with public IP addresses are reachable from the internet, bypassing the load balancer",
@@ -191,6 +197,20 @@ fn looks_secret(key: &str, value: &str) -> bool {
             .and_then(|(_, rest)| rest.split('/').next())
             .is_some_and(|authority| authority.contains(':') && authority.contains('@'));
     by_name || by_value
+}
+
+/// A finding of `rule` at the line of `path` in the file (for rules a plan checks live).
+pub fn finding_at(env: &Environment, id: &str, path: &[&str], message: String) -> Finding {
+    let r = rule(id);
+    Finding {
+        rule: id.to_string(),
+        severity: r.severity,
+        file: env.source.path.display().to_string(),
+        line: Lines::new(&env.source.text).line(path),
+        message,
+        fix: r.fix.to_string(),
+        accepted: env.lint_accept.get(id).cloned(),
+    }
 }
 
 /// Every finding of the file, accepted ones included (marked), in file order.

@@ -680,12 +680,34 @@ pub async fn make_plan(
     .await
     .context("reading the scan findings of the images this plan pins")?;
     let mut blocked = Vec::new();
+    let mut unscanned = Vec::new();
     for (image, scan) in pinned.iter().zip(&scans) {
         match aws::images::blocks(image, scan, &allow.block_severity) {
             Some(why) if allow.vulnerable => warnings.push(plan::Warning::Image {
                 message: format!("{why}\n  (let through by --allow-vulnerable)"),
             }),
             Some(why) => blocked.push(why),
+            None if *scan == aws::images::Scan::NotScanned => {
+                // Which service pins it: the line the finding points at.
+                let service = changes
+                    .iter()
+                    .find(|c| {
+                        c.kind == Kind::TaskDefinition
+                            && c.after
+                                .as_ref()
+                                .and_then(|a| a["container"]["image"].as_str())
+                                == Some(image.as_str())
+                    })
+                    .and_then(|c| c.id.strip_prefix("task-definition."))
+                    .unwrap_or_default()
+                    .to_string();
+                unscanned.push(crate::lint::finding_at(
+                    env,
+                    "image-not-scanned",
+                    &["services", &service, "image"],
+                    format!("image {image} of service `{service}` has not been scanned"),
+                ));
+            }
             None => {
                 if let Some(message) = aws::images::note(image, scan) {
                     warnings.push(plan::Warning::Image { message });
@@ -721,7 +743,11 @@ pub async fn make_plan(
             warnings,
             names: names(env),
             lint: match operation {
-                Operation::Apply => crate::lint::lint(env),
+                Operation::Apply => {
+                    let mut findings = crate::lint::lint(env);
+                    findings.extend(unscanned);
+                    findings
+                }
                 Operation::Destroy => Vec::new(),
             },
             cost: crate::cost::of_plan(env, &state, &desired),

@@ -96,7 +96,7 @@ fn the_infra_workflow_runs_real_commands() {
     let workflow = std::fs::read_to_string(root().join(".github/workflows/infra.yml")).unwrap();
     let commands = infra_commands(&workflow);
     let verbs: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
-    for expected in ["validate", "plan", "apply"] {
+    for expected in ["validate", "lint", "plan", "apply"] {
         assert!(
             verbs.contains(&expected),
             "no `infra {expected}` in the workflow: {verbs:?}"

@@ -1115,7 +1115,10 @@ fn a_critically_vulnerable_image_stops_the_plan_unless_allowed() {
     let digest = push_image(&ctx, "v1");
     let unscanned = ctx.infra(&["plan", "{env}"]);
     assert!(
-        unscanned.success().stdout.contains("has not been scanned"),
+        unscanned
+            .success()
+            .stdout
+            .contains("warning[image-not-scanned] environments/"),
         "{}",
         unscanned.stdout
     );
