@@ -92,6 +92,12 @@ pub const RULES: &[Rule] = &[
         fix: "narrow the source to the addresses that need it, or serve the port through the load balancer",
     },
     Rule {
+        id: "state-bucket-unprotected",
+        severity: Severity::Error,
+        why: "the state bucket is the memory of everything infra manages: without versioning a bad write cannot be undone, without encryption or a public access block it can leak",
+        fix: "turn on versioning, default encryption and all four public access block settings on the bucket (infra sets them on a bucket it creates)",
+    },
+    Rule {
         id: "image-not-scanned",
         severity: Severity::Warning,
         why: "the image this plan pins has no completed vulnerability scan, so the image gate cannot judge it",

@@ -721,6 +721,30 @@ pub async fn make_plan(
             "fix the image and push it again, or pass --allow-vulnerable to pin it anyway",
         ));
     }
+    // The state storage, read live before a plan that would write into it.
+    let bucket = match (operation, backend_exists && !changes.is_empty()) {
+        (Operation::Apply, true) => {
+            let weak = session.backend.weaknesses().await.with_context(|| {
+                format!("reading the settings of {}", session.backend.describe())
+            })?;
+            (!weak.is_empty())
+                .then(|| {
+                    crate::lint::finding_at(
+                        env,
+                        "state-bucket-unprotected",
+                        &["state", "s3"],
+                        format!(
+                            "the state bucket of {}: {}",
+                            session.backend.describe(),
+                            weak.join("; ")
+                        ),
+                    )
+                })
+                .into_iter()
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     // An unresolved image only matters if its task definition is part of this plan.
     for (service, result) in &images {
         if let Err(why) = result {
@@ -746,6 +770,7 @@ pub async fn make_plan(
                 Operation::Apply => {
                     let mut findings = crate::lint::lint(env);
                     findings.extend(unscanned);
+                    findings.extend(bucket);
                     findings
                 }
                 Operation::Destroy => Vec::new(),

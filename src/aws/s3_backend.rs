@@ -125,6 +125,52 @@ fn decode_lock(bytes: &[u8]) -> Result<LockInfo, StateError> {
 
 #[async_trait::async_trait]
 impl Backend for S3Backend {
+    async fn weaknesses(&self) -> Result<Vec<String>, StateError> {
+        let b = &self.bucket;
+        // Versioning as the state object shows it: S3 gives objects of a bucket that is not
+        // versioned the version id "null" (nothing to judge before the first write).
+        let (versions, encryption, public) = futures::join!(
+            self.client
+                .list_object_versions()
+                .bucket(b)
+                .prefix(&self.key)
+                .max_keys(1)
+                .send(),
+            self.client.get_bucket_encryption().bucket(b).send(),
+            self.client.get_public_access_block().bucket(b).send(),
+        );
+        let mut out = Vec::new();
+        let versions = versions.map_err(sdk_error("s3", "ListObjectVersions"))?;
+        if versions
+            .versions()
+            .first()
+            .is_some_and(|v| v.version_id().is_none_or(|id| id == "null"))
+        {
+            out.push("versioning is off (an overwritten state cannot be restored)".to_string());
+        }
+        match encryption.map_err(sdk_error("s3", "GetBucketEncryption")) {
+            Ok(_) => {}
+            Err(e) if e.code_is("ServerSideEncryptionConfigurationNotFoundError") => {
+                out.push("it has no default encryption".to_string());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let blocked = match public.map_err(sdk_error("s3", "GetPublicAccessBlock")) {
+            Ok(o) => o.public_access_block_configuration().is_some_and(|c| {
+                c.block_public_acls() == Some(true)
+                    && c.ignore_public_acls() == Some(true)
+                    && c.block_public_policy() == Some(true)
+                    && c.restrict_public_buckets() == Some(true)
+            }),
+            Err(e) if e.code_is("NoSuchPublicAccessBlockConfiguration") => false,
+            Err(e) => return Err(e.into()),
+        };
+        if !blocked {
+            out.push("public access is not blocked".to_string());
+        }
+        Ok(out)
+    }
+
     fn describe(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.key)
     }

@@ -226,6 +226,11 @@ pub trait Backend: Send + Sync {
     async fn lock_info(&self) -> Result<Option<(LockInfo, Version)>, StateError>;
     /// Removes a lock by id, whoever holds it (`infra state unlock`).
     async fn force_unlock(&self, id: &str) -> Result<LockInfo, StateError>;
+    /// What the storage lacks to keep the state safe (S3: versioning, default encryption, a
+    /// public access block), each as a short phrase; none for storage without such settings.
+    async fn weaknesses(&self) -> Result<Vec<String>, StateError> {
+        Ok(Vec::new())
+    }
 }
 
 #[cfg(test)]

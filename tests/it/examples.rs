@@ -77,7 +77,8 @@ fn the_stage_example_planned_applied_and_destroyed() {
         let out = ctx.command(args).env("IMAGE_TAG", "v1").output().unwrap();
         (
             out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
         )
     };
     let env = ctx.env.clone();

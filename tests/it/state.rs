@@ -615,3 +615,47 @@ fn init_writes_a_starter_that_validates_and_plans() {
     again.code(1);
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
 }
+
+/// A state bucket made by hand without versioning or a public access block: a plan that would
+/// write into it says so, at the file's `state.s3` line; a bucket infra made says nothing.
+#[test]
+fn a_plan_that_writes_state_checks_the_bucket_keeps_it_safe() {
+    let ctx = Ctx::new("bucket");
+    ctx.rt
+        .block_on(ctx.s3.create_bucket().bucket(&ctx.bucket).send())
+        .unwrap();
+    ctx.write_env(TWO_ZONES);
+    // Lint never stops a plan: the apply goes on, and writes the first state into that bucket.
+    let applied = ctx.apply();
+    assert!(
+        applied.stdout.contains("public access is not blocked"),
+        "{}",
+        applied.stdout
+    );
+    ctx.write_env(&TWO_ZONES.replace("nat: single", "nat: none"));
+    let plan = ctx.infra(&["plan", "{env}"]);
+    assert!(
+        plan.success()
+            .stdout
+            .contains("error[state-bucket-unprotected] environments/"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("versioning is off")
+            && plan.stdout.contains("public access is not blocked"),
+        "{}",
+        plan.stdout
+    );
+
+    let ours = Ctx::new("bucketok");
+    ours.write_env(TWO_ZONES);
+    ours.apply();
+    ours.write_env(&TWO_ZONES.replace("nat: single", "nat: none"));
+    let plan = ours.infra(&["plan", "{env}"]);
+    assert!(
+        !plan.success().stdout.contains("state-bucket-unprotected"),
+        "{}",
+        plan.stdout
+    );
+}
