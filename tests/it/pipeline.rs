@@ -91,6 +91,16 @@ fn infra_commands(workflow: &str) -> Vec<Vec<String>> {
     out
 }
 
+/// Every command parses with the real command line.
+fn assert_all_parse(commands: &[Vec<String>]) {
+    for args in commands {
+        let argv = std::iter::once("infra".to_string()).chain(args.iter().cloned());
+        if let Err(e) = infra::cli::Cli::try_parse_from(argv) {
+            panic!("`infra {}` does not parse: {e}", args.join(" "));
+        }
+    }
+}
+
 #[test]
 fn the_infra_workflow_runs_real_commands() {
     let workflow = std::fs::read_to_string(root().join(".github/workflows/infra.yml")).unwrap();
@@ -106,12 +116,7 @@ fn the_infra_workflow_runs_real_commands() {
         commands.iter().any(|c| c.contains(&"--plan".to_string())),
         "prod must apply a saved plan"
     );
-    for args in commands {
-        let argv = std::iter::once("infra".to_string()).chain(args.iter().cloned());
-        if let Err(e) = infra::cli::Cli::try_parse_from(argv) {
-            panic!("`infra {}` does not parse: {e}", args.join(" "));
-        }
-    }
+    assert_all_parse(&commands);
 }
 
 /// `infra init --ci` writes an environment that keeps its state in S3 (the bucket from
@@ -149,12 +154,7 @@ fn init_ci_writes_a_workflow_of_real_commands() {
     let verbs: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
     assert_eq!(verbs, ["validate", "plan", "apply"], "{workflow}");
     assert_eq!(commands[2], ["apply", "--plan", "qa.plan"]);
-    for args in commands {
-        let argv = std::iter::once("infra".to_string()).chain(args.iter().cloned());
-        if let Err(e) = infra::cli::Cli::try_parse_from(argv) {
-            panic!("`infra {}` does not parse: {e}", args.join(" "));
-        }
-    }
+    assert_all_parse(&commands);
     // A second run does not overwrite what the first wrote.
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_infra"))
         .args(["init", "qa", "--ci"])
