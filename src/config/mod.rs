@@ -219,6 +219,12 @@ pub struct Deployment {
     pub bake_minutes: u32,
     pub canary_percent: Option<f64>,
     pub step_percent: Option<f64>,
+    /// canary / linear: minutes between traffic shifts (AWS's default when unset).
+    pub step_bake_minutes: Option<u32>,
+    /// blue_green / canary / linear: a test listener on this port reaches the new revision first.
+    pub test_port: Option<u16>,
+    /// Roll a deployment back when the service's alarms fire.
+    pub rollback_alarms: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -229,6 +229,21 @@ pub const DEPLOYMENT: &[Field] = &[
         Ty::Num(3.0, 100.0),
         "linear: share of traffic shifted at each step",
     ),
+    opt(
+        "step_bake_minutes",
+        Ty::Int(0, 1440),
+        "canary, linear: minutes between traffic shifts (AWS's default when unset)",
+    ),
+    opt(
+        "test_port",
+        Ty::Int(1, 65535),
+        "blue_green, canary, linear: a test listener on this port reaches the new revision first",
+    ),
+    opt(
+        "rollback_alarms",
+        Ty::Bool,
+        "roll a deployment back when the service's alarms fire (needs `alarms`)",
+    ),
 ];
 
 pub const AUTOSCALING: &[Field] = &[

@@ -95,3 +95,26 @@ fn the_stage_example_planned_applied_and_destroyed() {
     assert_eq!(code, Some(0), "{destroyed}");
     insta::assert_snapshot!("stage-destroy", shown(&ctx, &destroyed));
 }
+
+/// `infra cost` and `infra lint` of the example environments as users see them (offline).
+#[test]
+fn the_examples_cost_and_lint() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_infra"))
+            .args(args)
+            .arg("--dir")
+            .arg(root.join("environments"))
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    insta::assert_snapshot!("cost-stage-prod", run(&["cost", "stage", "prod"]));
+    insta::assert_snapshot!("lint-examples", run(&["lint"]));
+}

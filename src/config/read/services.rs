@@ -244,8 +244,33 @@ fn service(
             bake_minutes: 0,
             canary_percent: None,
             step_percent: None,
+            step_bake_minutes: None,
+            test_port: None,
+            rollback_alarms: false,
         }),
     };
+    // What blue/green, canary and linear need of the service, at the `strategy` line.
+    if let (Some(d), Some(dn)) = (&deployment, f.get("deployment"))
+        && d.strategy != Strategy::Rolling
+    {
+        let at = strategy_span(dn).unwrap_or(dn.span);
+        let has_port = matches!(port, Some(Some(_)));
+        if !has_port || !lb_given {
+            r.error_hint(
+                at,
+                "blue_green, canary and linear shift load balancer traffic between two target groups: the service needs a `port` and the environment a `load_balancer`",
+                "give the service a port behind the load balancer, or use `strategy: rolling`",
+            );
+        }
+        if let (Some(test), Some(lb)) = (d.test_port, lb)
+            && (test == lb.http_port || lb.https.as_ref().is_some_and(|h| h.port == test))
+        {
+            r.error(
+                at,
+                format!("`test_port` {test} is a port the load balancer already listens on for production traffic"),
+            );
+        }
+    }
     let autoscaling = match f.get("autoscaling") {
         Some(n) => autoscaling(
             r,
@@ -383,6 +408,16 @@ fn secrets(r: &mut Reader<'_>, n: &Node<'_>, region: Option<&str>) -> BTreeMap<S
     out
 }
 
+/// The span of `strategy` in a deployment mapping, if it says one.
+fn strategy_span(n: &Node<'_>) -> Option<Span> {
+    let saphyr::YamlData::Mapping(m) = &n.data else {
+        return None;
+    };
+    m.iter()
+        .find(|(k, _)| crate::config::yaml::scalar_text(k).as_deref() == Some("strategy"))
+        .map(|(_, v)| v.span)
+}
+
 fn deployment(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Deployment> {
     let f = r.mapping(n, &keys(schema::DEPLOYMENT))?;
     let strategy = f
@@ -433,11 +468,61 @@ fn deployment(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Deployment> {
     let bake = f
         .get("bake_minutes")
         .map(|n| r.int(n, 0, 1440).map(|v| v as u32));
-    let canary = f
-        .get("canary_percent")
-        .map(|n| (n, r.number(n, 0.1, 100.0)));
-    let step = f.get("step_percent").map(|n| (n, r.number(n, 3.0, 100.0)));
+    let tenth = |r: &mut Reader<'_>, n: &Node<'_>, v: Option<f64>| {
+        v.filter(|v| {
+            let ok = ((v * 10.0).round() - v * 10.0).abs() < 1e-9;
+            if !ok {
+                r.error(n.span, format!("{v} is not a multiple of 0.1"));
+            }
+            ok
+        })
+    };
+    let canary = f.get("canary_percent").map(|n| {
+        let v = r.number(n, 0.1, 100.0);
+        (n, tenth(r, n, v))
+    });
+    let step = f.get("step_percent").map(|n| {
+        let v = r.number(n, 3.0, 100.0);
+        (n, tenth(r, n, v))
+    });
+    let step_bake = f
+        .get("step_bake_minutes")
+        .map(|n| (n, r.int(n, 0, 1440).map(|v| v as u32)));
+    let test_port = f
+        .get("test_port")
+        .map(|n| (n, r.int(n, 1, 65535).map(|v| v as u16)));
+    let rollback_alarms = match f.get("rollback_alarms") {
+        Some(n) => {
+            let v = r.boolean(n);
+            if v == Some(true) {
+                r.error_hint(
+                    n.span,
+                    "`rollback_alarms` needs the service's alarms, which this version of infra does not provision yet",
+                    "leave it out (or false) for now",
+                );
+            }
+            v
+        }
+        None => Some(false),
+    };
     if let Some(s) = strategy {
+        if let (Some(c), true) = (f.get("circuit_breaker"), s != Strategy::Rolling) {
+            r.error(
+                c.span,
+                "`circuit_breaker` applies to rolling deployments; blue_green, canary and linear roll back on their own",
+            );
+        }
+        if let (Some((sb, _)), false) =
+            (step_bake, matches!(s, Strategy::Canary | Strategy::Linear))
+        {
+            r.error(sb.span, "`step_bake_minutes` applies to canary and linear");
+        }
+        if let (Some((tp, _)), true) = (test_port, s == Strategy::Rolling) {
+            r.error(
+                tp.span,
+                "`test_port` applies to blue_green, canary and linear, not rolling",
+            );
+        }
         if let (Some(b), true) = (f.get("bake_minutes"), s == Strategy::Rolling) {
             r.error(
                 b.span,
@@ -465,9 +550,16 @@ fn deployment(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Deployment> {
         min_healthy_percent: min?,
         max_percent: max?,
         circuit_breaker: cb?,
-        bake_minutes: bake.unwrap_or(Some(0))?,
+        // AWS's default bake time for the three that bake.
+        bake_minutes: bake.unwrap_or(Some(match strategy {
+            Some(Strategy::Rolling) | None => 0,
+            Some(_) => 5,
+        }))?,
         canary_percent: canary.map(|(_, v)| v).transpose_opt()?,
         step_percent: step.map(|(_, v)| v).transpose_opt()?,
+        step_bake_minutes: step_bake.map(|(_, v)| v).transpose_opt()?,
+        test_port: test_port.map(|(_, v)| v).transpose_opt()?,
+        rollback_alarms: rollback_alarms?,
     })
 }
 
