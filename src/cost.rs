@@ -142,15 +142,26 @@ pub struct Priced<'a> {
 
 /// The monthly estimate of `resources` at `prices`, with `usage` for what the file cannot say.
 pub fn estimate(resources: &[Priced<'_>], prices: &Prices, usage: &Usage) -> Estimate {
+    // Resources by logical and by physical id, and scalable targets by the service they scale.
+    let mut index: BTreeMap<&str, &Priced<'_>> = BTreeMap::new();
+    let mut scaled: BTreeMap<&str, &Priced<'_>> = BTreeMap::new();
+    for r in resources {
+        index.insert(r.id, r);
+        if let Some(p) = r.physical_id {
+            index.insert(p, r);
+        }
+        if r.kind == Kind::ScalableTarget
+            && let Some(service) = r.attrs["resource_id"]
+                .as_str()
+                .and_then(|id| id.rsplit('/').next())
+        {
+            scaled.insert(service, r);
+        }
+    }
     let by_ref = |v: &Value| -> Option<&Priced<'_>> {
         match v {
-            Value::Object(m) => {
-                let id = m.get("ref")?.as_str()?;
-                resources.iter().find(|r| r.id == id)
-            }
-            Value::String(s) => resources
-                .iter()
-                .find(|r| r.physical_id == Some(s.as_str()) || r.id == s),
+            Value::Object(m) => index.get(m.get("ref")?.as_str()?).copied(),
+            Value::String(s) => index.get(s.as_str()).copied(),
             _ => None,
         }
     };
@@ -207,13 +218,7 @@ pub fn estimate(resources: &[Priced<'_>], prices: &Prices, usage: &Usage) -> Est
                     + number("memory") / 1024.0 * prices.fargate_gb_hour)
                     * month;
                 let name = r.attrs["name"].as_str().unwrap_or_default();
-                let scaled = resources.iter().find(|t| {
-                    t.kind == Kind::ScalableTarget
-                        && t.attrs["resource_id"]
-                            .as_str()
-                            .is_some_and(|id| id.ends_with(&format!("/{name}")))
-                });
-                let line = match (scaled, r.attrs["desired_count"].as_u64()) {
+                let line = match (scaled.get(name), r.attrs["desired_count"].as_u64()) {
                     (Some(t), _) => {
                         let min = t.attrs["min_capacity"].as_f64().unwrap_or_default();
                         let max = t.attrs["max_capacity"].as_f64().unwrap_or_default();

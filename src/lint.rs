@@ -221,6 +221,11 @@ pub fn finding_at(env: &Environment, id: &str, path: &[&str], message: String) -
 
 /// Every finding of the file, accepted ones included (marked), in file order.
 pub fn lint(env: &Environment) -> Vec<Finding> {
+    lint_graph(env, &crate::desired::expand(env))
+}
+
+/// `lint`, with the graph the file expands to already at hand (a plan has it).
+pub fn lint_graph(env: &Environment, desired: &crate::desired::Desired) -> Vec<Finding> {
     let lines = Lines::new(&env.source.text);
     let file = env.source.path.display().to_string();
     let mut out: Vec<Finding> = Vec::new();
@@ -326,7 +331,6 @@ pub fn lint(env: &Environment) -> Vec<Finding> {
         }
     }
     // What the file expands to: security groups and tasks, whatever section made them.
-    let desired = crate::desired::expand(env);
     let listener_ports: BTreeSet<i64> = env
         .load_balancer
         .iter()

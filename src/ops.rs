@@ -534,20 +534,6 @@ pub async fn make_plan(
     allow: &Allow,
 ) -> Result<(Plan, StateDoc)> {
     let allow_destroy_protected = allow.destroy_protected;
-    // Stored state proves the storage exists; only without it is there more to ask.
-    let stored = read_state(session, &env.name).await?;
-    let backend_exists =
-        stored.is_some()
-            || session.backend.exists().await.with_context(|| {
-                format!("checking state storage {}", session.backend.describe())
-            })?;
-    let base = stored.as_ref().map(|(d, _)| Base {
-        lineage: d.lineage.clone(),
-        serial: d.serial,
-    });
-    let state = stored
-        .map(|(d, _)| d)
-        .unwrap_or_else(|| StateDoc::new(&env.name));
     if operation == Operation::Apply {
         for (name, s) in &env.services {
             if s.deployment.strategy != crate::config::Strategy::Rolling {
@@ -560,22 +546,48 @@ pub async fn make_plan(
             }
         }
     }
-    let (live, images, network) = futures::try_join!(
+    // Kinds neither the file nor the state has cost no read at all. Those of the file whose
+    // reads do not need the state are read while the state is fetched, with the image tags and
+    // an existing network.
+    let desired_kinds: BTreeSet<Kind> = match operation {
+        Operation::Apply => desired::expand(env)
+            .resources
+            .values()
+            .map(|r| r.kind)
+            .collect(),
+        Operation::Destroy => BTreeSet::new(),
+    };
+    let early_kinds: BTreeSet<Kind> = desired_kinds
+        .iter()
+        .copied()
+        .filter(|k| !crate::aws::kinds::adapter(*k).reads_state())
+        .collect();
+    let ((stored, backend_exists, state, late), early, images, network) = futures::try_join!(
         async {
-            // Kinds neither the file nor the state has cost no read at all.
-            let kinds: BTreeSet<Kind> = match operation {
-                Operation::Apply => desired::expand(env)
-                    .resources
-                    .values()
-                    .map(|r| r.kind)
-                    .collect(),
-                Operation::Destroy => BTreeSet::new(),
-            };
-            let kinds = kinds
-                .into_iter()
+            let stored = read_state(session, &env.name).await?;
+            // Stored state proves the storage exists; only without it is there more to ask.
+            let backend_exists = stored.is_some()
+                || session.backend.exists().await.with_context(|| {
+                    format!("checking state storage {}", session.backend.describe())
+                })?;
+            let state = stored
+                .as_ref()
+                .map(|(d, _)| d.clone())
+                .unwrap_or_else(|| StateDoc::new(&env.name));
+            // The kinds that need the state start as soon as it is here.
+            let late: BTreeSet<Kind> = desired_kinds
+                .iter()
+                .copied()
                 .chain(state.resources.values().map(|r| r.kind))
+                .filter(|k| !early_kinds.contains(k))
                 .collect();
-            aws::refresh(&session.aws, &state, &kinds)
+            let live = aws::refresh(&session.aws, &state, &late, Default::default())
+                .await
+                .context("reading live resources from AWS")?;
+            Ok::<_, anyhow::Error>((stored, backend_exists, state, live))
+        },
+        async {
+            aws::refresh_early(&session.aws, &early_kinds)
                 .await
                 .context("reading live resources from AWS")
         },
@@ -599,6 +611,17 @@ pub async fn make_plan(
             }
         }
     )?;
+    let base = stored.as_ref().map(|(d, _)| Base {
+        lineage: d.lineage.clone(),
+        serial: d.serial,
+    });
+    // What the early reads missed of what state recorded is read by id now (usually nothing).
+    let mut live = late;
+    live.extend(
+        aws::refresh(&session.aws, &state, &early_kinds, early)
+            .await
+            .context("reading live resources from AWS")?,
+    );
     if !network.problems.is_empty() {
         return Err(hinted(
             network.problems.join("\n"),
@@ -768,7 +791,7 @@ pub async fn make_plan(
             names: names(env),
             lint: match operation {
                 Operation::Apply => {
-                    let mut findings = crate::lint::lint(env);
+                    let mut findings = crate::lint::lint_graph(env, &desired);
                     findings.extend(unscanned);
                     findings.extend(bucket);
                     findings

@@ -304,14 +304,54 @@ where
     }
 }
 
+/// Reads of kinds that do not need the state (`Adapter::reads_state`), made while the state is
+/// still being fetched: each kind's environment read, owned resources only.
+pub type Early = std::collections::BTreeMap<crate::model::Kind, Vec<LiveResource>>;
+
+/// The environment reads of those of `kinds` that do not need the state, all at once.
+pub async fn refresh_early(
+    aws: &Aws,
+    kinds: &std::collections::BTreeSet<crate::model::Kind>,
+) -> Result<Early, AwsError> {
+    let shared = kinds::Shared::new(aws, None);
+    let shared = &shared;
+    let none = kinds::Recorded::new();
+    let none = &none;
+    let reads = kinds
+        .iter()
+        .map(|&kind| kinds::adapter(kind))
+        .filter(|a| !a.reads_state())
+        .map(|adapter| async move {
+            let env = kinds::Env {
+                recorded: none,
+                shared,
+            };
+            let found: Vec<LiveResource> = adapter
+                .read_all(aws, env)
+                .await?
+                .into_iter()
+                .filter(|l| aws.owns(l))
+                .collect();
+            Ok::<_, AwsError>((adapter.kind(), found))
+        });
+    Ok(futures::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// Reads `kinds` at once, each with one batched call where the API allows (plus one for ids
 /// recorded in state but not found by tag), sharing what several kinds need (the load balancer
-/// and its listeners). Returns every live resource of this environment of those kinds.
+/// and its listeners). Kinds in `early` were read already (`refresh_early`); only what state
+/// recorded and they did not find is read for them. Returns every live resource of this
+/// environment of those kinds.
 pub async fn refresh(
     aws: &Aws,
     state: &StateDoc,
     kinds: &std::collections::BTreeSet<crate::model::Kind>,
+    early: Early,
 ) -> Result<Vec<LiveResource>, AwsError> {
+    let early = &early;
     let recorded_lb = state
         .resources
         .values()
@@ -328,18 +368,21 @@ pub async fn refresh(
             .map(|r| (r.physical_id.clone(), r.attributes.clone()))
             .collect();
         async move {
-            let mut found: Vec<LiveResource> = adapter
-                .read_all(
-                    aws,
-                    kinds::Env {
-                        recorded: &recorded,
-                        shared,
-                    },
-                )
-                .await?
-                .into_iter()
-                .filter(|l| aws.owns(l))
-                .collect();
+            let mut found: Vec<LiveResource> = match early.get(&adapter.kind()) {
+                Some(read) => read.clone(),
+                None => adapter
+                    .read_all(
+                        aws,
+                        kinds::Env {
+                            recorded: &recorded,
+                            shared,
+                        },
+                    )
+                    .await?
+                    .into_iter()
+                    .filter(|l| aws.owns(l))
+                    .collect(),
+            };
             let missing: Vec<String> = recorded
                 .into_keys()
                 .filter(|p| !found.iter().any(|l| &l.physical_id == p))

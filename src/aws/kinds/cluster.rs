@@ -57,6 +57,7 @@ impl ResourceKind for Cluster {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["name"]);
     const TAGS: TagApi = TagApi::Ecs;
+    const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let clusters: Vec<String> = match scope {

@@ -34,6 +34,7 @@ impl ResourceKind for ElasticIp {
     type Outputs = Outputs;
     const SCHEMA: Schema = Schema::replace_on(&["domain"]);
     const TAGS: TagApi = TagApi::Ec2;
+    const READS_STATE: bool = false;
 
     async fn read(
         &self,

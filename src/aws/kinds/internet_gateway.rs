@@ -56,6 +56,7 @@ impl ResourceKind for InternetGateway {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&[]);
     const TAGS: TagApi = TagApi::Ec2;
+    const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let igws = aws

@@ -110,6 +110,7 @@ impl ResourceKind for LogGroup {
     type Outputs = Outputs;
     const SCHEMA: Schema = Schema::replace_on(&["name"]);
     const TAGS: TagApi = TagApi::Logs;
+    const READS_STATE: bool = false;
 
     async fn read(
         &self,

@@ -241,6 +241,10 @@ pub trait ResourceKind: HasKind + Send + Sync + 'static {
     const SCHEMA: Schema;
     /// The API that keeps this kind's tags.
     const TAGS: TagApi;
+    /// Whether its environment read uses what state recorded (`Env::recorded`, the load
+    /// balancer's recorded ARN): a kind that does not is read while the state is still being
+    /// fetched. When in doubt, true.
+    const READS_STATE: bool = true;
 
     /// Every resource of this kind in `scope`: one batched, paginated call where the API allows.
     async fn read(
@@ -326,6 +330,10 @@ pub trait Adapter: Send + Sync {
     /// reads it back. Nothing else about it changes.
     async fn adopt(&self, aws: &Aws, physical: &str, tags: &Tags)
     -> Result<LiveResource, AwsError>;
+    /// Whether its environment read needs the state first (see `ResourceKind::READS_STATE`).
+    fn reads_state(&self) -> bool {
+        true
+    }
     /// Of the resources about to be created (logical id, resolved attributes), those whose
     /// name AWS already holds.
     async fn taken(
@@ -413,6 +421,10 @@ async fn read_one<T: ResourceKind>(
 impl<T: ResourceKind> Adapter for T {
     fn kind(&self) -> Kind {
         T::KIND
+    }
+
+    fn reads_state(&self) -> bool {
+        T::READS_STATE
     }
 
     async fn read_all(&self, aws: &Aws, env: Env<'_>) -> Result<Vec<LiveResource>, AwsError> {

@@ -56,6 +56,7 @@ impl ResourceKind for NatGateway {
     type Outputs = Outputs;
     const SCHEMA: Schema = Schema::replace_on(&["subnet_id", "allocation_id", "connectivity_type"]);
     const TAGS: TagApi = TagApi::Ec2;
+    const READS_STATE: bool = false;
 
     async fn read(
         &self,

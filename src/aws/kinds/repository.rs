@@ -109,6 +109,7 @@ impl ResourceKind for Repository {
     type Outputs = Outputs;
     const SCHEMA: Schema = Schema::replace_on(&["name"]);
     const TAGS: TagApi = TagApi::Ecr;
+    const READS_STATE: bool = false;
 
     async fn read(
         &self,

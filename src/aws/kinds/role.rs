@@ -102,6 +102,7 @@ impl ResourceKind for Role {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["name"]);
     const TAGS: TagApi = TagApi::Iam;
+    const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let names: Vec<String> = match scope {

@@ -149,6 +149,7 @@ impl ResourceKind for RouteTable {
     type Outputs = Outputs;
     const SCHEMA: Schema = Schema::replace_on(&["vpc_id"]).sets(&["routes", "subnet_ids"]);
     const TAGS: TagApi = TagApi::Ec2;
+    const READS_STATE: bool = false;
 
     async fn read(
         &self,

@@ -97,6 +97,7 @@ impl ResourceKind for ScalableTarget {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["resource_id"]);
     const TAGS: TagApi = TagApi::None;
+    const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let ids: Vec<String> = match scope {

@@ -176,6 +176,7 @@ impl ResourceKind for ScalingPolicy {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["name", "resource_id"]);
     const TAGS: TagApi = TagApi::None;
+    const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let names: Vec<String> = match scope {

@@ -213,6 +213,7 @@ impl ResourceKind for SecurityGroup {
     const SCHEMA: Schema =
         Schema::replace_on(&["name", "description", "vpc_id"]).sets(&["ingress", "egress"]);
     const TAGS: TagApi = TagApi::Ec2;
+    const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let groups = aws

@@ -42,6 +42,7 @@ impl ResourceKind for Subnet {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["vpc_id", "cidr_block", "availability_zone"]);
     const TAGS: TagApi = TagApi::Ec2;
+    const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let subnets = aws

@@ -79,6 +79,7 @@ impl ResourceKind for Vpc {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["cidr_block"]);
     const TAGS: TagApi = TagApi::Ec2;
+    const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let vpcs = aws
