@@ -562,7 +562,7 @@ pub async fn make_plan(
         .copied()
         .filter(|k| !crate::aws::kinds::adapter(*k).reads_state())
         .collect();
-    let ((stored, backend_exists, state, late), early, images, network) = futures::try_join!(
+    let ((base, backend_exists, state, late), early, images, network) = futures::try_join!(
         async {
             let stored = read_state(session, &env.name).await?;
             // Stored state proves the storage exists; only without it is there more to ask.
@@ -570,9 +570,12 @@ pub async fn make_plan(
                 || session.backend.exists().await.with_context(|| {
                     format!("checking state storage {}", session.backend.describe())
                 })?;
+            let base = stored.as_ref().map(|(d, _)| Base {
+                lineage: d.lineage.clone(),
+                serial: d.serial,
+            });
             let state = stored
-                .as_ref()
-                .map(|(d, _)| d.clone())
+                .map(|(d, _)| d)
                 .unwrap_or_else(|| StateDoc::new(&env.name));
             // The kinds that need the state start as soon as it is here.
             let late: BTreeSet<Kind> = desired_kinds
@@ -584,7 +587,7 @@ pub async fn make_plan(
             let live = aws::refresh(&session.aws, &state, &late, Default::default())
                 .await
                 .context("reading live resources from AWS")?;
-            Ok::<_, anyhow::Error>((stored, backend_exists, state, live))
+            Ok::<_, anyhow::Error>((base, backend_exists, state, live))
         },
         async {
             aws::refresh_early(&session.aws, &early_kinds)
@@ -611,10 +614,6 @@ pub async fn make_plan(
             }
         }
     )?;
-    let base = stored.as_ref().map(|(d, _)| Base {
-        lineage: d.lineage.clone(),
-        serial: d.serial,
-    });
     // What the early reads missed of what state recorded is read by id now (usually nothing).
     let mut live = late;
     live.extend(

@@ -351,6 +351,7 @@ pub async fn refresh(
     kinds: &std::collections::BTreeSet<crate::model::Kind>,
     early: Early,
 ) -> Result<Vec<LiveResource>, AwsError> {
+    let early = std::sync::Mutex::new(early);
     let early = &early;
     let recorded_lb = state
         .resources
@@ -368,8 +369,9 @@ pub async fn refresh(
             .map(|r| (r.physical_id.clone(), r.attributes.clone()))
             .collect();
         async move {
-            let mut found: Vec<LiveResource> = match early.get(&adapter.kind()) {
-                Some(read) => read.clone(),
+            let prefetched = early.lock().expect("early reads").remove(&adapter.kind());
+            let mut found: Vec<LiveResource> = match prefetched {
+                Some(read) => read,
                 None => adapter
                     .read_all(
                         aws,
