@@ -143,10 +143,20 @@ impl<'a> Lines<'a> {
     }
 
     fn line(&self, path: &[&str]) -> usize {
+        self.find(path).0
+    }
+
+    /// Whether the file has every key of `path`.
+    fn has(&self, path: &[&str]) -> bool {
+        self.find(path).1 == path.len()
+    }
+
+    /// The line of the deepest key of `path` found, and how many keys were found.
+    fn find(&self, path: &[&str]) -> (usize, usize) {
         let Some(mut node) = self.doc.as_ref() else {
-            return 1;
+            return (1, 0);
         };
-        let mut line = 1;
+        let (mut line, mut depth) = (1, 0);
         for key in path {
             let YamlData::Mapping(m) = &node.data else {
                 break;
@@ -158,9 +168,10 @@ impl<'a> Lines<'a> {
                 break;
             };
             line = k.span.start.line();
+            depth += 1;
             node = v;
         }
-        line
+        (line, depth)
     }
 }
 
@@ -262,7 +273,6 @@ pub fn lint_graph(env: &Environment, desired: &crate::desired::Desired) -> Vec<F
         if let Some(net) = env.network.managed()
             && net.nat != NatMode::PerAz
             && !net.private_subnets.is_empty()
-            && net.availability_zones.len() > 1
         {
             add(
                 "nat-single",
@@ -278,9 +288,14 @@ pub fn lint_graph(env: &Environment, desired: &crate::desired::Desired) -> Vec<F
             );
         }
         for (name, s) in &env.services {
+            // At `desired_count`; at `autoscaling.min` when only autoscaling says a count.
+            let at_count = vec!["services", name.as_str(), "desired_count"];
             let (count, path): (u32, Vec<&str>) = match &s.autoscaling {
-                Some(a) => (a.min, vec!["services", name, "autoscaling", "min"]),
-                None => (s.desired_count, vec!["services", name, "desired_count"]),
+                Some(a) if !lines.has(&at_count) => {
+                    (a.min, vec!["services", name, "autoscaling", "min"])
+                }
+                Some(a) => (a.min, at_count),
+                None => (s.desired_count, at_count),
             };
             if count < 2 {
                 add(
@@ -513,6 +528,24 @@ mod corpus {
         assert_eq!(
             sarif["runs"][0]["results"][0]["suppressions"][0]["kind"],
             "inSource"
+        );
+    }
+
+    /// As the contract places them: `nat-single` whatever the zone count; `service-single-task`
+    /// at `desired_count` when the file says one, even with autoscaling.
+    #[test]
+    fn single_zone_nat_and_the_count_line() {
+        let text = "environment: one\nregion: us-east-1\nprotect: true\nstate: {local: s.json}\nnetwork:\n  cidr: 10.0.0.0/16\n  availability_zones: [us-east-1a]\n  public_subnets: [10.0.0.0/24]\n  private_subnets: [10.0.10.0/24]\ncluster: {}\nservices:\n  web:\n    image: public.ecr.aws/docker/library/nginx:1.27\n    cpu: 256\n    memory: 512\n    desired_count: 1\n    autoscaling: {min: 1, max: 3}\n";
+        let got: Vec<(String, usize)> = findings("one", text)
+            .into_iter()
+            .map(|f| (f.rule, f.line))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("nat-single".to_string(), 5),
+                ("service-single-task".to_string(), 16)
+            ]
         );
     }
 }

@@ -38,9 +38,9 @@ pub struct Outputs {
 
 pub struct LoadBalancer;
 
-/// A load balancer's state, `None` once it is gone.
-async fn state(aws: &Aws, arn: &str) -> Result<Option<LoadBalancerStateEnum>, AwsError> {
-    let found = absent_ok(
+/// The load balancer with this ARN, or none once it is gone.
+async fn by_arn(aws: &Aws, arn: &str) -> Result<Vec<Alb>, AwsError> {
+    absent_ok(
         aws.elbv2
             .describe_load_balancers()
             .load_balancer_arns(arn)
@@ -48,7 +48,12 @@ async fn state(aws: &Aws, arn: &str) -> Result<Option<LoadBalancerStateEnum>, Aw
             .await
             .map(|out| out.load_balancers().to_vec())
             .map_err(sdk_error("elbv2", "DescribeLoadBalancers")),
-    )?;
+    )
+}
+
+/// A load balancer's state, `None` once it is gone.
+async fn state(aws: &Aws, arn: &str) -> Result<Option<LoadBalancerStateEnum>, AwsError> {
+    let found = by_arn(aws, arn).await?;
     Ok(found.first().map(|lb| {
         lb.state()
             .and_then(|s| s.code())
@@ -185,17 +190,7 @@ impl ResourceKind for LoadBalancer {
                     .collect());
             }
             Scope::Ids(ids) => {
-                let reads = ids.iter().map(|arn| async move {
-                    absent_ok(
-                        aws.elbv2
-                            .describe_load_balancers()
-                            .load_balancer_arns(arn)
-                            .send()
-                            .await
-                            .map(|out| out.load_balancers().to_vec())
-                            .map_err(sdk_error("elbv2", "DescribeLoadBalancers")),
-                    )
-                });
+                let reads = ids.iter().map(|arn| by_arn(aws, arn));
                 futures::future::try_join_all(reads)
                     .await?
                     .into_iter()
