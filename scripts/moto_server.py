@@ -4,9 +4,14 @@ Prints the port it listens on (a free one unless given), then serves until its s
 closes, so the emulator never outlives the process that started it.
 """
 
+import os
 import sys
 
-from moto.server import ThreadedMotoServer
+# AWS's managed IAM policies exist in every real account; the emulator loads them only when
+# asked (infra attaches one to the role ECS shifts load balancer traffic with).
+os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+
+from moto.server import ThreadedMotoServer  # noqa: E402
 
 
 def main() -> None:

@@ -155,6 +155,7 @@ fn security_groups(env: &Environment, facts: &NetworkFacts, d: &mut Desired) {
     if let Some(lb) = &env.load_balancer {
         let ports: Vec<u16> = std::iter::once(lb.http_port)
             .chain(lb.https.as_ref().map(|h| h.port))
+            .chain(test_port(env))
             .collect();
         let mut ingress = Vec::new();
         for cidr in &lb.ingress_cidrs {
@@ -252,6 +253,20 @@ fn platform(env: &Environment, facts: &NetworkFacts, d: &mut Desired) {
     }
 }
 
+/// The port of the test listener, when a service that shifts traffic asks for one (the file
+/// gives every such service the same one).
+fn test_port(env: &Environment) -> Option<u16> {
+    env.load_balancer.as_ref()?;
+    env.services
+        .values()
+        .filter(|s| s.port.is_some() && s.deployment.shifts_traffic())
+        .find_map(|s| s.deployment.test_port)
+}
+
+/// The priority of the catch-all rule a traffic-shifting service on the default action gets:
+/// after every path rule.
+const CATCH_ALL_PRIORITY: u32 = 50_000;
+
 /// The listener that routes to services: HTTPS when configured, else HTTP.
 fn routing_listener(env: &Environment) -> &'static str {
     match env.load_balancer.as_ref().and_then(|lb| lb.https.as_ref()) {
@@ -297,15 +312,32 @@ fn load_balancer(env: &Environment, d: &mut Desired) {
                 health_check_path: s.health_check_path.clone(),
             },
         );
+        if s.deployment.shifts_traffic() {
+            d.add(
+                env,
+                id::green_target_group(name),
+                a::TargetGroup {
+                    name: naming::green_target_group(&env.name, name),
+                    port: *port,
+                    protocol: "HTTP".into(),
+                    target_type: "ip".into(),
+                    vpc_id: vpc(env),
+                    health_check_path: s.health_check_path.clone(),
+                },
+            );
+        }
     }
+    let not_found = || ListenerAction::FixedResponse {
+        status_code: "404".into(),
+        content_type: "text/plain".into(),
+    };
+    // A service that shifts traffic is reached through a rule ECS can reweigh, never through
+    // the listener's default action: its catch-all rule takes that place.
     let default_action = match web.iter().find(|(_, s, _)| s.path_patterns.is_empty()) {
-        Some((name, _, _)) => ListenerAction::Forward {
+        Some((name, s, _)) if !s.deployment.shifts_traffic() => ListenerAction::Forward {
             target_group_arn: Ref::to(id::target_group(name)),
         },
-        None => ListenerAction::FixedResponse {
-            status_code: "404".into(),
-            content_type: "text/plain".into(),
-        },
+        _ => not_found(),
     };
     match &lb.https {
         Some(https) => {
@@ -364,17 +396,59 @@ fn load_balancer(env: &Environment, d: &mut Desired) {
             .unwrap_or(0);
         (std::cmp::Reverse(longest), (*name).clone())
     });
-    for (i, (name, s, _)) in routed.iter().enumerate() {
+    let mut rules: Vec<(&String, &crate::config::Service, u32, Vec<String>)> = routed
+        .iter()
+        .enumerate()
+        .map(|(i, (name, s, _))| (*name, *s, 10 * (i as u32 + 1), s.path_patterns.clone()))
+        .collect();
+    if let Some((name, s, _)) = web
+        .iter()
+        .find(|(_, s, _)| s.path_patterns.is_empty() && s.deployment.shifts_traffic())
+    {
+        rules.push((name, s, CATCH_ALL_PRIORITY, vec!["/*".to_string()]));
+    }
+    let test = test_port(env);
+    if let Some(port) = test {
+        let https = lb.https.as_ref();
+        d.add(
+            env,
+            id::LISTENER_TEST,
+            a::Listener {
+                load_balancer_arn: Ref::to(id::LOAD_BALANCER),
+                port,
+                protocol: if https.is_some() { "HTTPS" } else { "HTTP" }.into(),
+                certificate_arn: https.map(|h| h.certificate_arn.clone()),
+                default_action: not_found(),
+            },
+        );
+    }
+    for (name, s, priority, path_patterns) in rules {
+        let shifts = s.deployment.shifts_traffic();
+        let alternate = shifts.then(|| Ref::to(id::green_target_group(name)));
         d.add(
             env,
             id::listener_rule(name),
             a::ListenerRule {
                 listener_arn: Ref::to(routing_listener(env)),
-                priority: 10 * (i as u32 + 1),
-                path_patterns: s.path_patterns.clone(),
+                priority,
+                path_patterns: path_patterns.clone(),
                 target_group_arn: Ref::to(id::target_group(name)),
+                alternate_target_group_arn: alternate.clone(),
             },
         );
+        if shifts && test.is_some() && s.deployment.test_port.is_some() {
+            d.add(
+                env,
+                id::test_listener_rule(name),
+                a::ListenerRule {
+                    listener_arn: Ref::to(id::LISTENER_TEST),
+                    priority,
+                    path_patterns,
+                    target_group_arn: Ref::to(id::target_group(name)),
+                    alternate_target_group_arn: alternate,
+                },
+            );
+        }
     }
 }
 
@@ -441,9 +515,34 @@ fn services(env: &Environment, images: &BTreeMap<String, String>, d: &mut Desire
                     "Action": "sts:AssumeRole"
                 }]
             }),
-            policy: execution_policy(env),
+            policy: Some(execution_policy(env)),
+            managed_policies: Vec::new(),
         },
     );
+    let shifting = env.load_balancer.is_some()
+        && env
+            .services
+            .values()
+            .any(|s| s.port.is_some() && s.deployment.shifts_traffic());
+    if shifting {
+        d.add(
+            env,
+            id::INFRASTRUCTURE_ROLE,
+            a::Role {
+                name: naming::infrastructure_role(&env.name, &env.region),
+                assume_role_policy: json!({
+                    "Version": "2012-10-17",
+                    "Statement": [{
+                        "Effect": "Allow",
+                        "Principal": { "Service": "ecs.amazonaws.com" },
+                        "Action": "sts:AssumeRole"
+                    }]
+                }),
+                policy: None,
+                managed_policies: vec![INFRASTRUCTURE_POLICY.to_string()],
+            },
+        );
+    }
     let private = subnets(env, "private");
     for (name, s) in &env.services {
         let (image, shown) = match &s.image {
@@ -528,22 +627,50 @@ fn services(env: &Environment, images: &BTreeMap<String, String>, d: &mut Desire
                 security_groups: vec![Ref::to(id::service_security_group(name))],
                 assign_public_ip: false,
                 load_balancers,
-                deployment: Some(a::Deployment {
-                    min_healthy_percent: dep.min_healthy_percent,
-                    max_percent: dep.max_percent,
-                    circuit_breaker: dep.circuit_breaker,
+                deployment: Some(deployment(dep)),
+                advanced: (behind_lb && dep.shifts_traffic()).then(|| a::Advanced {
+                    alternate_target_group_arn: Ref::to(id::green_target_group(name)),
+                    production_listener_rule: Ref::to(id::listener_rule(name)),
+                    test_listener_rule: dep
+                        .test_port
+                        .map(|_| Ref::to(id::test_listener_rule(name))),
+                    role_arn: Ref::to(id::INFRASTRUCTURE_ROLE),
                 }),
             },
         );
         // ECS refuses a target group that no listener or rule uses yet.
         if behind_lb {
-            let route = if s.path_patterns.is_empty() {
+            let route = if s.path_patterns.is_empty() && !dep.shifts_traffic() {
                 routing_listener(env).to_string()
             } else {
                 id::listener_rule(name)
             };
             service.depends_on.push(route);
         }
+    }
+}
+
+/// AWS's managed policy for the role ECS shifts load balancer traffic with.
+pub const INFRASTRUCTURE_POLICY: &str =
+    "arn:aws:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers";
+
+/// The deployment as ECS gets it: rolling with its circuit breaker, or a traffic-shifting
+/// strategy with its bake times and percentages (and no circuit breaker).
+fn deployment(dep: &crate::config::Deployment) -> a::Deployment {
+    let shifts = dep.shifts_traffic();
+    a::Deployment {
+        min_healthy_percent: dep.min_healthy_percent,
+        max_percent: dep.max_percent,
+        circuit_breaker: if shifts {
+            crate::config::CircuitBreaker::Off
+        } else {
+            dep.circuit_breaker
+        },
+        strategy: dep.strategy,
+        bake_minutes: shifts.then_some(dep.bake_minutes),
+        canary_percent: dep.canary_percent,
+        step_percent: dep.step_percent,
+        step_bake_minutes: dep.step_bake_minutes,
     }
 }
 

@@ -346,13 +346,11 @@ pub fn lint_graph(env: &Environment, desired: &crate::desired::Desired) -> Vec<F
         }
     }
     // What the file expands to: security groups and tasks, whatever section made them.
-    let listener_ports: BTreeSet<i64> = env
-        .load_balancer
-        .iter()
-        .flat_map(|lb| {
-            std::iter::once(i64::from(lb.http_port))
-                .chain(lb.https.iter().map(|h| i64::from(h.port)))
-        })
+    let listener_ports: BTreeSet<i64> = desired
+        .resources
+        .values()
+        .filter(|r| r.kind == Kind::Listener)
+        .filter_map(|r| r.attrs["port"].as_i64())
         .collect();
     for r in desired.resources.values() {
         match r.kind {

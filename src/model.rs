@@ -116,6 +116,10 @@ pub struct Names {
     /// The services the file autoscales (Application Auto Scaling has no tags to find them by).
     #[serde(default)]
     pub autoscaled: Vec<String>,
+    /// Whether the file needs the ECS infrastructure role (a blue/green, canary or linear
+    /// service): only then is that role looked up by name.
+    #[serde(default)]
+    pub infrastructure_role: bool,
 }
 
 /// A resource as read from AWS, its attributes in the shape the desired side writes.

@@ -14,6 +14,11 @@ pub mod id {
     pub const ROUTE_TABLE_PUBLIC: &str = "route-table.public";
     pub const LISTENER_HTTP: &str = "listener.http";
     pub const LISTENER_HTTPS: &str = "listener.https";
+    /// The listener on `test_port` that reaches a new revision before production does.
+    pub const LISTENER_TEST: &str = "listener.test";
+    /// The role ECS assumes to shift load balancer traffic in blue/green, canary and linear
+    /// deployments.
+    pub const INFRASTRUCTURE_ROLE: &str = "role.ecs-infrastructure";
 
     /// `public` or `private` subnet of a zone.
     pub fn subnet(tier: &str, zone: &str) -> String {
@@ -40,8 +45,16 @@ pub mod id {
     pub fn target_group(service: &str) -> String {
         format!("target-group.{service}")
     }
+    /// The second target group of a blue/green, canary or linear service.
+    pub fn green_target_group(service: &str) -> String {
+        format!("target-group.{service}.green")
+    }
     pub fn listener_rule(service: &str) -> String {
         format!("listener-rule.{service}")
+    }
+    /// A blue/green, canary or linear service's rule on the test listener.
+    pub fn test_listener_rule(service: &str) -> String {
+        format!("listener-rule.{service}.test")
     }
     pub fn task_definition(service: &str) -> String {
         format!("task-definition.{service}")
@@ -78,6 +91,11 @@ pub fn target_group(env: &str, service: &str) -> String {
     format!("{prefix}-{hash:08x}")
 }
 
+/// The second ("green") target group of a service: `<env>-<service>-g`, shortened like any other.
+pub fn green_target_group(env: &str, service: &str) -> String {
+    target_group(env, &format!("{service}-g"))
+}
+
 /// The task definition family of a service.
 pub fn task_family(env: &str, service: &str) -> String {
     format!("{env}-{service}")
@@ -104,6 +122,12 @@ pub fn log_group(env: &str, service: &str) -> String {
 /// The task execution role. IAM names are global to the account, hence the region.
 pub fn execution_role(env: &str, region: &str) -> String {
     format!("infra-{env}-{region}-task-execution")
+}
+
+/// The role ECS uses to move load balancer traffic during blue/green, canary and linear
+/// deployments (region in the name, like the execution role).
+pub fn infrastructure_role(env: &str, region: &str) -> String {
+    format!("infra-{env}-{region}-ecs-infra")
 }
 
 /// What Application Auto Scaling calls an ECS service.
@@ -137,12 +161,17 @@ mod tests {
     fn names_follow_the_contract() {
         assert_eq!(load_balancer("stage"), "stage");
         assert_eq!(target_group("stage", "web"), "stage-web");
+        assert_eq!(green_target_group("stage", "web"), "stage-web-g");
         assert_eq!(task_family("stage", "web"), "stage-web");
         assert_eq!(repository("stage", "web"), "stage/web");
         assert_eq!(log_group("stage", "web"), "/ecs/stage/web");
         assert_eq!(
             execution_role("stage", "us-east-1"),
             "infra-stage-us-east-1-task-execution"
+        );
+        assert_eq!(
+            infrastructure_role("stage", "us-east-1"),
+            "infra-stage-us-east-1-ecs-infra"
         );
         assert_eq!(
             id::subnet("public", "us-east-1a"),

@@ -66,6 +66,7 @@ pub fn names(env: &Environment) -> aws::Names {
             .filter(|(_, s)| s.autoscaling.is_some())
             .map(|(n, _)| n.clone())
             .collect(),
+        infrastructure_role: env.services.values().any(|s| s.deployment.shifts_traffic()),
     }
 }
 
@@ -534,18 +535,6 @@ pub async fn make_plan(
     allow: &Allow,
 ) -> Result<(Plan, StateDoc)> {
     let allow_destroy_protected = allow.destroy_protected;
-    if operation == Operation::Apply {
-        for (name, s) in &env.services {
-            if s.deployment.strategy != crate::config::Strategy::Rolling {
-                bail!(
-                    "service `{name}`: deployment strategy `{}` is not provisioned by this version of infra yet (rolling only)",
-                    serde_json::to_value(s.deployment.strategy)?
-                        .as_str()
-                        .unwrap_or_default()
-                );
-            }
-        }
-    }
     // Kinds neither the file nor the state has cost no read at all. Those of the file whose
     // reads do not need the state are read while the state is fetched, with the image tags and
     // an existing network.

@@ -193,9 +193,10 @@ pub struct Service {
     pub autoscaling: Option<Autoscaling>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
+    #[default]
     Rolling,
     BlueGreen,
     Canary,
@@ -225,6 +226,29 @@ pub struct Deployment {
     pub test_port: Option<u16>,
     /// Roll a deployment back when the service's alarms fire.
     pub rollback_alarms: bool,
+}
+
+impl Strategy {
+    pub fn is_rolling(&self) -> bool {
+        *self == Strategy::Rolling
+    }
+
+    /// The name ECS gives it in `deploymentConfiguration.strategy`.
+    pub fn ecs_name(self) -> &'static str {
+        match self {
+            Strategy::Rolling => "ROLLING",
+            Strategy::BlueGreen => "BLUE_GREEN",
+            Strategy::Canary => "CANARY",
+            Strategy::Linear => "LINEAR",
+        }
+    }
+}
+
+impl Deployment {
+    /// Blue/green, canary and linear: ECS shifts load balancer traffic between two target groups.
+    pub fn shifts_traffic(&self) -> bool {
+        !self.strategy.is_rolling()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

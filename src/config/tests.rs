@@ -215,7 +215,7 @@ fn quotas_that_grow_with_the_file_are_refused_at_the_line_that_crosses_them() {
     assert!(
         messages.contains(&(
             line,
-            "101 services here need one each of AWS's `Target groups per Application Load Balancer`, whose default quota is 100"
+            "the services up to here need 101 of AWS's `Target groups per Application Load Balancer`, whose default quota is 100"
         )),
         "{messages:?}"
     );

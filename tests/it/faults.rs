@@ -23,6 +23,23 @@ pub(crate) struct Counts {
     lost_first: std::sync::Mutex<Vec<&'static str>>,
     /// When each request arrived, and what it was (`what`).
     pub(crate) arrivals: std::sync::Mutex<Vec<(std::time::Instant, String)>>,
+    /// Every request's `what` and body, in arrival order: what the emulator accepts but does
+    /// not return is checked here, on the wire.
+    pub(crate) bodies: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl Counts {
+    /// The bodies of the requests whose `what` contains `operation` (case-insensitive).
+    pub(crate) fn sent(&self, operation: &str) -> Vec<String> {
+        let op = operation.to_ascii_lowercase();
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(what, _)| what.to_ascii_lowercase().contains(&op))
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
 }
 
 /// Percentages of calls that get each fault.
@@ -152,6 +169,11 @@ fn serve(client: TcpStream, upstream: String, faults: Faults, roll: &AtomicU64, 
         .lock()
         .unwrap()
         .push((std::time::Instant::now(), what(&req)));
+    counts
+        .bodies
+        .lock()
+        .unwrap()
+        .push((what(&req), String::from_utf8_lossy(&req.body).into_owned()));
     // A deterministic sequence: the same faults on every run.
     let n = roll
         .fetch_add(1, Ordering::SeqCst)

@@ -1,6 +1,7 @@
 //! The integration tests: one binary (so the SDK links once), one emulator for all of it.
 
 mod crash;
+mod deployments;
 mod examples;
 mod existing;
 mod faults;

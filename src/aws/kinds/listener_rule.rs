@@ -1,9 +1,12 @@
 //! Path-pattern rules that route to each service's target group. Priorities follow pattern
-//! specificity (longer patterns first), so `/api/*` is matched before `/*`. Read with one
-//! DescribeRules per listener.
+//! specificity (longer patterns first), so `/api/*` is matched before `/*`. A service that
+//! deploys blue/green, canary or linear has a rule forwarding to both of its target groups,
+//! whose weights ECS moves during a deployment: infra sets them once (100 / 0) and never
+//! compares or resets them. Read with one DescribeRules per listener.
 
 use aws_sdk_elasticloadbalancingv2::types::{
-    PathPatternConditionConfig, Rule as ElbRule, RuleCondition, RulePriorityPair,
+    Action, ActionTypeEnum, ForwardActionConfig, PathPatternConditionConfig, Rule as ElbRule,
+    RuleCondition, RulePriorityPair, TargetGroupTuple,
 };
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +24,9 @@ pub struct Attrs<R = Id> {
     pub priority: u32,
     pub path_patterns: Vec<String>,
     pub target_group_arn: R,
+    /// The second target group of a traffic-shifting deployment (weight 0 when created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternate_target_group_arn: Option<R>,
 }
 
 pub struct ListenerRule;
@@ -47,9 +53,22 @@ fn live(r: &ElbRule, tags: crate::aws::kinds::Tags) -> Option<Live<Attrs>> {
             }
         })
         .collect();
-    let target_group_arn = match r.actions().first().map(ListenerAction::from_aws) {
-        Some(ListenerAction::Forward { target_group_arn }) => target_group_arn,
-        _ => String::new(),
+    let action = r.actions().first();
+    let weighted: Vec<String> = action
+        .and_then(|a| a.forward_config())
+        .map(|f| {
+            f.target_groups()
+                .iter()
+                .filter_map(|t| t.target_group_arn().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (target_group_arn, alternate_target_group_arn) = match weighted.as_slice() {
+        [first, second] => (first.clone(), Some(second.clone())),
+        _ => match action.map(ListenerAction::from_aws) {
+            Some(ListenerAction::Forward { target_group_arn }) => (target_group_arn, None),
+            _ => (String::new(), None),
+        },
     };
     // The listener a rule belongs to is in its ARN: listener-rule/app/LB/ID/LISTENER/RULE.
     let listener = arn
@@ -67,6 +86,7 @@ fn live(r: &ElbRule, tags: crate::aws::kinds::Tags) -> Option<Live<Attrs>> {
                 .unwrap_or_default(),
             path_patterns: paths,
             target_group_arn,
+            alternate_target_group_arn,
         },
         outputs: NoOutputs {},
         tags,
@@ -119,11 +139,52 @@ fn condition(attrs: &Attrs) -> RuleCondition {
         .build()
 }
 
-fn forward(attrs: &Attrs) -> aws_sdk_elasticloadbalancingv2::types::Action {
-    ListenerAction::Forward {
-        target_group_arn: attrs.target_group_arn.clone(),
+fn forward(attrs: &Attrs) -> Action {
+    let Some(alternate) = &attrs.alternate_target_group_arn else {
+        return ListenerAction::Forward {
+            target_group_arn: attrs.target_group_arn.clone(),
+        }
+        .to_aws();
+    };
+    let group = |arn: &str, weight: i32| {
+        TargetGroupTuple::builder()
+            .target_group_arn(arn)
+            .weight(weight)
+            .build()
+    };
+    Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .forward_config(
+            ForwardActionConfig::builder()
+                .target_groups(group(&attrs.target_group_arn, 100))
+                .target_groups(group(alternate, 0))
+                .build(),
+        )
+        .build()
+}
+
+/// The pair of target groups as a set: which of the two ECS currently weighs is its business.
+fn targets(a: &Attrs) -> Vec<&str> {
+    let mut t: Vec<&str> = std::iter::once(a.target_group_arn.as_str())
+        .chain(a.alternate_target_group_arn.as_deref())
+        .collect();
+    t.sort_unstable();
+    t
+}
+
+/// A rule read in the orientation state recorded (after a deployment ECS may weigh the other
+/// target group of the pair), so finishing a deployment is never a difference.
+fn oriented(mut live: Live<Attrs>, recorded: &super::Recorded) -> Live<Attrs> {
+    let was = recorded
+        .get(&live.physical_id)
+        .and_then(|v| serde_json::from_value::<Attrs>(v.clone()).ok());
+    if let (Some(was), Some(alt)) = (was, live.attrs.alternate_target_group_arn.as_mut())
+        && was.alternate_target_group_arn.as_deref() == Some(live.attrs.target_group_arn.as_str())
+        && *alt == was.target_group_arn
+    {
+        std::mem::swap(&mut live.attrs.target_group_arn, alt);
     }
-    .to_aws()
+    live
 }
 
 #[async_trait::async_trait]
@@ -171,6 +232,7 @@ impl ResourceKind for ListenerRule {
                         .into_iter()
                         .flatten(),
                 );
+                out = out.into_iter().map(|l| oriented(l, env.recorded)).collect();
             }
             Scope::Ids(ids) => {
                 for id in ids {
@@ -227,14 +289,15 @@ impl ResourceKind for ListenerRule {
             s.sort();
             s
         };
-        if sorted(&h.path_patterns) != sorted(&w.path_patterns)
-            || h.target_group_arn != w.target_group_arn
-        {
+        // The action is sent only when the target groups change: sending it resets the weights
+        // a deployment in progress has moved.
+        let retarget = targets(h) != targets(w);
+        if sorted(&h.path_patterns) != sorted(&w.path_patterns) || retarget {
             aws.elbv2
                 .modify_rule()
                 .rule_arn(&have.physical_id)
                 .conditions(condition(w))
-                .actions(forward(w))
+                .set_actions(retarget.then(|| vec![forward(w)]))
                 .send()
                 .await
                 .map_err(sdk_error("elbv2", "ModifyRule"))?;

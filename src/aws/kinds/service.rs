@@ -1,6 +1,9 @@
 //! ECS Fargate services: desired count, private subnets without public IPs, the service's
-//! security group, and a rolling deployment with min/max percent and the circuit breaker. Read
-//! with one ListServices and DescribeServices (ten at a time) in the environment's cluster.
+//! security group, and the deployment: rolling (min/max percent, the circuit breaker), or
+//! ECS-native blue/green, canary or linear (strategy, bake times, traffic percentages, and the
+//! load balancer's advanced configuration: the second target group, the production and test
+//! listener rules, and the role ECS shifts traffic with). Read with DescribeServices (ten at a
+//! time) by the names the file and state give, beside one ListServices of the cluster.
 //!
 //! Some emulators leave `deploymentConfiguration` out of DescribeServices (AWS always returns
 //! it); then the attribute is left out of the live state, and the plan compares the file with the
@@ -9,15 +12,17 @@
 use std::time::Duration;
 
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, DeploymentCircuitBreaker, DeploymentConfiguration,
-    LaunchType, NetworkConfiguration, Service as EcsService, ServiceField,
+    AdvancedConfiguration, AssignPublicIp, AwsVpcConfiguration, CanaryConfiguration,
+    DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentController,
+    DeploymentControllerType, DeploymentStrategy, LaunchType, LinearConfiguration,
+    NetworkConfiguration, Service as EcsService, ServiceField,
 };
 use serde::{Deserialize, Serialize};
 
 use super::{Id, Live, NoOutputs, ResourceKind, Scope, Taken, Want, absent_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
-use crate::config::CircuitBreaker;
+use crate::config::{CircuitBreaker, Strategy};
 use crate::error::AwsError;
 use crate::model::Schema;
 
@@ -42,6 +47,22 @@ pub struct Attrs<R = Id> {
     /// Always sent; `None` only when read from an emulator that does not return it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment: Option<Deployment>,
+    /// Blue/green, canary, linear: what ECS shifts traffic with (on the service's one load
+    /// balancer link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advanced: Option<Advanced<R>>,
+}
+
+/// `loadBalancers[].advancedConfiguration`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Advanced<R = Id> {
+    /// The second ("green") target group.
+    pub alternate_target_group_arn: R,
+    pub production_listener_rule: R,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_listener_rule: Option<R>,
+    pub role_arn: R,
 }
 
 /// The target group a service registers its tasks in.
@@ -53,13 +74,27 @@ pub struct LoadBalancerLink<R = Id> {
     pub container_port: u16,
 }
 
-/// A rolling deployment.
+/// How ECS deploys a new revision. Rolling (the default, left out of the JSON so that
+/// recorded rolling services read the same) uses the percents and the circuit breaker; the
+/// others the bake times and traffic percentages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Deployment {
     pub min_healthy_percent: u32,
     pub max_percent: u32,
     pub circuit_breaker: CircuitBreaker,
+    #[serde(default, skip_serializing_if = "Strategy::is_rolling")]
+    pub strategy: Strategy,
+    /// Minutes both revisions run after production traffic moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake_minutes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_percent: Option<f64>,
+    /// Minutes between traffic shifts (canary, linear).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_bake_minutes: Option<u32>,
 }
 
 pub struct Service;
@@ -86,7 +121,25 @@ fn live(s: &EcsService) -> Option<Live<Attrs>> {
         .and_then(|n| n.awsvpc_configuration());
     let deployment = s.deployment_configuration().map(|d| {
         let cb = d.deployment_circuit_breaker();
+        let strategy = match d.strategy() {
+            Some(DeploymentStrategy::BlueGreen) => Strategy::BlueGreen,
+            Some(DeploymentStrategy::Canary) => Strategy::Canary,
+            Some(DeploymentStrategy::Linear) => Strategy::Linear,
+            _ => Strategy::Rolling,
+        };
+        let canary = d.canary_configuration();
+        let linear = d.linear_configuration();
+        let minutes = |m: Option<i32>| m.and_then(|m| u32::try_from(m).ok());
         Deployment {
+            strategy,
+            bake_minutes: minutes(d.bake_time_in_minutes()).filter(|_| !strategy.is_rolling()),
+            canary_percent: canary.and_then(|c| c.canary_percent()),
+            step_percent: linear.and_then(|l| l.step_percent()),
+            step_bake_minutes: minutes(
+                canary
+                    .and_then(|c| c.canary_bake_time_in_minutes())
+                    .or_else(|| linear.and_then(|l| l.step_bake_time_in_minutes())),
+            ),
             min_healthy_percent: d
                 .minimum_healthy_percent()
                 .and_then(|p| u32::try_from(p).ok())
@@ -102,6 +155,19 @@ fn live(s: &EcsService) -> Option<Live<Attrs>> {
             },
         }
     });
+    let advanced = s
+        .load_balancers()
+        .first()
+        .and_then(|l| l.advanced_configuration())
+        .map(|a| Advanced {
+            alternate_target_group_arn: a
+                .alternate_target_group_arn()
+                .unwrap_or_default()
+                .to_string(),
+            production_listener_rule: a.production_listener_rule().unwrap_or_default().to_string(),
+            test_listener_rule: a.test_listener_rule().map(str::to_string),
+            role_arn: a.role_arn().unwrap_or_default().to_string(),
+        });
     Some(Live {
         physical_id: s.service_arn()?.to_string(),
         attrs: Attrs {
@@ -134,6 +200,7 @@ fn live(s: &EcsService) -> Option<Live<Attrs>> {
                 })
                 .collect(),
             deployment,
+            advanced,
         },
         outputs: NoOutputs {},
         tags: tags::from_ecs(s.tags()),
@@ -216,7 +283,11 @@ async fn read_environment(
         .filter(|arn| !found.iter().any(|s| s.service_arn() == Some(arn.as_str())))
         .collect();
     found.extend(described(aws, cluster, &rest).await?);
-    Ok(found.iter().filter_map(live).collect())
+    Ok(found
+        .iter()
+        .filter_map(live)
+        .map(|l| oriented(l, recorded))
+        .collect())
 }
 
 fn network(a: &Attrs) -> Result<NetworkConfiguration, AwsError> {
@@ -244,16 +315,38 @@ fn deployment(a: &Attrs, id: &str) -> Result<DeploymentConfiguration, AwsError> 
             format!("service `{id}`: missing field `deployment`"),
         )
     })?;
-    Ok(DeploymentConfiguration::builder()
+    let b = DeploymentConfiguration::builder()
         .minimum_healthy_percent(d.min_healthy_percent as i32)
         .maximum_percent(d.max_percent as i32)
-        .deployment_circuit_breaker(
+        .strategy(DeploymentStrategy::from(d.strategy.ecs_name()));
+    let minutes = |m: Option<u32>| m.map(|m| m as i32);
+    Ok(match d.strategy {
+        // The circuit breaker is a rolling deployment's; the others roll back on their own.
+        Strategy::Rolling => b.deployment_circuit_breaker(
             DeploymentCircuitBreaker::builder()
                 .enable(d.circuit_breaker != CircuitBreaker::Off)
                 .rollback(d.circuit_breaker == CircuitBreaker::Rollback)
                 .build(),
-        )
-        .build())
+        ),
+        Strategy::BlueGreen => b.set_bake_time_in_minutes(minutes(d.bake_minutes)),
+        Strategy::Canary => b
+            .set_bake_time_in_minutes(minutes(d.bake_minutes))
+            .canary_configuration(
+                CanaryConfiguration::builder()
+                    .set_canary_percent(d.canary_percent)
+                    .set_canary_bake_time_in_minutes(minutes(d.step_bake_minutes))
+                    .build(),
+            ),
+        Strategy::Linear => b
+            .set_bake_time_in_minutes(minutes(d.bake_minutes))
+            .linear_configuration(
+                LinearConfiguration::builder()
+                    .set_step_percent(d.step_percent)
+                    .set_step_bake_time_in_minutes(minutes(d.step_bake_minutes))
+                    .build(),
+            ),
+    }
+    .build())
 }
 
 fn load_balancers(a: &Attrs) -> Vec<aws_sdk_ecs::types::LoadBalancer> {
@@ -264,9 +357,54 @@ fn load_balancers(a: &Attrs) -> Vec<aws_sdk_ecs::types::LoadBalancer> {
                 .target_group_arn(&l.target_group_arn)
                 .container_name(&l.container_name)
                 .container_port(i32::from(l.container_port))
+                .set_advanced_configuration(a.advanced.as_ref().map(|adv| {
+                    AdvancedConfiguration::builder()
+                        .alternate_target_group_arn(&adv.alternate_target_group_arn)
+                        .production_listener_rule(&adv.production_listener_rule)
+                        .set_test_listener_rule(adv.test_listener_rule.clone())
+                        .role_arn(&adv.role_arn)
+                        .build()
+                }))
                 .build()
         })
         .collect()
+}
+
+/// What ECS owns of a service infra configured, read as state recorded it, so that it is never
+/// a difference: after a blue/green, canary or linear deployment ECS may serve from the other
+/// target group of the pair (read in the orientation state recorded), and a step bake time the
+/// file leaves to AWS is whatever AWS chose.
+fn oriented(mut live: Live<Attrs>, recorded: &super::Recorded) -> Live<Attrs> {
+    let Some(was) = recorded
+        .get(&live.physical_id)
+        .and_then(|v| serde_json::from_value::<Attrs>(v.clone()).ok())
+    else {
+        return live;
+    };
+    if let (Some(d), Some(w)) = (live.attrs.deployment.as_mut(), was.deployment.as_ref())
+        && w.step_bake_minutes.is_none()
+    {
+        d.step_bake_minutes = None;
+    }
+    let (Some(adv), Some(link)) = (
+        live.attrs.advanced.as_mut(),
+        live.attrs.load_balancers.first_mut(),
+    ) else {
+        return live;
+    };
+    let (Some(was_adv), Some(was_link)) = (was.advanced.as_ref(), was.load_balancers.first())
+    else {
+        return live;
+    };
+    if link.target_group_arn == was_adv.alternate_target_group_arn
+        && adv.alternate_target_group_arn == was_link.target_group_arn
+    {
+        std::mem::swap(
+            &mut link.target_group_arn,
+            &mut adv.alternate_target_group_arn,
+        );
+    }
+    live
 }
 
 #[async_trait::async_trait]
@@ -313,6 +451,12 @@ impl ResourceKind for Service {
             .launch_type(LaunchType::from(a.launch_type.as_str()))
             .network_configuration(network(a)?)
             .deployment_configuration(deployment(a, &want.id)?)
+            .deployment_controller(
+                DeploymentController::builder()
+                    .r#type(DeploymentControllerType::Ecs)
+                    .build()
+                    .map_err(|e| AwsError::local("ecs", "CreateService", e.to_string()))?,
+            )
             .set_load_balancers(Some(load_balancers(a)))
             .set_tags(Some(tags::ecs(&want.tags)))
             .propagate_tags(aws_sdk_ecs::types::PropagateTags::Service)
@@ -335,7 +479,10 @@ impl ResourceKind for Service {
     ) -> Result<(), AwsError> {
         let a = &want.attrs;
         let physical = have.physical_id.as_str();
-        let moved = have.attrs.load_balancers != a.load_balancers;
+        // Switching between rolling and the strategies that shift traffic changes the advanced
+        // configuration, which travels with the load balancer link.
+        let moved =
+            have.attrs.load_balancers != a.load_balancers || have.attrs.advanced != a.advanced;
         aws.ecs
             .update_service()
             .set_load_balancers(moved.then(|| load_balancers(a)))

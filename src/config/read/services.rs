@@ -32,8 +32,10 @@ pub(super) fn services(
     // (pattern, service, span) for duplicate detection; services on the default action.
     let mut paths: HashMap<String, String> = HashMap::new();
     let mut default_action: Option<String> = None;
-    // Key spans, in file order, of services that get a target group and a listener rule.
+    // Key spans, in file order, once per target group and per listener rule a service gets.
     let (mut with_port, mut routed): (Vec<Span>, Vec<Span>) = (Vec::new(), Vec::new());
+    // The first test port given, and its service: a load balancer has one test listener.
+    let mut test: Option<(u16, String)> = None;
     for (name, key_span, value) in f.iter() {
         let valid = (1..=255).contains(&name.len())
             && name.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -62,9 +64,29 @@ pub(super) fn services(
         ) {
             Some(s) => {
                 if s.port.is_some() && lb.is_some() {
-                    with_port.push(key_span);
-                    if !s.path_patterns.is_empty() {
-                        routed.push(key_span);
+                    let shifts = s.deployment.shifts_traffic();
+                    // A traffic-shifting service has a second target group, a rule even on
+                    // the default action, and one more on the test listener.
+                    with_port.extend(std::iter::repeat_n(key_span, 1 + usize::from(shifts)));
+                    let rules = usize::from(!s.path_patterns.is_empty() || shifts)
+                        + usize::from(shifts && s.deployment.test_port.is_some());
+                    routed.extend(std::iter::repeat_n(key_span, rules));
+                }
+                if let Some(port) = s.deployment.test_port {
+                    match &test {
+                        Some((first, other)) if *first != port => {
+                            let at = value_of(value, "deployment")
+                                .and_then(|d| value_span(d, "test_port"))
+                                .unwrap_or(key_span);
+                            r.error_hint(
+                                at,
+                                format!("`test_port` {port} differs from service `{other}`'s {first}: the load balancer has one test listener"),
+                                format!("give every service the same test_port ({first})"),
+                            );
+                            ok = false;
+                        }
+                        Some(_) => {}
+                        None => test = Some((port, name.to_string())),
                     }
                 }
                 out.insert(name.to_string(), s);
@@ -90,7 +112,7 @@ pub(super) fn services(
             r.error_hint(
                 at,
                 format!(
-                    "{} services here need one each of AWS's `{what}`, whose default quota is {quota}",
+                    "the services up to here need {} of AWS's `{what}`, whose default quota is {quota}",
                     spans.len()
                 ),
                 "split the services across environments, or have the quota raised for the account",
@@ -410,12 +432,27 @@ fn secrets(r: &mut Reader<'_>, n: &Node<'_>, region: Option<&str>) -> BTreeMap<S
 
 /// The span of `strategy` in a deployment mapping, if it says one.
 fn strategy_span(n: &Node<'_>) -> Option<Span> {
+    value_span(n, "strategy")
+}
+
+/// The span of the value of `key` in mapping `n`.
+fn value_span(n: &Node<'_>, key: &str) -> Option<Span> {
     let saphyr::YamlData::Mapping(m) = &n.data else {
         return None;
     };
     m.iter()
-        .find(|(k, _)| crate::config::yaml::scalar_text(k).as_deref() == Some("strategy"))
+        .find(|(k, _)| crate::config::yaml::scalar_text(k).as_deref() == Some(key))
         .map(|(_, v)| v.span)
+}
+
+/// The node of the value of `key` in mapping `n`.
+fn value_of<'n>(n: &'n Node<'n>, key: &str) -> Option<&'n Node<'n>> {
+    let saphyr::YamlData::Mapping(m) = &n.data else {
+        return None;
+    };
+    m.iter()
+        .find(|(k, _)| crate::config::yaml::scalar_text(k).as_deref() == Some(key))
+        .map(|(_, v)| v)
 }
 
 fn deployment(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Deployment> {

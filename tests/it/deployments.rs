@@ -1,0 +1,375 @@
+//! ECS-native blue/green, canary and linear deployments: the second target group, the rules ECS
+//! reweighs, the test listener and the infrastructure role exist and are wired as AWS needs them;
+//! what the emulator accepts but does not return (the deployment configuration and the load
+//! balancer's advanced configuration) is checked on the wire, in the CreateService and
+//! UpdateService bodies a recording proxy saw.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::faults::{Faults, start_proxy};
+use crate::harness::Ctx;
+
+const STRATEGIES: &str = "environment: {env}
+region: us-east-1
+state: {s3: {bucket: {bucket}}}
+network:
+  cidr: 10.40.0.0/16
+  availability_zones: [us-east-1a, us-east-1b]
+  public_subnets: [10.40.0.0/24, 10.40.1.0/24]
+  private_subnets: [10.40.10.0/24, 10.40.11.0/24]
+  nat: single
+load_balancer: {}
+cluster: {}
+services:
+  web:
+    image: docker.io/library/nginx:1.27
+    cpu: 256
+    memory: 512
+    port: 8080
+    deployment: {strategy: WEB_STRATEGY, test_port: 8443}
+  api:
+    image: docker.io/library/nginx:1.27
+    cpu: 256
+    memory: 512
+    port: 8081
+    path_patterns: [\"/api/*\"]
+    deployment: {strategy: API_STRATEGY}
+  jobs:
+    image: docker.io/library/nginx:1.27
+    cpu: 256
+    memory: 512
+    port: 8082
+    path_patterns: [\"/jobs/*\"]
+    deployment: {strategy: linear, step_percent: 20, bake_minutes: 10}
+";
+
+fn env_file(web: &str, api: &str) -> String {
+    let web = match web {
+        "rolling" => "rolling}".to_string(),
+        other => format!("{other}, test_port: 8443}}"),
+    };
+    STRATEGIES
+        .replace("WEB_STRATEGY, test_port: 8443}", &web)
+        .replace("API_STRATEGY", api)
+}
+
+/// The body of the ECS request for `service` among `bodies` (JSON), the last one sent.
+fn request_for(bodies: &[String], service: &str) -> Value {
+    bodies
+        .iter()
+        .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+        .rfind(|v| {
+            v["serviceName"].as_str() == Some(service)
+                || v["service"]
+                    .as_str()
+                    .is_some_and(|s| s.ends_with(&format!("/{service}")) || s == service)
+        })
+        .unwrap_or_else(|| panic!("no request for service {service} in {bodies:#?}"))
+}
+
+/// Target group names → ARNs of this environment.
+fn target_groups(ctx: &Ctx) -> BTreeMap<String, String> {
+    ctx.rt.block_on(async {
+        let out = ctx.aws.elbv2.describe_target_groups().send().await.unwrap();
+        out.target_groups()
+            .iter()
+            .filter(|t| {
+                t.target_group_name()
+                    .unwrap_or_default()
+                    .starts_with(&format!("{}-", ctx.env))
+            })
+            .map(|t| {
+                (
+                    t.target_group_name().unwrap().to_string(),
+                    t.target_group_arn().unwrap().to_string(),
+                )
+            })
+            .collect()
+    })
+}
+
+/// Per listener port: (priority, paths, target groups with their weights) of each rule.
+type Rules = BTreeMap<i32, Vec<(String, Vec<String>, Vec<(String, i32)>)>>;
+
+fn rules(ctx: &Ctx) -> Rules {
+    ctx.rt.block_on(async {
+        let lbs = ctx
+            .aws
+            .elbv2
+            .describe_load_balancers()
+            .names(&ctx.env)
+            .send()
+            .await;
+        let Ok(lbs) = lbs else {
+            return Rules::new();
+        };
+        let mut out = Rules::new();
+        for lb in lbs.load_balancers() {
+            let listeners = ctx
+                .aws
+                .elbv2
+                .describe_listeners()
+                .load_balancer_arn(lb.load_balancer_arn().unwrap())
+                .send()
+                .await
+                .unwrap();
+            for l in listeners.listeners() {
+                let rules = ctx
+                    .aws
+                    .elbv2
+                    .describe_rules()
+                    .listener_arn(l.listener_arn().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                let entry = out.entry(l.port().unwrap()).or_default();
+                for r in rules
+                    .rules()
+                    .iter()
+                    .filter(|r| r.is_default() != Some(true))
+                {
+                    let paths = r
+                        .conditions()
+                        .iter()
+                        .flat_map(|c| {
+                            c.path_pattern_config()
+                                .map(|p| p.values().to_vec())
+                                .unwrap_or_default()
+                        })
+                        .collect();
+                    let action = &r.actions()[0];
+                    let groups = match action.forward_config() {
+                        Some(f) => f
+                            .target_groups()
+                            .iter()
+                            .map(|t| {
+                                (
+                                    t.target_group_arn().unwrap().to_string(),
+                                    t.weight().unwrap_or(1),
+                                )
+                            })
+                            .collect(),
+                        None => action
+                            .target_group_arn()
+                            .map(|t| vec![(t.to_string(), 1)])
+                            .unwrap_or_default(),
+                    };
+                    entry.push((r.priority().unwrap().to_string(), paths, groups));
+                }
+            }
+        }
+        out
+    })
+}
+
+fn infrastructure_role(ctx: &Ctx) -> Option<(String, Vec<String>)> {
+    let name = format!("infra-{}-us-east-1-ecs-infra", ctx.env);
+    ctx.rt.block_on(async {
+        let role = ctx.aws.iam.get_role().role_name(&name).send().await.ok()?;
+        let trust = percent_encoding::percent_decode_str(
+            role.role()?
+                .assume_role_policy_document()
+                .unwrap_or_default(),
+        )
+        .decode_utf8_lossy()
+        .into_owned();
+        let attached = ctx
+            .aws
+            .iam
+            .list_attached_role_policies()
+            .role_name(&name)
+            .send()
+            .await
+            .unwrap();
+        Some((
+            trust,
+            attached
+                .attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn().map(str::to_string))
+                .collect(),
+        ))
+    })
+}
+
+#[test]
+fn blue_green_canary_and_linear_are_provisioned_wired_and_switchable() {
+    let ctx = Ctx::new("bg");
+    ctx.write_env(&env_file(
+        "blue_green",
+        "canary, canary_percent: 10, step_bake_minutes: 2",
+    ));
+    let (proxy, wire) = start_proxy(Faults::default());
+    let through_proxy = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.replace("{env}", &ctx.env)).collect();
+        let out = ctx
+            .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .env("AWS_ENDPOINT_URL", &proxy)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        text
+    };
+
+    let plan = ctx.infra(&["plan", "{env}"]);
+    let plan = plan.success();
+    for id in [
+        "target-group.web.green",
+        "target-group.api.green",
+        "target-group.jobs.green",
+        "listener.test",
+        "listener-rule.web.test",
+        "listener-rule.web",
+        "role.ecs-infrastructure",
+    ] {
+        assert!(
+            plan.stdout.contains(id),
+            "plan lacks {id}:\n{}",
+            plan.stdout
+        );
+    }
+    through_proxy(&["apply", "{env}", "--auto-approve", "--no-wait"]);
+
+    // Two target groups per service, named as the contract says.
+    let tgs = target_groups(&ctx);
+    let env = &ctx.env;
+    for svc in ["web", "api", "jobs"] {
+        assert!(tgs.contains_key(&format!("{env}-{svc}")), "{tgs:?}");
+        assert!(tgs.contains_key(&format!("{env}-{svc}-g")), "{tgs:?}");
+    }
+    let pair = |svc: &str, blue: i32, green: i32| {
+        vec![
+            (tgs[&format!("{env}-{svc}")].clone(), blue),
+            (tgs[&format!("{env}-{svc}-g")].clone(), green),
+        ]
+    };
+    // Each service's production rule forwards to both groups (all traffic on the first), the
+    // service that had the default action gets a catch-all rule after every path rule, and the
+    // test listener has its own rule.
+    let live = rules(&ctx);
+    let production = &live[&80];
+    let rule = |paths: &[&str]| {
+        production
+            .iter()
+            .find(|(_, p, _)| p == &paths.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no rule for {paths:?} in {production:?}"))
+            .clone()
+    };
+    assert_eq!(rule(&["/*"]).0, "50000");
+    assert_eq!(rule(&["/*"]).2, pair("web", 100, 0));
+    assert_eq!(rule(&["/api/*"]).2, pair("api", 100, 0));
+    assert_eq!(rule(&["/jobs/*"]).2, pair("jobs", 100, 0));
+    let test = &live[&8443];
+    assert_eq!(test.len(), 1, "{test:?}");
+    assert_eq!(test[0].1, vec!["/*".to_string()]);
+    assert_eq!(test[0].2, pair("web", 100, 0));
+
+    // The role ECS shifts traffic with: trusted by ECS, AWS's policy for load balancers.
+    let (trust, attached) = infrastructure_role(&ctx).expect("the infrastructure role exists");
+    assert!(trust.contains("ecs.amazonaws.com"), "{trust}");
+    assert_eq!(
+        attached,
+        ["arn:aws:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers"]
+    );
+
+    // On the wire: the strategies, bake times, percentages and advanced configuration.
+    let created = wire.sent("CreateService");
+    let web = request_for(&created, "web");
+    assert_eq!(web["deploymentController"]["type"], "ECS");
+    assert_eq!(web["deploymentConfiguration"]["strategy"], "BLUE_GREEN");
+    assert_eq!(web["deploymentConfiguration"]["bakeTimeInMinutes"], 5);
+    assert!(
+        web["deploymentConfiguration"]["deploymentCircuitBreaker"].is_null(),
+        "{web}"
+    );
+    let adv = &web["loadBalancers"][0]["advancedConfiguration"];
+    assert_eq!(
+        web["loadBalancers"][0]["targetGroupArn"],
+        tgs[&format!("{env}-web")]
+    );
+    assert_eq!(adv["alternateTargetGroupArn"], tgs[&format!("{env}-web-g")]);
+    assert!(
+        adv["productionListenerRule"]
+            .as_str()
+            .is_some_and(|r| r.contains(":listener-rule/")),
+        "{adv}"
+    );
+    assert!(
+        adv["testListenerRule"]
+            .as_str()
+            .is_some_and(|r| r.contains(":listener-rule/") && r != adv["productionListenerRule"]),
+        "{adv}"
+    );
+    assert!(
+        adv["roleArn"]
+            .as_str()
+            .is_some_and(|r| r.ends_with(&format!("role/infra-{env}-us-east-1-ecs-infra"))),
+        "{adv}"
+    );
+    let api = request_for(&created, "api");
+    assert_eq!(api["deploymentConfiguration"]["strategy"], "CANARY");
+    assert_eq!(
+        api["deploymentConfiguration"]["canaryConfiguration"]["canaryPercent"],
+        10.0
+    );
+    assert_eq!(
+        api["deploymentConfiguration"]["canaryConfiguration"]["canaryBakeTimeInMinutes"],
+        2
+    );
+    assert!(
+        api["loadBalancers"][0]["advancedConfiguration"]["testListenerRule"].is_null(),
+        "{api}"
+    );
+    let jobs = request_for(&created, "jobs");
+    assert_eq!(jobs["deploymentConfiguration"]["strategy"], "LINEAR");
+    assert_eq!(jobs["deploymentConfiguration"]["bakeTimeInMinutes"], 10);
+    assert_eq!(
+        jobs["deploymentConfiguration"]["linearConfiguration"]["stepPercent"],
+        20.0
+    );
+    ctx.assert_converged();
+
+    // Switching in place: web back to rolling (its green group, catch-all and test rules and
+    // the test listener go; the listener's default action is its again), api to blue/green.
+    ctx.write_env(&env_file("rolling", "blue_green"));
+    through_proxy(&["apply", "{env}", "--auto-approve", "--no-wait"]);
+    let updated = wire.sent("UpdateService");
+    let web = request_for(&updated, "web");
+    assert_eq!(web["deploymentConfiguration"]["strategy"], "ROLLING");
+    assert_eq!(
+        web["deploymentConfiguration"]["deploymentCircuitBreaker"]["rollback"],
+        true
+    );
+    assert!(
+        web["loadBalancers"][0].is_object()
+            && web["loadBalancers"][0]["advancedConfiguration"].is_null(),
+        "{web}"
+    );
+    let api = request_for(&updated, "api");
+    assert_eq!(api["deploymentConfiguration"]["strategy"], "BLUE_GREEN");
+    assert!(api["deploymentConfiguration"]["canaryConfiguration"].is_null());
+    let tgs = target_groups(&ctx);
+    assert!(!tgs.contains_key(&format!("{env}-web-g")), "{tgs:?}");
+    assert!(tgs.contains_key(&format!("{env}-api-g")), "{tgs:?}");
+    let live = rules(&ctx);
+    assert!(!live.contains_key(&8443), "{live:?}");
+    assert!(
+        !live[&80]
+            .iter()
+            .any(|(_, p, _)| p == &vec!["/*".to_string()]),
+        "{live:?}"
+    );
+    ctx.assert_converged();
+
+    // Everything goes with the environment, the role and its attachment included.
+    ctx.infra(&["destroy", "{env}", "--auto-approve"]).success();
+    assert!(target_groups(&ctx).is_empty());
+    assert!(infrastructure_role(&ctx).is_none());
+}
