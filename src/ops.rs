@@ -983,7 +983,9 @@ async fn follow_rollouts(
         .and_then(|s| s.parse().ok())
         .map(std::time::Duration::from_secs)
         .unwrap_or(std::time::Duration::from_secs(30 * 60));
-    let services: Vec<(String, String)> = plan
+    // (id, ARN, whether ECS shifts traffic: blue/green, canary and linear are followed through
+    // their service deployment's lifecycle stages).
+    let services: Vec<(String, String, bool)> = plan
         .changes
         .iter()
         .filter(|c| c.kind == crate::model::Kind::Service)
@@ -994,9 +996,12 @@ async fn follow_rollouts(
                 .any(|(id, op)| id == &c.id && matches!(op, Op::Create | Op::Update))
         })
         .filter_map(|c| {
+            let recorded = state.resources.get(&c.id)?;
+            let strategy = recorded.attributes["deployment"]["strategy"].as_str();
             Some((
                 c.id.clone(),
-                state.resources.get(&c.id)?.physical_id.clone(),
+                recorded.physical_id.clone(),
+                strategy.is_some_and(|s| s != "rolling"),
             ))
         })
         .collect();
@@ -1008,20 +1013,19 @@ async fn follow_rollouts(
         services.len()
     ));
     let started = std::time::Instant::now();
-    let results = futures::future::join_all(services.iter().map(|(id, arn)| async move {
+    let results = futures::future::join_all(services.iter().map(|(id, arn, shifts)| async move {
         progress.track(id, "rollout: starting");
         let say = move |line: String| {
             let status = line.split_once(": ").map_or(line.as_str(), |(_, s)| s);
             progress.track(id, &format!("rollout: {status}"));
         };
-        let r = aws::rollout::follow(
-            &session.aws.ecs,
-            arn,
-            timeout,
-            std::time::Duration::from_secs(5),
-            &say,
-        )
-        .await;
+        let poll = std::time::Duration::from_secs(5);
+        let r = match shifts {
+            true => {
+                aws::rollout::follow_deployment(&session.aws.ecs, arn, timeout, poll, &say).await
+            }
+            false => aws::rollout::follow(&session.aws.ecs, arn, timeout, poll, &say).await,
+        };
         progress.tracked(
             id,
             match &r {
@@ -1032,7 +1036,7 @@ async fn follow_rollouts(
         r
     }))
     .await;
-    for ((id, _), result) in services.into_iter().zip(results) {
+    for ((id, _, _), result) in services.into_iter().zip(results) {
         if let Err(e) = result {
             report.failed.push((id, Op::Update, e));
         }

@@ -1,11 +1,17 @@
-//! Following an ECS deployment to its end. The deployment a change started is the service's
-//! PRIMARY one right after the change; it is done when ECS marks it COMPLETED, and failed when
-//! ECS marks it FAILED or the circuit breaker rolls back to an earlier deployment. A failure
+//! Following an ECS deployment to its end. A rolling deployment a change started is the
+//! service's PRIMARY one right after the change; it is done when ECS marks it COMPLETED, and
+//! failed when ECS marks it FAILED or the circuit breaker rolls back to an earlier deployment.
+//! Blue/green, canary and linear deployments are followed through the service deployments API:
+//! the service's current service deployment, its lifecycle stage and the share of production
+//! traffic the new revision has, until it is SUCCESSFUL, rolled back or stopped. A failure
 //! comes with the service's latest events and the reasons its tasks stopped.
 
 use std::time::Duration;
 
-use aws_sdk_ecs::types::{DesiredStatus, Service};
+use aws_sdk_ecs::types::{
+    DesiredStatus, Service, ServiceDeployment, ServiceDeploymentLifecycleStage as Stage,
+    ServiceDeploymentStatus as Status,
+};
 
 use super::sdk_error;
 use crate::error::AwsError;
@@ -125,6 +131,156 @@ async fn stopped_reasons(
         .collect())
 }
 
+/// What the service deployment says now: the verdict, or the progress line while in progress.
+pub fn assess_deployment(d: &ServiceDeployment) -> Result<Verdict, String> {
+    let reason = || {
+        let mut why: Vec<&str> = d.status_reason().into_iter().collect();
+        why.extend(d.rollback().and_then(|r| r.reason()));
+        match why.is_empty() {
+            true => String::new(),
+            false => format!(": {}", why.join("; ")),
+        }
+    };
+    match d.status() {
+        Some(Status::Successful) => Ok(Verdict::Done),
+        Some(
+            s @ (Status::RollbackRequested
+            | Status::RollbackInProgress
+            | Status::RollbackSuccessful
+            | Status::RollbackFailed),
+        ) => Ok(Verdict::Failed(format!(
+            "the deployment was rolled back ({}){}",
+            s.as_str(),
+            reason()
+        ))),
+        Some(s @ (Status::Stopped | Status::StopRequested)) => Ok(Verdict::Failed(format!(
+            "the deployment was stopped ({}){}",
+            s.as_str(),
+            reason()
+        ))),
+        _ => {
+            let target = d.target_service_revision();
+            let stage = d.lifecycle_stage().map_or("PENDING", |s| s.as_str());
+            let mut line = format!(
+                "{} — {}/{} new tasks running",
+                stage_name(d.lifecycle_stage()).unwrap_or(stage),
+                target.map_or(0, |t| t.running_task_count()),
+                target.map_or(0, |t| t.requested_task_count()),
+            );
+            if let Some(w) = target.and_then(|t| t.requested_production_traffic_weight()) {
+                line.push_str(&format!(", {w}% of production traffic"));
+            }
+            Err(line)
+        }
+    }
+}
+
+/// A lifecycle stage in words.
+fn stage_name(stage: Option<&Stage>) -> Option<&'static str> {
+    Some(match stage? {
+        Stage::ReconcileService => "reconciling the service",
+        Stage::PreScaleUp => "before scale-up",
+        Stage::ScaleUp => "scaling up the new revision",
+        Stage::PostScaleUp => "after scale-up",
+        Stage::TestTrafficShift => "shifting test traffic",
+        Stage::PostTestTrafficShift => "after test traffic shift",
+        Stage::ProductionTrafficShift => "shifting production traffic",
+        Stage::PostProductionTrafficShift => "after production traffic shift",
+        Stage::BakeTime => "baking",
+        Stage::CleanUp => "cleaning up the old revision",
+        _ => return None,
+    })
+}
+
+/// The failure message: what went wrong, the service's latest events, why its tasks stopped.
+async fn failure(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    name: &str,
+    service: &Service,
+    why: &str,
+) -> AwsError {
+    let mut message = format!("the rollout of {name} failed: {why}");
+    for e in service.events().iter().take(5) {
+        message.push_str(&format!("\n    event: {}", e.message().unwrap_or_default()));
+    }
+    match stopped_reasons(ecs, cluster, name).await {
+        Ok(reasons) => {
+            for r in reasons {
+                message.push_str(&format!("\n    stopped task: {r}"));
+            }
+        }
+        Err(e) => return e,
+    }
+    AwsError::local("ecs", "rollout", message)
+}
+
+/// Follows a blue/green, canary or linear deployment through its lifecycle stages until it is
+/// SUCCESSFUL (Ok), rolled back or stopped (Err, with the reasons), or the timeout passes.
+pub async fn follow_deployment(
+    ecs: &aws_sdk_ecs::Client,
+    service_arn: &str,
+    timeout: Duration,
+    poll: Duration,
+    progress: &(dyn Fn(String) + Send + Sync),
+) -> Result<(), AwsError> {
+    let (cluster, name) = split(service_arn).ok_or_else(|| {
+        AwsError::local(
+            "ecs",
+            "DescribeServices",
+            format!("{service_arn} is not a service ARN"),
+        )
+    })?;
+    let service = describe(ecs, cluster, service_arn).await?;
+    let Some(ours) = service.current_service_deployment().map(str::to_string) else {
+        // No service deployment to follow (the change started none): the deployments list says
+        // all there is.
+        return follow(ecs, service_arn, timeout, poll, progress).await;
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        let out = ecs
+            .describe_service_deployments()
+            .service_deployment_arns(&ours)
+            .send()
+            .await
+            .map_err(sdk_error("ecs", "DescribeServiceDeployments"))?;
+        let Some(d) = out.service_deployments().first() else {
+            return Err(AwsError::local(
+                "ecs",
+                "DescribeServiceDeployments",
+                format!("service deployment {ours} of {name} not found"),
+            ));
+        };
+        match assess_deployment(d) {
+            Ok(Verdict::Done) => return Ok(()),
+            Ok(Verdict::Failed(why)) => {
+                let service = describe(ecs, cluster, service_arn).await?;
+                return Err(failure(ecs, cluster, name, &service, &why).await);
+            }
+            Ok(Verdict::InProgress { .. }) => {}
+            Err(line) => {
+                if tokio::time::Instant::now() > deadline {
+                    return Err(AwsError::local(
+                        "ecs",
+                        "rollout",
+                        format!(
+                            "the deployment of {name} did not finish within {}s ({line}); `apply --no-wait` does not wait",
+                            timeout.as_secs()
+                        ),
+                    ));
+                }
+                if last.as_ref() != Some(&line) {
+                    progress(format!("{name}: {line}"));
+                    last = Some(line);
+                }
+            }
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
 /// Polls the service until the deployment started by the last change completes or fails.
 pub async fn follow(
     ecs: &aws_sdk_ecs::Client,
@@ -151,14 +307,7 @@ pub async fn follow(
         match assess(&service, &ours) {
             Verdict::Done => return Ok(()),
             Verdict::Failed(why) => {
-                let mut message = format!("the rollout of {name} failed: {why}");
-                for e in service.events().iter().take(5) {
-                    message.push_str(&format!("\n    event: {}", e.message().unwrap_or_default()));
-                }
-                for r in stopped_reasons(ecs, cluster, name).await? {
-                    message.push_str(&format!("\n    stopped task: {r}"));
-                }
-                return Err(AwsError::local("ecs", "rollout", message));
+                return Err(failure(ecs, cluster, name, &service, &why).await);
             }
             Verdict::InProgress { running, desired } => {
                 if last != Some((running, desired)) {
@@ -190,11 +339,13 @@ mod tests {
     use std::sync::Mutex;
 
     use aws_sdk_ecs::Client;
+    use aws_sdk_ecs::operation::describe_service_deployments::DescribeServiceDeploymentsOutput;
     use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
     use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
     use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
     use aws_sdk_ecs::types::{
-        Container, Deployment, DeploymentRolloutState, Service, ServiceEvent, Task,
+        Container, Deployment, DeploymentRolloutState, Rollback, Service, ServiceEvent,
+        ServiceRevisionSummary, Task,
     };
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
@@ -346,6 +497,147 @@ mod tests {
             message.contains("rolled the service back to rollback"),
             "{message}"
         );
+    }
+
+    const DEPLOYMENT: &str = "arn:aws:ecs:us-east-1:123456789012:service-deployment/stage/web/abc";
+
+    /// A blue/green service whose current service deployment is `DEPLOYMENT`.
+    fn shifting_service() -> DescribeServicesOutput {
+        let s = Service::builder()
+            .service_arn(ARN)
+            .service_name("web")
+            .current_service_deployment(DEPLOYMENT)
+            .events(
+                ServiceEvent::builder()
+                    .message("(service web) deployment failed: alarm web-5xx in ALARM")
+                    .build(),
+            )
+            .build();
+        DescribeServicesOutput::builder().services(s).build()
+    }
+
+    fn stage(
+        status: Status,
+        stage: Option<Stage>,
+        running: i32,
+        weight: Option<f64>,
+    ) -> DescribeServiceDeploymentsOutput {
+        let target = ServiceRevisionSummary::builder()
+            .arn("arn:aws:ecs:us-east-1:123456789012:service-revision/stage/web/2")
+            .requested_task_count(3)
+            .running_task_count(running)
+            .set_requested_production_traffic_weight(weight)
+            .build();
+        let d = ServiceDeployment::builder()
+            .service_deployment_arn(DEPLOYMENT)
+            .status(status.clone())
+            .set_lifecycle_stage(stage)
+            .target_service_revision(target);
+        let d = match status {
+            Status::RollbackInProgress => d
+                .status_reason("Service deployment rolled back because of alarm web-5xx")
+                .rollback(Rollback::builder().reason("alarm web-5xx in ALARM").build()),
+            Status::Stopped => d.status_reason("stopped by the user"),
+            _ => d,
+        };
+        DescribeServiceDeploymentsOutput::builder()
+            .service_deployments(d.build())
+            .build()
+    }
+
+    async fn run_shifting(client: &Client) -> (Result<(), AwsError>, Vec<String>) {
+        let seen = Mutex::new(Vec::new());
+        let record = |line: String| seen.lock().unwrap().push(line);
+        let r = follow_deployment(
+            client,
+            ARN,
+            Duration::from_secs(60),
+            Duration::from_millis(1),
+            &record,
+        )
+        .await;
+        (r, seen.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_blue_green_deployment_is_followed_through_its_stages_to_success() {
+        let describe = mock!(Client::describe_services).then_output(shifting_service);
+        let stages = mock!(Client::describe_service_deployments)
+            .sequence()
+            .output(|| stage(Status::Pending, None, 0, None))
+            .output(|| stage(Status::InProgress, Some(Stage::ScaleUp), 1, Some(0.0)))
+            .output(|| stage(Status::InProgress, Some(Stage::ScaleUp), 3, Some(0.0)))
+            .output(|| {
+                stage(
+                    Status::InProgress,
+                    Some(Stage::ProductionTrafficShift),
+                    3,
+                    Some(10.0),
+                )
+            })
+            .output(|| stage(Status::InProgress, Some(Stage::BakeTime), 3, Some(100.0)))
+            .output(|| stage(Status::InProgress, Some(Stage::BakeTime), 3, Some(100.0)))
+            .output(|| stage(Status::Successful, Some(Stage::CleanUp), 3, Some(100.0)))
+            .build();
+        let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &stages]);
+        let (result, progress) = run_shifting(&client).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(
+            progress,
+            [
+                "web: PENDING — 0/3 new tasks running",
+                "web: scaling up the new revision — 1/3 new tasks running, 0% of production traffic",
+                "web: scaling up the new revision — 3/3 new tasks running, 0% of production traffic",
+                "web: shifting production traffic — 3/3 new tasks running, 10% of production traffic",
+                "web: baking — 3/3 new tasks running, 100% of production traffic",
+            ]
+        );
+        assert_eq!(stages.num_calls(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_rolled_back_deployment_fails_with_its_reasons() {
+        let describe = mock!(Client::describe_services).then_output(shifting_service);
+        let stages = mock!(Client::describe_service_deployments)
+            .sequence()
+            .output(|| {
+                stage(
+                    Status::InProgress,
+                    Some(Stage::ProductionTrafficShift),
+                    3,
+                    Some(10.0),
+                )
+            })
+            .output(|| stage(Status::RollbackInProgress, None, 3, Some(0.0)))
+            .build();
+        let list = mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().build());
+        let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &stages, &list]);
+        let (result, _) = run_shifting(&client).await;
+        let message = result.unwrap_err().to_string();
+        assert!(
+            message.contains("the rollout of web failed: the deployment was rolled back (ROLLBACK_IN_PROGRESS): Service deployment rolled back because of alarm web-5xx; alarm web-5xx in ALARM"),
+            "{message}"
+        );
+        assert!(
+            message.contains("event: (service web) deployment failed: alarm web-5xx in ALARM"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stopped_deployment_fails() {
+        let describe = mock!(Client::describe_services).then_output(shifting_service);
+        let stages = mock!(Client::describe_service_deployments)
+            .then_output(|| stage(Status::Stopped, None, 1, None));
+        let list = mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().build());
+        let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &stages, &list]);
+        let (result, progress) = run_shifting(&client).await;
+        let message = result.unwrap_err().to_string();
+        assert!(
+            message.contains("the deployment was stopped (STOPPED): stopped by the user"),
+            "{message}"
+        );
+        assert!(progress.is_empty(), "{progress:?}");
     }
 
     #[test]
