@@ -95,6 +95,20 @@ pub enum Command {
         #[arg(long)]
         auto_approve: bool,
     },
+    /// Roll a service back: stop its deployment in progress with rollback, or move it back to
+    /// the task definition revision its last change replaced.
+    Rollback {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
+        env: String,
+        /// The service, as the file names it.
+        service: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Do not follow the deployment the rollback starts.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// The resource dependency graph of the environment, offline (Mermaid or Graphviz dot).
     Graph(GraphArgs),
     /// A shell completion script (commands, flags and environment names).

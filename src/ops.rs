@@ -1043,3 +1043,93 @@ async fn follow_rollouts(
     }
     report.rollouts_elapsed = Some(started.elapsed());
 }
+
+/// `infra rollback`: under the lock, stops the service's deployment in progress with rollback,
+/// or moves the service back to the revision kept for it; records what it did in state (the
+/// service's revision, and `rolled_back` for the plan to explain) and follows the deployment
+/// unless `wait` is false.
+pub async fn rollback(
+    session: &Session,
+    env: &Environment,
+    service: &str,
+    auto_approve: bool,
+    wait: bool,
+) -> Result<bool> {
+    use crate::aws::rollback::{self, Intent};
+    require_approval_possible(auto_approve, "rollback")?;
+    let id = crate::naming::id::service(service);
+    let guard = lock(session, &env.name, "rollback").await?;
+    let result = async {
+        let Some((mut doc, version)) = read_state(session, &env.name).await? else {
+            bail!(
+                "`{}` has no state yet: nothing was applied, so nothing can be rolled back",
+                env.name
+            );
+        };
+        let Some(recorded) = doc.resources.get(&id).cloned() else {
+            return Err(hinted(
+                format!("service `{service}` is not in the state of `{}`", env.name),
+                "`infra output ENV` and the file list the services infra manages",
+            ));
+        };
+        let arn = recorded.physical_id.clone();
+        let intent = rollback::decide(&session.aws, &arn)
+            .await
+            .with_context(|| format!("deciding how to roll back service `{service}`"))?;
+        render::print(&render::rollback_text(service, &intent));
+        if !auto_approve && !confirm(&format!("Roll back service `{service}` of {}?", env.name))? {
+            render::eprint(&render::cancelled("rollback"));
+            return Ok(false);
+        }
+        rollback::carry_out(&session.aws, &arn, &intent).await?;
+        let say = |line: String| render::eprint(&format!("  {line}"));
+        let timeout = std::time::Duration::from_secs(30 * 60);
+        let poll = std::time::Duration::from_secs(5);
+        let before = recorded.attributes["task_definition"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let now_runs = match &intent {
+            Intent::Revert { to, .. } => Some(to.clone()),
+            Intent::Stop { deployment } if wait => Some(
+                rollback::await_stop(&session.aws, &arn, deployment, timeout, poll, &say).await?,
+            ),
+            Intent::Stop { .. } => None,
+        };
+        if let Some(to) = now_runs.filter(|to| *to != before) {
+            if let Some(r) = doc.resources.get_mut(&id) {
+                r.attributes["task_definition"] = serde_json::Value::String(to.clone());
+            }
+            doc.rolled_back.insert(
+                id.clone(),
+                crate::state::RolledBack {
+                    from: before,
+                    to,
+                    at: jiff::Timestamp::now()
+                        .round(jiff::Unit::Second)?
+                        .to_string(),
+                },
+            );
+            doc.serial += 1;
+            doc.written_by = Some(crate::state::writer());
+            guard.check().await?;
+            session.backend.write(&doc, Some(&version)).await?;
+        }
+        if wait && let Intent::Revert { .. } = intent {
+            let shifts = recorded.attributes["deployment"]["strategy"]
+                .as_str()
+                .is_some_and(|s| s != "rolling");
+            match shifts {
+                true => {
+                    aws::rollout::follow_deployment(&session.aws.ecs, &arn, timeout, poll, &say)
+                        .await?
+                }
+                false => aws::rollout::follow(&session.aws.ecs, &arn, timeout, poll, &say).await?,
+            }
+        }
+        Ok::<_, anyhow::Error>(true)
+    }
+    .await;
+    guard.release().await?;
+    result
+}

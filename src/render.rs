@@ -68,6 +68,10 @@ fn note_text(n: &Note) -> String {
         Note::FoundByTag => "found by tag, adopted".into(),
         Note::RemovedFromFile => "removed from the file".into(),
         Note::UntrackedByTag => "tagged for this environment but in neither state nor file".into(),
+        Note::RolledBack { to, at } => format!(
+            "rolled back by `infra rollback` at {at} to {}: apply returns it to the file's revision; to stay, make the file describe that revision (its image tag, cpu, memory…)",
+            to.rsplit('/').next().unwrap_or(to)
+        ),
     }
 }
 
@@ -717,6 +721,30 @@ pub fn import_text(i: &crate::ops::Import) -> String {
 
 pub fn import_question(env: &str) -> String {
     format!("Import this resource into {env}?")
+}
+
+/// What `infra rollback` is about to do.
+pub fn rollback_text(service: &str, intent: &crate::aws::rollback::Intent) -> String {
+    use crate::aws::rollback::Intent;
+    let short = |arn: &str| arn.rsplit('/').next().unwrap_or(arn).to_string();
+    match intent {
+        Intent::Stop { deployment } => format!(
+            "Service {service}: its deployment {} is in progress; it will be stopped and rolled back to the revision it replaces.\n",
+            short(deployment)
+        ),
+        Intent::Revert { from, to } => format!(
+            "Service {service}: task definition {} → {} (the revision kept from before the last change).\n",
+            short(from),
+            short(to)
+        ),
+    }
+}
+
+/// After `infra rollback`: what the file and the service now say.
+pub fn rolled_back(service: &str, env: &str) -> String {
+    format!(
+        "Rolled back service {service}. The file still describes the newer revision: `infra plan {env}` shows the difference, and `infra apply {env}` would return to it.\n"
+    )
 }
 
 pub fn imported(id: &str) -> String {

@@ -11,6 +11,7 @@ pub mod existing;
 pub mod gate;
 pub mod images;
 pub mod kinds;
+pub mod rollback;
 pub mod rollout;
 pub mod s3_backend;
 pub mod tags;

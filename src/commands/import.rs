@@ -1,4 +1,5 @@
-//! `infra import`: adopt an existing resource under a logical id of the file.
+//! `infra import`: adopt an existing resource under a logical id of the file. `infra rollback`:
+//! return a service to what it ran before.
 
 use anyhow::Result;
 
@@ -24,5 +25,21 @@ pub async fn run(
     }
     ops::import(&session, &env, &i).await?;
     render::print(&render::imported(id));
+    Ok(ExitStatus::Success)
+}
+
+pub async fn rollback(
+    globals: &Globals,
+    env: &str,
+    service: &str,
+    auto_approve: bool,
+    wait: bool,
+) -> Result<ExitStatus> {
+    let env = ops::load_env(globals, env)?;
+    let session = ops::open_env(globals, &env).await;
+    if !ops::rollback(&session, &env, service, auto_approve, wait).await? {
+        return Ok(ExitStatus::Failure);
+    }
+    render::print(&render::rolled_back(service, &env.name));
     Ok(ExitStatus::Success)
 }

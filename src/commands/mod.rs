@@ -35,6 +35,12 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             physical_id,
             auto_approve,
         } => import::run(&globals, &env, &id, &physical_id, auto_approve).await,
+        Command::Rollback {
+            env,
+            service,
+            auto_approve,
+            no_wait,
+        } => import::rollback(&globals, &env, &service, auto_approve, !no_wait).await,
         Command::Completions { shell } => {
             // The registration calls `infra` back as the user types (`COMPLETE=<shell>`, handled
             // first thing in `main`), so environment names come from the files of the moment.

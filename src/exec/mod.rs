@@ -174,10 +174,11 @@ async fn run_step(
         }
         Op::Delete => {
             let p = physical();
-            again_once(|| a.delete(&aws, &p)).await?;
             if change.action == Action::Replace && change.kind.schema().create_before_destroy {
+                again_once(|| a.retire(&aws, &p)).await?;
                 Ok(Effect::Nothing)
             } else {
+                again_once(|| a.delete(&aws, &p)).await?;
                 Ok(Effect::Remove)
             }
         }
@@ -495,6 +496,8 @@ fn record(doc: &mut StateDoc, change: &Change, effect: Effect) -> Option<String>
     match effect {
         Effect::Record(live) => {
             let p = live.physical_id.clone();
+            // An apply that changed a rolled-back service has made it the file's again.
+            doc.rolled_back.remove(&change.id);
             doc.resources.insert(
                 change.id.clone(),
                 StateResource {
@@ -509,6 +512,7 @@ fn record(doc: &mut StateDoc, change: &Change, effect: Effect) -> Option<String>
         }
         Effect::Remove => {
             doc.resources.remove(&change.id);
+            doc.rolled_back.remove(&change.id);
             None
         }
         Effect::Nothing => None,

@@ -73,6 +73,11 @@ pub enum Note {
     RemovedFromFile,
     /// Carries this environment's tags but is neither in the file nor in state.
     UntrackedByTag,
+    /// `infra rollback` moved the service to an earlier revision (`to`) at `at`.
+    RolledBack {
+        to: String,
+        at: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -374,6 +379,14 @@ fn desired_changes(
                             b.insert(key.clone(), v.clone());
                         }
                     }
+                }
+                if let Some(rb) = state.rolled_back.get(id)
+                    && l.attrs["task_definition"].as_str() == Some(rb.to.as_str())
+                {
+                    notes.push(Note::RolledBack {
+                        to: rb.to.clone(),
+                        at: rb.at.clone(),
+                    });
                 }
                 if let Some(r) = recorded.filter(|_| !by_tag) {
                     let recorded_attrs = normalize(want.kind, &r.attributes);

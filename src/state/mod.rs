@@ -37,6 +37,22 @@ pub struct StateDoc {
     /// Who wrote this version (`user@host`), for `state versions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_by: Option<String>,
+    /// Services `infra rollback` moved back to an earlier task definition revision, by logical
+    /// id, until an apply changes them again: the plan says why the service and the file
+    /// disagree.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rolled_back: BTreeMap<String, RolledBack>,
+}
+
+/// A rollback `infra rollback` carried out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolledBack {
+    /// The task definition revision the service ran before.
+    pub from: String,
+    /// The revision it runs since.
+    pub to: String,
+    /// When (RFC 3339, UTC).
+    pub at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +79,7 @@ impl StateDoc {
             resources: BTreeMap::new(),
             forgotten: BTreeMap::new(),
             written_by: None,
+            rolled_back: BTreeMap::new(),
         }
     }
 

@@ -373,3 +373,163 @@ fn blue_green_canary_and_linear_are_provisioned_wired_and_switchable() {
     assert!(target_groups(&ctx).is_empty());
     assert!(infrastructure_role(&ctx).is_none());
 }
+
+const ROLLBACK: &str = "environment: {env}
+region: us-east-1
+state: {s3: {bucket: {bucket}}}
+network:
+  cidr: 10.41.0.0/16
+  availability_zones: [us-east-1a, us-east-1b]
+  public_subnets: [10.41.0.0/24, 10.41.1.0/24]
+  private_subnets: [10.41.10.0/24, 10.41.11.0/24]
+  nat: single
+repositories: {web: {}}
+cluster: {}
+services:
+  web:
+    image: web:${IMAGE_TAG}
+    cpu: 256
+    memory: 512
+";
+
+/// The task definition the service runs, and the family's ACTIVE revisions.
+fn revisions(ctx: &Ctx) -> (String, Vec<String>) {
+    ctx.rt.block_on(async {
+        let services = ctx
+            .ecs()
+            .describe_services()
+            .cluster(&ctx.env)
+            .services("web")
+            .send()
+            .await
+            .unwrap();
+        let running = services.services()[0]
+            .task_definition()
+            .unwrap()
+            .to_string();
+        let active = ctx
+            .ecs()
+            .list_task_definitions()
+            .family_prefix(format!("{}-web", ctx.env))
+            .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+            .send()
+            .await
+            .unwrap()
+            .task_definition_arns()
+            .to_vec();
+        (running, active)
+    })
+}
+
+fn revision(arn: &str) -> &str {
+    arn.rsplit(':').next().unwrap()
+}
+
+#[test]
+fn rollback_returns_a_service_to_the_revision_its_last_change_replaced() {
+    let ctx = Ctx::new("rb");
+    ctx.write_env(ROLLBACK);
+    let with_tag = |tag: &str, args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.replace("{env}", &ctx.env)).collect();
+        let out = ctx
+            .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .env("IMAGE_TAG", tag)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let apply = |tag: &str| {
+        let (code, text) = with_tag(tag, &["apply", "{env}", "--auto-approve", "--no-wait"]);
+        assert_eq!(code, 0, "{text}");
+    };
+    let converged = |tag: &str| {
+        let (code, text) = with_tag(tag, &["plan", "{env}", "--detailed-exitcode"]);
+        assert_eq!(code, 0, "{text}");
+    };
+    let (code, text) = with_tag(
+        "t1",
+        &["apply", "{env}", "--auto-approve", "--target", "repository"],
+    );
+    assert_eq!(code, 0, "{text}");
+    // Tags of different lengths: the test manifests differ (and so their digests) by length.
+    for tag in ["t1", "tt2", "ttt3"] {
+        crate::platform::push_image(&ctx, tag);
+    }
+    apply("t1");
+    let (v1, active) = revisions(&ctx);
+    assert_eq!(active, std::slice::from_ref(&v1));
+
+    // A change keeps the revision it replaces, outside the plan: still converged.
+    apply("tt2");
+    let (v2, active) = revisions(&ctx);
+    assert_ne!(v1, v2);
+    assert_eq!(active, [v1.clone(), v2.clone()]);
+    converged("tt2");
+
+    // Nothing in progress (the emulator reports no service deployment): back to v1.
+    let (code, text) = with_tag(
+        "tt2",
+        &["rollback", "{env}", "web", "--auto-approve", "--no-wait"],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "task definition {}-web:{} → {}-web:{}",
+            ctx.env,
+            revision(&v2),
+            ctx.env,
+            revision(&v1)
+        )),
+        "{text}"
+    );
+    assert_eq!(revisions(&ctx).0, v1);
+    // Rolled back already: no earlier revision is left to return to.
+    let (code, text) = with_tag("tt2", &["rollback", "{env}", "web", "--auto-approve"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("has no earlier revision"), "{text}");
+
+    // The file and the service now disagree, and the plan says why and how to agree.
+    let (code, text) = with_tag("tt2", &["plan", "{env}", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("rolled back by `infra rollback` at ")
+            && text.contains(&format!("to {}-web:{}", ctx.env, revision(&v1))),
+        "{text}"
+    );
+    assert!(!text.contains("changed outside infra"), "{text}");
+    let state: Value = serde_json::from_slice(&ctx.state_bytes()).unwrap();
+    assert_eq!(state["rolled_back"]["service.web"]["to"], v1);
+
+    // Apply returns to the file; the next change keeps v2 and lets v1 go.
+    apply("tt2");
+    assert_eq!(revisions(&ctx).0, v2);
+    let state: Value = serde_json::from_slice(&ctx.state_bytes()).unwrap();
+    assert!(state.get("rolled_back").is_none(), "{state}");
+    converged("tt2");
+    apply("ttt3");
+    let (v3, active) = revisions(&ctx);
+    assert_eq!(active, [v2.clone(), v3.clone()]);
+    converged("ttt3");
+
+    let (code, text) = with_tag("ttt3", &["destroy", "{env}", "--auto-approve"]);
+    assert_eq!(code, 0, "{text}");
+    let left = ctx.rt.block_on(async {
+        ctx.ecs()
+            .list_task_definitions()
+            .family_prefix(format!("{}-web", ctx.env))
+            .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+            .send()
+            .await
+            .unwrap()
+            .task_definition_arns()
+            .to_vec()
+    });
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -28,7 +28,7 @@ mod security_group;
 mod service;
 mod subnet;
 mod target_group;
-mod task_definition;
+pub(crate) mod task_definition;
 mod vpc;
 
 pub mod attrs {
@@ -269,6 +269,12 @@ pub trait ResourceKind: HasKind + Send + Sync + 'static {
     /// Deletes the resource, detaching what must go first. Gone already is success.
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError>;
 
+    /// Ends the resource a create-before-destroy replacement replaced: deleted, unless the kind
+    /// keeps it for a while (task definition revisions, for rollback).
+    async fn retire(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
+        self.delete(aws, physical).await
+    }
+
     /// What the tagging API addresses the resource by (its physical id unless said otherwise).
     fn tag_target(have: &Live<Self::Attrs, Self::Outputs>) -> String {
         have.physical_id.clone()
@@ -326,6 +332,10 @@ pub trait Adapter: Send + Sync {
     ) -> Result<LiveResource, AwsError>;
     /// Deletes the resource. Gone already is success.
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError>;
+    /// Ends what a create-before-destroy replacement replaced (see `ResourceKind::retire`).
+    async fn retire(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
+        self.delete(aws, physical).await
+    }
     /// Takes over an existing resource (`infra import`): adds `tags` to the ones it has and
     /// reads it back. Nothing else about it changes.
     async fn adopt(&self, aws: &Aws, physical: &str, tags: &Tags)
@@ -467,6 +477,10 @@ impl<T: ResourceKind> Adapter for T {
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
         ResourceKind::delete(self, aws, physical).await
+    }
+
+    async fn retire(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
+        ResourceKind::retire(self, aws, physical).await
     }
 
     async fn taken(&self, aws: &Aws, creates: &[(String, Value)]) -> Result<Vec<Taken>, AwsError> {

@@ -1,10 +1,13 @@
 //! Fargate task definitions, one family per service. Revisions are immutable: a change registers
-//! a new revision (created before the old one is deregistered, so the service always has one to
-//! run). Read without a describe per revision: see `read`.
+//! a new revision (created before the old one is retired, so the service always has one to run).
+//! The revision a change replaces stays ACTIVE, tagged `infra:previous`, so that `infra
+//! rollback` can return to it; the one it kept before is deregistered then, and destroy
+//! deregisters both. A kept revision is not part of the environment's graph: reads pass over it.
+//! Read without a describe per revision: see `read`.
 
 use aws_sdk_ecs::types::{
     Compatibility, ContainerDefinition, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
-    PortMapping as EcsPortMapping, Secret, TaskDefinitionField, TaskDefinitionStatus,
+    PortMapping as EcsPortMapping, Secret, Tag, TaskDefinitionField, TaskDefinitionStatus,
     TransportProtocol,
 };
 use futures::future::try_join_all;
@@ -15,6 +18,58 @@ use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, ecs, sdk_error};
 use crate::error::AwsError;
 use crate::model::Schema;
+
+/// The tag of the revision a change replaced, kept ACTIVE for `infra rollback`.
+pub const TAG_PREVIOUS: &str = "infra:previous";
+
+/// `arn:…:task-definition/FAMILY:REVISION` → (FAMILY, REVISION).
+pub fn family_of(arn: &str) -> Option<(&str, u32)> {
+    let (family, revision) = arn.rsplit_once("task-definition/")?.1.rsplit_once(':')?;
+    Some((family, revision.parse().ok()?))
+}
+
+/// The ACTIVE revisions of `family` this environment keeps for rollback (tagged
+/// `infra:previous`), oldest first.
+pub async fn kept(aws: &Aws, family: &str) -> Result<Vec<String>, AwsError> {
+    let (tagged, active) =
+        futures::try_join!(tags::tagged(aws, &["ecs:task-definition"]), async {
+            aws.ecs
+                .list_task_definitions()
+                .family_prefix(family)
+                .status(TaskDefinitionStatus::Active)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<String>, _>>()
+                .await
+                .map_err(sdk_error("ecs", "ListTaskDefinitions"))
+        })?;
+    let mut out: Vec<String> = active
+        .into_iter()
+        .filter(|arn| family_of(arn).is_some_and(|(f, _)| f == family))
+        .filter(|arn| {
+            tagged
+                .get(arn)
+                .is_some_and(|t| t.contains_key(TAG_PREVIOUS))
+        })
+        .collect();
+    out.sort_by_key(|arn| family_of(arn).map(|(_, r)| r));
+    Ok(out)
+}
+
+async fn deregister(aws: &Aws, physical: &str) -> Result<(), AwsError> {
+    match aws
+        .ecs
+        .deregister_task_definition()
+        .task_definition(physical)
+        .send()
+        .await
+        .map_err(sdk_error("ecs", "DeregisterTaskDefinition"))
+    {
+        Err(e) if e.code_is("ClientException") || e.is_not_found() => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -263,7 +318,7 @@ impl ResourceKind for TaskDefinition {
         let mut out = Vec::new();
         let mut unknown = Vec::new();
         for (arn, tags) in tagged {
-            if !active.contains(&arn) {
+            if !active.contains(&arn) || tags.contains_key(TAG_PREVIOUS) {
                 continue;
             }
             let known = env
@@ -316,17 +371,42 @@ impl ResourceKind for TaskDefinition {
     // Only tags change in place (the shared update shape syncs them); everything else is a new
     // revision.
 
+    /// Deregisters the revision and the one kept for rollback with it.
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
+        deregister(aws, physical).await?;
+        let Some((family, _)) = family_of(physical) else {
+            return Ok(());
+        };
+        for arn in kept(aws, family).await? {
+            deregister(aws, &arn).await?;
+        }
+        Ok(())
+    }
+
+    /// A replaced revision stays ACTIVE for `infra rollback`, tagged `infra:previous`; the
+    /// revision kept before it is deregistered.
+    async fn retire(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
+        let Some((family, _)) = family_of(physical) else {
+            return deregister(aws, physical).await;
+        };
         match aws
             .ecs
-            .deregister_task_definition()
-            .task_definition(physical)
+            .tag_resource()
+            .resource_arn(physical)
+            .tags(Tag::builder().key(TAG_PREVIOUS).value("true").build())
             .send()
             .await
-            .map_err(sdk_error("ecs", "DeregisterTaskDefinition"))
+            .map_err(sdk_error("ecs", "TagResource"))
         {
-            Err(e) if e.code_is("ClientException") || e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
+            // Gone already: nothing to keep.
+            Err(e) if e.code_is("ClientException") || e.is_not_found() => return Ok(()),
+            other => other?,
+        };
+        for arn in kept(aws, family).await? {
+            if arn != physical {
+                deregister(aws, &arn).await?;
+            }
         }
+        Ok(())
     }
 }
