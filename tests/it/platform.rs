@@ -574,7 +574,20 @@ fn services_run_the_pinned_image_with_least_privilege() {
             .task_definition_arns()
             .to_vec()
     });
-    assert_eq!(active.len(), 1, "{active:?}");
+    // The replaced revision stays ACTIVE for `infra rollback`, marked as kept.
+    assert_eq!(active.len(), 2, "{active:?}");
+    let kept = ctx.rt.block_on(async {
+        ctx.ecs()
+            .list_tags_for_resource()
+            .resource_arn(&active[0])
+            .send()
+            .await
+            .unwrap()
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("infra:previous"))
+    });
+    assert!(kept, "{active:?}");
     let converged = ctx
         .command(&["plan", &ctx.env, "--detailed-exitcode"])
         .env("IMAGE_TAG", "v2-new")
