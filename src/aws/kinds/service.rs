@@ -290,6 +290,33 @@ async fn read_environment(
         .collect())
 }
 
+/// Runs a CreateService/UpdateService call; while IAM has not yet propagated a role created
+/// moments before (the infrastructure role ECS shifts traffic with), ECS refuses it as an
+/// invalid parameter, and nothing was changed: the call is tried again for up to a minute.
+async fn while_role_propagates<T, F, Fut>(a: &Attrs, call: F) -> Result<T, AwsError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AwsError>>,
+{
+    let mut delay = Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match call().await {
+            Err(e)
+                if a.advanced.is_some()
+                    && e.code_is("InvalidParameterException")
+                    && e.message.to_ascii_lowercase().contains("role")
+                    && tokio::time::Instant::now() + delay < deadline =>
+            {
+                tracing::info!("{e}: waiting {delay:?} for IAM to propagate the role");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(15));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn network(a: &Attrs) -> Result<NetworkConfiguration, AwsError> {
     let public = if a.assign_public_ip {
         AssignPublicIp::Enabled
@@ -441,29 +468,31 @@ impl ResourceKind for Service {
 
     async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
         let a = &want.attrs;
-        let out = aws
-            .ecs
-            .create_service()
-            .cluster(&a.cluster)
-            .service_name(&a.name)
-            .task_definition(&a.task_definition)
-            .desired_count(a.desired_count.or(a.initial_count).unwrap_or_default() as i32)
-            .launch_type(LaunchType::from(a.launch_type.as_str()))
-            .network_configuration(network(a)?)
-            .deployment_configuration(deployment(a, &want.id)?)
-            .deployment_controller(
-                DeploymentController::builder()
-                    .r#type(DeploymentControllerType::Ecs)
-                    .build()
-                    .map_err(|e| AwsError::local("ecs", "CreateService", e.to_string()))?,
-            )
-            .set_load_balancers(Some(load_balancers(a)))
-            .set_tags(Some(tags::ecs(&want.tags)))
-            .propagate_tags(aws_sdk_ecs::types::PropagateTags::Service)
-            .enable_ecs_managed_tags(true)
-            .send()
-            .await
-            .map_err(sdk_error("ecs", "CreateService"))?;
+        let out = while_role_propagates(a, || async {
+            aws.ecs
+                .create_service()
+                .cluster(&a.cluster)
+                .service_name(&a.name)
+                .task_definition(&a.task_definition)
+                .desired_count(a.desired_count.or(a.initial_count).unwrap_or_default() as i32)
+                .launch_type(LaunchType::from(a.launch_type.as_str()))
+                .network_configuration(network(a)?)
+                .deployment_configuration(deployment(a, &want.id)?)
+                .deployment_controller(
+                    DeploymentController::builder()
+                        .r#type(DeploymentControllerType::Ecs)
+                        .build()
+                        .map_err(|e| AwsError::local("ecs", "CreateService", e.to_string()))?,
+                )
+                .set_load_balancers(Some(load_balancers(a)))
+                .set_tags(Some(tags::ecs(&want.tags)))
+                .propagate_tags(aws_sdk_ecs::types::PropagateTags::Service)
+                .enable_ecs_managed_tags(true)
+                .send()
+                .await
+                .map_err(sdk_error("ecs", "CreateService"))
+        })
+        .await?;
         Ok(out
             .service()
             .and_then(|s| s.service_arn())
@@ -483,18 +512,21 @@ impl ResourceKind for Service {
         // configuration, which travels with the load balancer link.
         let moved =
             have.attrs.load_balancers != a.load_balancers || have.attrs.advanced != a.advanced;
-        aws.ecs
-            .update_service()
-            .set_load_balancers(moved.then(|| load_balancers(a)))
-            .cluster(cluster_of(physical).unwrap_or_default())
-            .service(physical)
-            .task_definition(&a.task_definition)
-            .set_desired_count(a.desired_count.map(|c| c as i32))
-            .network_configuration(network(a)?)
-            .deployment_configuration(deployment(a, &want.id)?)
-            .send()
-            .await
-            .map_err(sdk_error("ecs", "UpdateService"))?;
+        while_role_propagates(a, || async {
+            aws.ecs
+                .update_service()
+                .set_load_balancers(moved.then(|| load_balancers(a)))
+                .cluster(cluster_of(physical).unwrap_or_default())
+                .service(physical)
+                .task_definition(&a.task_definition)
+                .set_desired_count(a.desired_count.map(|c| c as i32))
+                .network_configuration(network(a)?)
+                .deployment_configuration(deployment(a, &want.id)?)
+                .send()
+                .await
+                .map_err(sdk_error("ecs", "UpdateService"))
+        })
+        .await?;
         Ok(())
     }
 
