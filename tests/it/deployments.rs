@@ -532,4 +532,23 @@ fn rollback_returns_a_service_to_the_revision_its_last_change_replaced() {
             .to_vec()
     });
     assert!(left.is_empty(), "{left:?}");
+    // Deregistered revisions are deleted too: nothing of the family is left to list.
+    let tagged = ctx.rt.block_on(async {
+        ctx.aws
+            .tagging
+            .get_resources()
+            .resource_type_filters("ecs:task-definition")
+            .tag_filters(
+                aws_sdk_resourcegroupstagging::types::TagFilter::builder()
+                    .key("infra:environment")
+                    .values(&ctx.env)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .resource_tag_mapping_list()
+            .len()
+    });
+    assert_eq!(tagged, 0);
 }

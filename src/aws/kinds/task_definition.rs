@@ -28,9 +28,15 @@ pub fn family_of(arn: &str) -> Option<(&str, u32)> {
     Some((family, revision.parse().ok()?))
 }
 
-/// The ACTIVE revisions of `family` this environment keeps for rollback (tagged
-/// `infra:previous`), oldest first.
-pub async fn kept(aws: &Aws, family: &str) -> Result<Vec<String>, AwsError> {
+/// This environment's revisions of one family, by status.
+struct Family {
+    /// ACTIVE and tagged `infra:previous`, oldest first.
+    kept: Vec<String>,
+    /// Deregistered earlier and still listed (INACTIVE).
+    inactive: Vec<String>,
+}
+
+async fn family(aws: &Aws, family: &str) -> Result<Family, AwsError> {
     let (tagged, active) =
         futures::try_join!(tags::tagged(aws, &["ecs:task-definition"]), async {
             aws.ecs
@@ -44,17 +50,45 @@ pub async fn kept(aws: &Aws, family: &str) -> Result<Vec<String>, AwsError> {
                 .await
                 .map_err(sdk_error("ecs", "ListTaskDefinitions"))
         })?;
-    let mut out: Vec<String> = active
-        .into_iter()
+    let revision = |arn: &String| family_of(arn).map(|(_, r)| r);
+    let mut kept: Vec<String> = active
+        .iter()
         .filter(|arn| family_of(arn).is_some_and(|(f, _)| f == family))
         .filter(|arn| {
             tagged
-                .get(arn)
+                .get(*arn)
                 .is_some_and(|t| t.contains_key(TAG_PREVIOUS))
         })
+        .cloned()
         .collect();
-    out.sort_by_key(|arn| family_of(arn).map(|(_, r)| r));
-    Ok(out)
+    kept.sort_by_key(revision);
+    let mut inactive: Vec<String> = tagged
+        .into_keys()
+        .filter(|arn| family_of(arn).is_some_and(|(f, _)| f == family))
+        .filter(|arn| !active.contains(arn))
+        .collect();
+    inactive.sort_by_key(revision);
+    Ok(Family { kept, inactive })
+}
+
+/// The ACTIVE revisions of `family` this environment keeps for rollback (tagged
+/// `infra:previous`), oldest first.
+pub async fn kept(aws: &Aws, name: &str) -> Result<Vec<String>, AwsError> {
+    Ok(family(aws, name).await?.kept)
+}
+
+/// Deletes deregistered revisions (ten per call), so that the environment's tag lookups list
+/// only revisions that can still run: a plan's cost does not grow with the history of deploys.
+async fn delete_inactive(aws: &Aws, arns: &[String]) -> Result<(), AwsError> {
+    for chunk in arns.chunks(10) {
+        aws.ecs
+            .delete_task_definitions()
+            .set_task_definitions(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(sdk_error("ecs", "DeleteTaskDefinitions"))?;
+    }
+    Ok(())
 }
 
 async fn deregister(aws: &Aws, physical: &str) -> Result<(), AwsError> {
@@ -371,16 +405,23 @@ impl ResourceKind for TaskDefinition {
     // Only tags change in place (the shared update shape syncs them); everything else is a new
     // revision.
 
-    /// Deregisters the revision and the one kept for rollback with it.
+    /// Deregisters the revision and the one kept for rollback with it, then deletes every
+    /// deregistered revision of the family this environment made: nothing of it is left.
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
         deregister(aws, physical).await?;
-        let Some((family, _)) = family_of(physical) else {
+        let Some((name, _)) = family_of(physical) else {
             return Ok(());
         };
-        for arn in kept(aws, family).await? {
-            deregister(aws, &arn).await?;
+        let found = family(aws, name).await?;
+        for arn in &found.kept {
+            deregister(aws, arn).await?;
         }
-        Ok(())
+        let mut gone = found.inactive;
+        gone.extend(found.kept);
+        if !gone.contains(&physical.to_string()) {
+            gone.push(physical.to_string());
+        }
+        delete_inactive(aws, &gone).await
     }
 
     /// A replaced revision stays ACTIVE for `infra rollback`, tagged `infra:previous`; the
@@ -402,10 +443,12 @@ impl ResourceKind for TaskDefinition {
             Err(e) if e.code_is("ClientException") || e.is_not_found() => return Ok(()),
             other => other?,
         };
-        for arn in kept(aws, family).await? {
-            if arn != physical {
-                deregister(aws, &arn).await?;
-            }
+        // Revisions deregistered by an earlier change go now: no deployment can roll back to
+        // them any more (ECS rolls back to the revision just replaced, which stays ACTIVE).
+        let found = self::family(aws, family).await?;
+        delete_inactive(aws, &found.inactive).await?;
+        for arn in found.kept.iter().filter(|arn| *arn != physical) {
+            deregister(aws, arn).await?;
         }
         Ok(())
     }
