@@ -95,6 +95,10 @@ pub enum Command {
         #[arg(long)]
         auto_approve: bool,
     },
+    /// The pipeline's fast path: resolve each tag to a digest, register task definitions and
+    /// update only the services whose file says `image: KEY` (or those named); reads nothing
+    /// else. Never asks.
+    Deploy(DeployArgs),
     /// Roll a service back: stop its deployment in progress with rollback, or move it back to
     /// the task definition revision its last change replaced.
     Rollback {
@@ -215,6 +219,9 @@ pub struct PlanArgs {
     /// The least severity of a scan finding that stops the plan.
     #[arg(long, value_enum, default_value = "critical")]
     pub block_severity: BlockSeverity,
+    /// The tag of repository KEY for services whose file says `image: KEY` (no tag). Repeatable.
+    #[arg(long = "image", value_name = "KEY=TAG", value_parser = crate::ops::parse_image_arg)]
+    pub images: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +249,24 @@ pub struct ApplyArgs {
     /// The least severity of a scan finding that stops the plan.
     #[arg(long, value_enum, default_value = "critical", conflicts_with = "plan")]
     pub block_severity: BlockSeverity,
+    /// The tag of repository KEY for services whose file says `image: KEY` (no tag). Repeatable.
+    #[arg(long = "image", value_name = "KEY=TAG", value_parser = crate::ops::parse_image_arg, conflicts_with = "plan")]
+    pub images: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[arg(add = ArgValueCandidates::new(environment_names))]
+    pub env: String,
+    /// The tag of repository KEY to deploy. Repeatable.
+    #[arg(long = "image", value_name = "KEY=TAG", value_parser = crate::ops::parse_image_arg, required = true)]
+    pub images: Vec<(String, String)>,
+    /// Only this service (of those using the keys). Repeatable.
+    #[arg(long = "service", value_name = "NAME")]
+    pub services: Vec<String>,
+    /// Do not wait for the ECS rollouts to finish.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 #[derive(Debug, Args)]

@@ -73,18 +73,26 @@ pub struct NetworkFacts {
 /// What a task definition's image is written as when its tag could not be resolved.
 pub const UNRESOLVED_IMAGE: &str = "(image not resolved)";
 
+/// A service's image as its task definition pins it (`repo@sha256:…` for this environment's
+/// repositories), and as the plan shows it (`web:1.2.3`, the `infra:image` tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    pub image: String,
+    pub shown: String,
+}
+
 /// Expands the environment into its resource graph, with no image resolved and nothing read of
 /// an existing network (offline).
 pub fn expand(env: &Environment) -> Desired {
     expand_with(env, &BTreeMap::new(), &NetworkFacts::default())
 }
 
-/// Expands the environment into its resource graph. `images` gives each service's image as the
-/// task definition must pin it (`repo@sha256:…` for this environment's repositories); `facts`
+/// Expands the environment into its resource graph. `images` gives each service's image of this
+/// environment's repositories as resolved (a tag's digest, or the one the service runs); `facts`
 /// what was read of an existing network.
 pub fn expand_with(
     env: &Environment,
-    images: &BTreeMap<String, String>,
+    images: &BTreeMap<String, Pinned>,
     facts: &NetworkFacts,
 ) -> Desired {
     let mut d = Desired::default();
@@ -498,7 +506,7 @@ fn execution_policy(env: &Environment) -> serde_json::Value {
 }
 
 /// The execution role, and per service its task definition and ECS service.
-fn services(env: &Environment, images: &BTreeMap<String, String>, d: &mut Desired) {
+fn services(env: &Environment, images: &BTreeMap<String, Pinned>, d: &mut Desired) {
     if env.cluster.is_none() || env.services.is_empty() {
         return;
     }
@@ -546,13 +554,16 @@ fn services(env: &Environment, images: &BTreeMap<String, String>, d: &mut Desire
     let private = subnets(env, "private");
     for (name, s) in &env.services {
         let (image, shown) = match &s.image {
-            crate::config::Image::Repository { key, tag } => (
-                images
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(|| UNRESOLVED_IMAGE.to_string()),
-                format!("{key}:{tag}"),
-            ),
+            crate::config::Image::Repository { key, tag } => match images.get(name) {
+                Some(p) => (p.image.clone(), p.shown.clone()),
+                None => (
+                    UNRESOLVED_IMAGE.to_string(),
+                    match tag {
+                        Some(tag) => format!("{key}:{tag}"),
+                        None => key.clone(),
+                    },
+                ),
+            },
             crate::config::Image::External(r) => (r.clone(), r.clone()),
         };
         let td = id::task_definition(name);

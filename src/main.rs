@@ -16,7 +16,16 @@ fn main() -> ExitCode {
     // A shell asking for completions (`COMPLETE=<shell>`, set by the registration script that
     // `infra completions` prints): answer and exit.
     clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
-    let cli = Cli::parse();
+    // A usage mistake exits 1 like any other bad input (clap's own 2 would read as "changes"
+    // to a pipeline running `plan --detailed-exitcode`); help and version exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     if cli.no_color {
         anstream::ColorChoice::Never.write_global();
     }

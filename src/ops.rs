@@ -2,7 +2,7 @@
 //! plan, and carry one out under the state lock. Commands stay thin: they parse flags, call these,
 //! print, and pick an exit status.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -511,6 +511,8 @@ pub struct Allow {
     pub vulnerable: bool,
     /// The least severity (ECR's names: CRITICAL, HIGH, MEDIUM, LOW) that stops a plan.
     pub block_severity: String,
+    /// `--image KEY=TAG`: the tag this run gives each repository key the file leaves untagged.
+    pub images: BTreeMap<String, String>,
 }
 
 impl Default for Allow {
@@ -519,8 +521,144 @@ impl Default for Allow {
             destroy_protected: false,
             vulnerable: false,
             block_severity: "CRITICAL".into(),
+            images: BTreeMap::new(),
         }
     }
+}
+
+/// `--image KEY=TAG` names keys the file leaves without a tag: any other is a mistake, refused
+/// before any AWS call.
+pub fn check_image_keys(env: &Environment, images: &BTreeMap<String, String>) -> Result<()> {
+    for key in images.keys() {
+        let used = env.services.values().any(|s| {
+            matches!(&s.image, crate::config::Image::Repository { key: k, tag: None } if k == key)
+        });
+        if !used {
+            let tagless: Vec<&str> = env
+                .services
+                .values()
+                .filter_map(|s| match &s.image {
+                    crate::config::Image::Repository { key, tag: None } => Some(key.as_str()),
+                    _ => None,
+                })
+                .collect();
+            return Err(hinted(
+                format!(
+                    "--image {key}=…: no service of {} says `image: {key}` (a repository key without a tag)",
+                    env.name
+                ),
+                if tagless.is_empty() {
+                    "--image sets the tag of services whose file says `image: KEY`; this file gives every image's tag itself".to_string()
+                } else {
+                    format!("keys the pipeline sets here: {}", tagless.join(", "))
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `--image` flags as a map; a key given twice is a mistake.
+pub fn image_tags(pairs: &[(String, String)]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (k, t) in pairs {
+        if let Some(before) = out.insert(k.clone(), t.clone())
+            && before != *t
+        {
+            bail!("--image {k} is given twice ({before} and {t})");
+        }
+    }
+    Ok(out)
+}
+
+/// `KEY=TAG` of `--image`.
+pub fn parse_image_arg(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, t)) if !k.is_empty() && !t.is_empty() && !t.contains(char::is_whitespace) => {
+            Ok((k.to_string(), t.to_string()))
+        }
+        _ => Err(format!("`{text}` is not KEY=TAG (e.g. web=3f2a1c)")),
+    }
+}
+
+/// The images the pipeline owns and this run does not set (`image: KEY`, no `--image`): each
+/// service keeps the digest its live task definition runs, which must still be in the
+/// repository. A service that does not run yet has nothing to keep: an error naming `--image`
+/// (which stops the plan when its task definition is part of it).
+async fn kept_images(
+    session: &Session,
+    env: &Environment,
+    overrides: &BTreeMap<String, String>,
+    live: &[crate::model::LiveResource],
+) -> Result<(aws::images::Resolved, Vec<plan::Warning>)> {
+    let owned: Vec<(&String, &String)> = env
+        .services
+        .iter()
+        .filter_map(|(name, s)| match &s.image {
+            crate::config::Image::Repository { key, tag: None } if !overrides.contains_key(key) => {
+                Some((name, key))
+            }
+            _ => None,
+        })
+        .collect();
+    let found = futures::future::try_join_all(owned.iter().map(|(name, key)| async move {
+        let service_id = crate::naming::id::service(name);
+        let pass = format!(
+            "pass `--image {key}=TAG` (or deploy one with `infra deploy {} --image {key}=TAG`)",
+            env.name
+        );
+        let running = live
+            .iter()
+            .find(|l| l.kind == Kind::Service && l.id.as_deref() == Some(service_id.as_str()))
+            .and_then(|l| l.attrs["task_definition"].as_str().map(str::to_string));
+        let Some(arn) = running else {
+            return Ok(((*name).clone(), Err(format!("service `{name}` does not run yet and its file says `image: {key}` without a tag, so there is no deployed image to keep: {pass}")), None));
+        };
+        let td = match live
+            .iter()
+            .find(|l| l.kind == Kind::TaskDefinition && l.physical_id == arn)
+        {
+            Some(l) => Some(l.clone()),
+            None => crate::aws::kinds::adapter(Kind::TaskDefinition)
+                .read_ids(&session.aws, std::slice::from_ref(&arn))
+                .await?
+                .into_iter()
+                .next(),
+        };
+        let Some(td) = td else {
+            return Ok(((*name).clone(), Err(format!("service `{name}` runs task definition {arn}, which is gone, so there is no deployed image to keep: {pass}")), None));
+        };
+        let image = td.attrs["container"]["image"].as_str().unwrap_or_default().to_string();
+        let Some(tags) = aws::images::still_there(&session.aws, &image).await? else {
+            return Ok(((*name).clone(), Err(format!("service `{name}` runs {image}, which is no longer in its repository: {pass}")), None));
+        };
+        let shown = td.attrs["tags"]["infra:image"].as_str().map(str::to_string);
+        let tag = shown
+            .as_deref()
+            .and_then(|s| s.split_once(':'))
+            .map(|(_, t)| t.to_string());
+        let digest = image.split_once('@').map_or(image.as_str(), |(_, d)| d).to_string();
+        let note = plan::Warning::ImageKept {
+            service: (*name).clone(),
+            key: (*key).clone(),
+            digest,
+            tag,
+            untagged: tags.is_empty(),
+        };
+        let pinned = desired::Pinned {
+            image,
+            shown: shown.unwrap_or_else(|| (*key).clone()),
+        };
+        Ok::<_, anyhow::Error>(((*name).clone(), Ok(pinned), Some(note)))
+    }))
+    .await?;
+    let mut resolved = aws::images::Resolved::new();
+    let mut notes = Vec::new();
+    for (name, result, note) in found {
+        resolved.insert(name, result);
+        notes.extend(note);
+    }
+    Ok((resolved, notes))
 }
 
 /// How long a plan waits for the scan of an image it pins to finish.
@@ -535,6 +673,7 @@ pub async fn make_plan(
     allow: &Allow,
 ) -> Result<(Plan, StateDoc)> {
     let allow_destroy_protected = allow.destroy_protected;
+    check_image_keys(env, &allow.images)?;
     // Kinds neither the file nor the state has cost no read at all. Those of the file whose
     // reads do not need the state are read while the state is fetched, with the image tags and
     // an existing network.
@@ -585,7 +724,7 @@ pub async fn make_plan(
         },
         async {
             match operation {
-                Operation::Apply => aws::images::resolve(&session.aws, env)
+                Operation::Apply => aws::images::resolve(&session.aws, env, &allow.images)
                     .await
                     .context("resolving image tags in ECR"),
                 Operation::Destroy => Ok(Default::default()),
@@ -616,9 +755,14 @@ pub async fn make_plan(
             "network.existing names a VPC and its subnets as they are in AWS; fix the ids in the file",
         ));
     }
+    let mut images = images;
+    let mut warnings_kept = Vec::new();
     let desired = match operation {
         Operation::Apply => {
-            let pinned = images
+            let (kept, notes) = kept_images(session, env, &allow.images, &live).await?;
+            images.extend(kept);
+            warnings_kept = notes;
+            let pinned: BTreeMap<String, desired::Pinned> = images
                 .iter()
                 .filter_map(|(k, v)| Some((k.clone(), v.as_ref().ok()?.clone())))
                 .collect();
@@ -631,6 +775,7 @@ pub async fn make_plan(
         allow_destroy_protected,
     };
     let (mut changes, mut warnings) = plan::diff(&desired, &state, &live, &options)?;
+    warnings.extend(warnings_kept);
     warnings.extend(
         network
             .warnings
@@ -1132,4 +1277,220 @@ pub async fn rollback(
     .await;
     guard.release().await?;
     result
+}
+
+/// What `infra deploy` will do: the plan of the deployed services' task definitions and
+/// services, and the other changes the file holds (left for `apply`), by logical id.
+pub struct Deploy {
+    pub plan: Plan,
+    /// The services deployed.
+    pub services: Vec<String>,
+    /// Logical ids whose file and state differ outside the deployed services.
+    pub elsewhere: Vec<String>,
+}
+
+/// Plans `infra deploy`: the services whose file says `image: KEY` for a key of `images` (or
+/// those of `only`), each pinned to the digest its tag has now. Reads only those services, the
+/// task definitions they run and the tags: everything else is taken from state, as recorded.
+pub async fn plan_deploy(
+    session: &Session,
+    env: &Environment,
+    images: &BTreeMap<String, String>,
+    only: &[String],
+) -> Result<Deploy> {
+    use crate::config::Image;
+    check_image_keys(env, images)?;
+    for name in only {
+        match env.services.get(name).map(|s| &s.image) {
+            None => bail!("--service {name}: {} has no such service", env.name),
+            Some(Image::Repository { key, tag: None }) if images.contains_key(key) => {}
+            Some(_) => {
+                return Err(hinted(
+                    format!("--service {name}: its image is not one `--image` sets"),
+                    "deploy updates services whose file says `image: KEY` for a KEY given with --image",
+                ));
+            }
+        }
+    }
+    let deployed: Vec<String> = env
+        .services
+        .iter()
+        .filter(|(name, s)| {
+            matches!(&s.image, Image::Repository { key, tag: None } if images.contains_key(key))
+                && (only.is_empty() || only.contains(name))
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    let Some((state, version)) = read_state(session, &env.name).await? else {
+        bail!(
+            "`{}` has no state yet: `infra apply` it once, then deploy",
+            env.name
+        );
+    };
+    let _ = version;
+    let mut scoped = env.clone();
+    scoped.services.retain(|name, _| deployed.contains(name));
+    let ids: Vec<(String, String)> = deployed
+        .iter()
+        .map(|s| {
+            (
+                crate::naming::id::task_definition(s),
+                crate::naming::id::service(s),
+            )
+        })
+        .collect();
+    let recorded_of = |id: &str| state.resources.get(id).map(|r| r.physical_id.clone());
+    let service_arns: Vec<String> = ids
+        .iter()
+        .map(|(_, svc)| {
+            recorded_of(svc).ok_or_else(|| {
+                hinted(
+                    format!("`{svc}` is not applied yet"),
+                    format!(
+                        "`infra apply {}` creates it; deploy updates services that exist",
+                        env.name
+                    ),
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    // The tags, and the services as they run: at once.
+    let (resolved, services) = futures::try_join!(
+        async {
+            aws::images::resolve(&session.aws, &scoped, images)
+                .await
+                .context("resolving image tags in ECR")
+        },
+        async {
+            crate::aws::kinds::adapter(Kind::Service)
+                .read_ids(&session.aws, &service_arns)
+                .await
+                .context("reading the deployed services")
+        }
+    )?;
+    for result in resolved.values() {
+        if let Err(why) = result {
+            bail!("{why}");
+        }
+    }
+    // The task definitions they run: state's record when it is that revision (revisions never
+    // change), else read.
+    let running: Vec<String> = services
+        .iter()
+        .filter_map(|s| s.attrs["task_definition"].as_str().map(str::to_string))
+        .collect();
+    let unknown: Vec<String> = running
+        .iter()
+        .filter(|arn| !state.resources.values().any(|r| &r.physical_id == *arn))
+        .cloned()
+        .collect();
+    let mut live: Vec<crate::model::LiveResource> =
+        crate::aws::kinds::adapter(Kind::TaskDefinition)
+            .read_ids(&session.aws, &unknown)
+            .await
+            .context("reading the deployed task definitions")?;
+    let ours: BTreeSet<String> = ids
+        .iter()
+        .flat_map(|(a, b)| [a.clone(), b.clone()])
+        .collect();
+    for s in services {
+        live.push(crate::model::LiveResource {
+            id: state
+                .resources
+                .iter()
+                .find(|(_, r)| r.physical_id == s.physical_id)
+                .map(|(id, _)| id.clone())
+                .or(s.id),
+            ..s
+        });
+    }
+    // Everything else as state recorded it (the running task definitions too, when recorded).
+    for (id, r) in &state.resources {
+        let is_running_td = r.kind == Kind::TaskDefinition && running.contains(&r.physical_id);
+        if ours.contains(id) && !is_running_td {
+            continue;
+        }
+        if live.iter().any(|l| l.physical_id == r.physical_id) {
+            continue;
+        }
+        live.push(crate::model::LiveResource {
+            kind: r.kind,
+            physical_id: r.physical_id.clone(),
+            id: Some(id.clone()),
+            attrs: r.attributes.clone(),
+        });
+    }
+    // A deployed service's live task definition is the one it runs, whatever state says.
+    for ((td_id, svc_id), arn) in ids.iter().zip(&running) {
+        let _ = svc_id;
+        for l in live.iter_mut() {
+            if l.kind == Kind::TaskDefinition && l.physical_id == *arn {
+                l.id = Some(td_id.clone());
+            }
+        }
+    }
+    // Every other service keeps the image state recorded for it.
+    let mut pinned: BTreeMap<String, desired::Pinned> = BTreeMap::new();
+    for name in env.services.keys() {
+        if let Some(Ok(p)) = resolved.get(name) {
+            pinned.insert(name.clone(), p.clone());
+        } else if let Some(r) = state
+            .resources
+            .get(&crate::naming::id::task_definition(name))
+        {
+            pinned.insert(
+                name.clone(),
+                desired::Pinned {
+                    image: r.attributes["container"]["image"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    shown: r.attributes["tags"]["infra:image"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                },
+            );
+        }
+    }
+    // A network someone else owns is not read either: its CIDR is what the load balancer's
+    // group was last given.
+    let facts = desired::NetworkFacts {
+        vpc_cidr: state
+            .resources
+            .get(crate::naming::id::ALB_SECURITY_GROUP)
+            .and_then(|r| r.attributes["egress"][0]["cidr_ipv4"].as_str())
+            .map(str::to_string),
+    };
+    let desired = desired::expand_with(env, &pinned, &facts);
+    let options = plan::Options {
+        targets: Vec::new(),
+        allow_destroy_protected: false,
+    };
+    let (changes, warnings) = plan::diff(&desired, &state, &live, &options)?;
+    let (changes, others): (Vec<_>, Vec<_>) =
+        changes.into_iter().partition(|c| ours.contains(&c.id));
+    let mut elsewhere: Vec<String> = others.into_iter().map(|c| c.id).collect();
+    elsewhere.sort();
+    Ok(Deploy {
+        plan: Plan {
+            format: PLAN_FORMAT,
+            environment: env.name.clone(),
+            region: env.region.clone(),
+            state: env.state.clone(),
+            operation: Operation::Apply,
+            base: Some(Base {
+                lineage: state.lineage.clone(),
+                serial: state.serial,
+            }),
+            create_backend: false,
+            changes,
+            warnings,
+            names: names(env),
+            lint: Vec::new(),
+            cost: None,
+        },
+        services: deployed,
+        elsewhere,
+    })
 }

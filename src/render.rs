@@ -177,9 +177,18 @@ fn map_diff(
 /// The whole plan as text, ending with the summary line.
 pub fn plan_text(plan: &Plan, backend: &str) -> String {
     let mut out = String::new();
-    for w in &plan.warnings {
-        let _ = writeln!(out, "{} {}", paint(YELLOW, "warning:"), warning_text(w));
-    }
+    // After the changes: notes (a kept image is not a change) and warnings.
+    let notes = || {
+        let mut text = String::new();
+        for w in &plan.warnings {
+            let label = match w {
+                Warning::ImageKept { .. } => paint(DIM, "note:"),
+                _ => paint(YELLOW, "warning:"),
+            };
+            let _ = writeln!(text, "{label} {}", warning_text(w));
+        }
+        text
+    };
     if plan.create_backend {
         let _ = writeln!(
             out,
@@ -204,6 +213,7 @@ pub fn plan_text(plan: &Plan, backend: &str) -> String {
         _ => {}
     }
     if plan.changes.is_empty() {
+        out.push_str(&notes());
         if !plan.lint.is_empty() {
             out.push_str(&lint_text(&plan.lint));
         }
@@ -229,6 +239,11 @@ pub fn plan_text(plan: &Plan, backend: &str) -> String {
     );
     for c in &plan.changes {
         change_text(c, &mut out);
+    }
+    let notes = notes();
+    if !notes.is_empty() {
+        out.push('\n');
+        out.push_str(&notes);
     }
     if !plan.lint.is_empty() {
         out.push('\n');
@@ -461,6 +476,24 @@ pub fn warning_text(w: &Warning) -> String {
             others.join(", ")
         ),
         Warning::Network { message } | Warning::Image { message } => message.clone(),
+        Warning::ImageKept {
+            service,
+            key,
+            digest,
+            tag,
+            untagged,
+        } => {
+            let mut text = format!("{service}: image kept as deployed: {key}@{digest}");
+            if let Some(tag) = tag {
+                text.push_str(&format!(" (tag {tag})"));
+            }
+            if *untagged {
+                text.push_str(
+                    "\n  no tag of the repository points at this digest any more: it was deployed by hand, or its tag moved; `--image` sets the one you mean",
+                );
+            }
+            text
+        }
     }
 }
 
@@ -721,6 +754,75 @@ pub fn import_text(i: &crate::ops::Import) -> String {
 
 pub fn import_question(env: &str) -> String {
     format!("Import this resource into {env}?")
+}
+
+/// What `infra deploy` is about to do: the images, the changes (as a plan shows them), what
+/// else of the file the services take along, and the changes it leaves to `apply`.
+pub fn deploy_text(
+    d: &crate::ops::Deploy,
+    images: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let mut out = String::new();
+    let tags: Vec<String> = images.iter().map(|(k, t)| format!("{k}:{t}")).collect();
+    let _ = writeln!(
+        out,
+        "Deploying {} to {} of {}.",
+        tags.join(", "),
+        d.services.join(", "),
+        d.plan.environment
+    );
+    if d.plan.is_empty() {
+        let _ = writeln!(out, "No changes: they run these images already.");
+    } else {
+        out.push('\n');
+        for c in &d.plan.changes {
+            change_text(c, &mut out);
+        }
+        let extra: Vec<String> = d
+            .plan
+            .changes
+            .iter()
+            .flat_map(|c| {
+                c.diffs
+                    .iter()
+                    .filter(|f| {
+                        let deployed = matches!(f.field.as_str(), "task_definition" | "tags")
+                            || (f.field == "container" && only_image_differs(f));
+                        !deployed
+                    })
+                    .map(move |f| format!("{}.{}", c.id, f.field))
+            })
+            .collect();
+        if !extra.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nAlso applied, as the file now says: {}.",
+                extra.join(", ")
+            );
+        }
+    }
+    if !d.elsewhere.is_empty() {
+        let _ = writeln!(
+            out,
+            "Left for `infra apply {}`: {} other change(s) in the file ({}).",
+            d.plan.environment,
+            d.elsewhere.len(),
+            d.elsewhere.join(", ")
+        );
+    }
+    out
+}
+
+/// Whether two containers differ only in their image.
+fn only_image_differs(f: &crate::plan::FieldDiff) -> bool {
+    let strip = |v: &Option<serde_json::Value>| {
+        let mut v = v.clone().unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("image");
+        }
+        v
+    };
+    strip(&f.before) == strip(&f.after)
 }
 
 /// What `infra rollback` is about to do.

@@ -8,84 +8,168 @@ use aws_sdk_ecr::types::ImageIdentifier;
 
 use super::{Aws, sdk_error};
 use crate::config::{Environment, Image};
+use crate::desired::Pinned;
 use crate::error::AwsError;
 
-/// Per service: the pinned image reference, or why it could not be resolved.
-pub type Resolved = BTreeMap<String, Result<String, String>>;
+/// Per service: the pinned image, or why it could not be resolved. Services whose image is an
+/// environment repository without a tag this run (no tag in the file, none given with
+/// `--image`) are not in it: they keep what they run (`deployed`).
+pub type Resolved = BTreeMap<String, Result<Pinned, String>>;
 
-pub async fn resolve(aws: &Aws, env: &Environment) -> Result<Resolved, AwsError> {
-    let mut out = BTreeMap::new();
-    let mut uris: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for (service, s) in &env.services {
-        let Image::Repository { key, tag } = &s.image else {
-            continue;
-        };
-        let repo = crate::naming::repository(&env.name, key);
-        if !uris.contains_key(&repo) {
-            let uri = match aws
-                .ecr
-                .describe_repositories()
-                .repository_names(&repo)
-                .send()
-                .await
-            {
-                Ok(o) => o
-                    .repositories()
-                    .first()
-                    .and_then(|r| r.repository_uri())
-                    .map(str::to_string),
-                Err(e) => {
-                    let e = sdk_error("ecr", "DescribeRepositories")(e);
-                    if e.code_is("RepositoryNotFoundException") {
-                        None
-                    } else {
-                        return Err(e);
-                    }
-                }
-            };
-            uris.insert(repo.clone(), uri);
+/// The repository key and the tag a service's image takes this run: the file's, or the one
+/// `--image KEY=TAG` gives a key the file leaves without a tag.
+pub fn tag_for<'a>(
+    image: &'a Image,
+    overrides: &'a BTreeMap<String, String>,
+) -> Option<(&'a str, &'a str)> {
+    match image {
+        Image::Repository {
+            key,
+            tag: Some(tag),
+        } => Some((key, tag)),
+        Image::Repository { key, tag: None } => {
+            overrides.get(key).map(|t| (key.as_str(), t.as_str()))
         }
-        let Some(uri) = uris[&repo].clone() else {
-            out.insert(
-                service.clone(),
-                Err(format!(
-                    "service `{service}`: repository {repo} does not exist yet; create it with `infra apply {} --target repository` and push {key}:{tag}",
-                    env.name
-                )),
-            );
-            continue;
-        };
-        let found = aws
-            .ecr
-            .describe_images()
-            .repository_name(&repo)
-            .image_ids(ImageIdentifier::builder().image_tag(tag).build())
-            .send()
-            .await;
-        let digest = match found {
-            Ok(o) => o
-                .image_details()
-                .first()
-                .and_then(|d| d.image_digest())
-                .map(str::to_string),
-            Err(e) => {
-                let e = sdk_error("ecr", "DescribeImages")(e);
-                if e.code_is("ImageNotFoundException") {
-                    None
-                } else {
-                    return Err(e);
-                }
+        Image::External(_) => None,
+    }
+}
+
+/// The repository's URI, or None when it does not exist.
+async fn repository_uri(aws: &Aws, repo: &str) -> Result<Option<String>, AwsError> {
+    match aws
+        .ecr
+        .describe_repositories()
+        .repository_names(repo)
+        .send()
+        .await
+    {
+        Ok(o) => Ok(o
+            .repositories()
+            .first()
+            .and_then(|r| r.repository_uri())
+            .map(str::to_string)),
+        Err(e) => {
+            let e = sdk_error("ecr", "DescribeRepositories")(e);
+            if e.code_is("RepositoryNotFoundException") {
+                Ok(None)
+            } else {
+                Err(e)
             }
+        }
+    }
+}
+
+/// One image of a repository by tag or digest: its digest and tags, or None when absent.
+async fn image(
+    aws: &Aws,
+    repo: &str,
+    id: ImageIdentifier,
+) -> Result<Option<(String, Vec<String>)>, AwsError> {
+    match aws
+        .ecr
+        .describe_images()
+        .repository_name(repo)
+        .image_ids(id)
+        .send()
+        .await
+    {
+        Ok(o) => Ok(o
+            .image_details()
+            .first()
+            .and_then(|d| Some((d.image_digest()?.to_string(), d.image_tags().to_vec())))),
+        Err(e) => {
+            let e = sdk_error("ecr", "DescribeImages")(e);
+            if e.code_is("ImageNotFoundException") {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Resolves every tag this run gives to a digest: each repository and each tag asked once, all
+/// at once.
+pub async fn resolve(
+    aws: &Aws,
+    env: &Environment,
+    overrides: &BTreeMap<String, String>,
+) -> Result<Resolved, AwsError> {
+    let wanted: Vec<(&String, &str, &str)> = env
+        .services
+        .iter()
+        .filter_map(|(service, s)| {
+            let (key, tag) = tag_for(&s.image, overrides)?;
+            Some((service, key, tag))
+        })
+        .collect();
+    let mut repos: Vec<&str> = wanted.iter().map(|(_, k, _)| *k).collect();
+    repos.sort_unstable();
+    repos.dedup();
+    let uris: BTreeMap<&str, Option<String>> =
+        futures::future::try_join_all(repos.iter().map(|key| async move {
+            let repo = crate::naming::repository(&env.name, key);
+            Ok::<_, AwsError>((*key, repository_uri(aws, &repo).await?))
+        }))
+        .await?
+        .into_iter()
+        .collect();
+    let mut tags: Vec<(&str, &str)> = wanted
+        .iter()
+        .filter(|(_, k, _)| uris[k].is_some())
+        .map(|(_, k, t)| (*k, *t))
+        .collect();
+    tags.sort_unstable();
+    tags.dedup();
+    let digests: BTreeMap<(&str, &str), Option<String>> =
+        futures::future::try_join_all(tags.iter().map(|(key, tag)| async move {
+            let repo = crate::naming::repository(&env.name, key);
+            let found = image(
+                aws,
+                &repo,
+                ImageIdentifier::builder().image_tag(*tag).build(),
+            )
+            .await?;
+            Ok::<_, AwsError>(((*key, *tag), found.map(|(d, _)| d)))
+        }))
+        .await?
+        .into_iter()
+        .collect();
+    let mut out = BTreeMap::new();
+    for (service, key, tag) in wanted {
+        let repo = crate::naming::repository(&env.name, key);
+        let result = match (&uris[key], digests.get(&(key, tag))) {
+            (None, _) => Err(format!(
+                "service `{service}`: repository {repo} does not exist yet; create it with `infra apply {} --target repository` and push {key}:{tag}",
+                env.name
+            )),
+            (Some(uri), Some(Some(digest))) => Ok(Pinned {
+                image: format!("{uri}@{digest}"),
+                shown: format!("{key}:{tag}"),
+            }),
+            (Some(_), _) => Err(format!(
+                "service `{service}`: no image tagged `{tag}` in repository {repo}; push it first"
+            )),
         };
-        out.insert(
-            service.clone(),
-            match digest {
-                Some(d) => Ok(format!("{uri}@{d}")),
-                None => Err(format!("service `{service}`: no image tagged `{tag}` in repository {repo}; push it first")),
-            },
-        );
+        out.insert(service.clone(), result);
     }
     Ok(out)
+}
+
+/// Whether a deployed image (`<uri>@sha256:…`) is still in its repository, and the tags that
+/// point at it now.
+pub async fn still_there(aws: &Aws, image_ref: &str) -> Result<Option<Vec<String>>, AwsError> {
+    let Some((uri, digest)) = image_ref.split_once('@') else {
+        return Ok(None);
+    };
+    let repo = uri.split_once('/').map_or(uri, |(_, r)| r);
+    Ok(image(
+        aws,
+        repo,
+        ImageIdentifier::builder().image_digest(digest).build(),
+    )
+    .await?
+    .map(|(_, tags)| tags))
 }
 
 /// What a scan of one pinned image says.

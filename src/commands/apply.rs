@@ -40,6 +40,7 @@ pub async fn apply(globals: &Globals, args: ApplyArgs) -> Result<ExitStatus> {
             destroy_protected: args.allow_destroy_protected,
             vulnerable: args.allow_vulnerable,
             block_severity: args.block_severity.ecr().to_string(),
+            images: ops::image_tags(&args.images)?,
         },
     };
     interactive_run(globals, &env, run).await
@@ -59,6 +60,41 @@ pub async fn destroy(globals: &Globals, args: DestroyArgs) -> Result<ExitStatus>
         },
     };
     interactive_run(globals, &env, run).await
+}
+
+/// `infra deploy`: under the lock, plan only the deployed services (see `ops::plan_deploy`) and
+/// run that plan exactly as apply runs one, rollouts followed.
+pub async fn deploy(globals: &Globals, args: crate::cli::DeployArgs) -> Result<ExitStatus> {
+    let env = ops::load_env(globals, &args.env)?;
+    let images = ops::image_tags(&args.images)?;
+    // Offline first: a key no service uses is refused before any AWS call.
+    ops::check_image_keys(&env, &images)?;
+    let session = ops::open_env(globals, &env).await;
+    let guard = ops::lock(&session, &env.name, "deploy").await?;
+    let planning = std::time::Instant::now();
+    let deploy = match ops::plan_deploy(&session, &env, &images, &args.services).await {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = guard.release().await;
+            return Err(e);
+        }
+    };
+    let plan_elapsed = planning.elapsed();
+    render::print(&render::deploy_text(&deploy, &images));
+    if deploy.plan.is_empty() {
+        guard.release().await?;
+        return Ok(ExitStatus::Success);
+    }
+    finish(
+        &session,
+        &deploy.plan,
+        Some(guard),
+        globals,
+        "deploy",
+        !args.no_wait,
+        Some(plan_elapsed),
+    )
+    .await
 }
 
 /// How an apply or destroy was asked for.

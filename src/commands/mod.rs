@@ -26,6 +26,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Plan(args) => plan::run(&globals, args).await,
         Command::Apply(args) => apply::apply(&globals, args).await,
         Command::Destroy(args) => apply::destroy(&globals, args).await,
+        Command::Deploy(args) => apply::deploy(&globals, args).await,
         Command::Output(args) => output::run(&globals, args).await,
         Command::State(cmd) => state::run(&globals, cmd).await,
         Command::Graph(args) => graph::run(&globals, args),

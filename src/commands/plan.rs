@@ -21,6 +21,7 @@ pub async fn run(globals: &Globals, args: PlanArgs) -> Result<ExitStatus> {
             destroy_protected: args.allow_destroy_protected,
             vulnerable: args.allow_vulnerable,
             block_severity: args.block_severity.ecr().to_string(),
+            images: ops::image_tags(&args.images)?,
         },
     )
     .await?;

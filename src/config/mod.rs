@@ -172,8 +172,10 @@ pub struct Cluster {
 /// Where a service's image comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Image {
-    /// A repository of this environment (`web:1.2.3`): resolved to a digest at plan time.
-    Repository { key: String, tag: String },
+    /// A repository of this environment: `web:1.2.3` is resolved to a digest at plan time;
+    /// `web` (no tag) leaves the tag to the pipeline (`--image web=TAG`, `infra deploy`), and a
+    /// plan without one keeps the image the service runs.
+    Repository { key: String, tag: Option<String> },
     /// Any other reference, used as written.
     External(String),
 }

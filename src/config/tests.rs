@@ -107,7 +107,7 @@ services:
         web.image,
         Image::Repository {
             key: "web".into(),
-            tag: "3f2a9c1".into()
+            tag: Some("3f2a9c1".into())
         }
     );
     assert_eq!(

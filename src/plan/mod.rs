@@ -39,6 +39,16 @@ pub enum Warning {
     /// An image the plan pins that its scan could not judge (not scanned, still scanning), or
     /// that the gate let through (`--allow-vulnerable`).
     Image { message: String },
+    /// A service whose image the pipeline owns (`image: KEY`, no `--image`): the plan keeps the
+    /// digest it runs. `tag` is the tag it was deployed with; `untagged` when no tag of the
+    /// repository points at that digest any more.
+    ImageKept {
+        service: String,
+        key: String,
+        digest: String,
+        tag: Option<String>,
+        untagged: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

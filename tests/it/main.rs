@@ -6,6 +6,7 @@ mod examples;
 mod existing;
 mod faults;
 mod harness;
+mod images;
 mod invalid;
 mod network;
 mod pipeline;

@@ -332,18 +332,19 @@ fn image(
     if text.contains('/') {
         return Some(Image::External(text));
     }
+    // No tag: the pipeline owns it (`--image KEY=TAG`), never an implied `latest`.
     let (key, tag) = match text.split_once(':') {
-        Some((k, t)) => (k, t),
-        None => (text.as_str(), "latest"),
+        Some((k, t)) => (k, Some(t)),
+        None => (text.as_str(), None),
     };
-    if tag.is_empty() || tag.len() > 128 {
+    if tag.is_some_and(|tag| tag.is_empty() || tag.len() > 128) {
         r.error(n.span, format!("`{text}` has an empty or too long tag"));
         return None;
     }
     if repos.is_some_and(|repos| repos.contains_key(key)) {
         return Some(Image::Repository {
             key: key.to_string(),
-            tag: tag.to_string(),
+            tag: tag.map(str::to_string),
         });
     }
     let known: Vec<&str> = repos
