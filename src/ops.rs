@@ -1241,20 +1241,52 @@ pub async fn rollback(
             ),
             Intent::Stop { .. } => None,
         };
+        // A service whose image the pipeline owns agrees with its file whatever it runs: the
+        // revision it returned to becomes the environment's again. Otherwise state records the
+        // rollback, for the plan to explain the difference with the file.
+        let owned = matches!(
+            env.services.get(service).map(|s| &s.image),
+            Some(crate::config::Image::Repository { tag: None, .. })
+        );
         if let Some(to) = now_runs.filter(|to| *to != before) {
+            let td_id = crate::naming::id::task_definition(service);
+            let swapped = match (&intent, owned) {
+                (Intent::Revert { from, to }, true) => {
+                    rollback::swap_kept(&session.aws, from, to).await?;
+                    crate::aws::kinds::adapter(Kind::TaskDefinition)
+                        .read_ids(&session.aws, std::slice::from_ref(to))
+                        .await?
+                        .into_iter()
+                        .next()
+                }
+                _ => None,
+            };
             if let Some(r) = doc.resources.get_mut(&id) {
                 r.attributes["task_definition"] = serde_json::Value::String(to.clone());
             }
-            doc.rolled_back.insert(
-                id.clone(),
-                crate::state::RolledBack {
-                    from: before,
-                    to,
-                    at: jiff::Timestamp::now()
-                        .round(jiff::Unit::Second)?
-                        .to_string(),
-                },
-            );
+            match swapped {
+                Some(mut td) => {
+                    if let Some(tags) = td.attrs["tags"].as_object_mut() {
+                        tags.remove(crate::aws::kinds::task_definition::TAG_PREVIOUS);
+                    }
+                    if let Some(r) = doc.resources.get_mut(&td_id) {
+                        r.physical_id = td.physical_id;
+                        r.attributes = td.attrs;
+                    }
+                }
+                None => {
+                    doc.rolled_back.insert(
+                        id.clone(),
+                        crate::state::RolledBack {
+                            from: before,
+                            to,
+                            at: jiff::Timestamp::now()
+                                .round(jiff::Unit::Second)?
+                                .to_string(),
+                        },
+                    );
+                }
+            }
             doc.serial += 1;
             doc.written_by = Some(crate::state::writer());
             guard.check().await?;

@@ -52,11 +52,25 @@ pub fn outputs(state: &StateDoc) -> BTreeMap<&'static str, Value> {
     if let Some(lb) = state.resources.get(id::LOAD_BALANCER) {
         out.insert("load_balancer_dns", lb.attributes["dns_name"].clone());
     }
+    // Each service with what it runs: its task definition revision, the image it pins, and the
+    // tag it was deployed with (`infra:image`) and that image's digest.
     let services: Vec<Value> = state
         .resources
         .iter()
         .filter(|(_, r)| r.kind == Kind::Service)
-        .map(|(_, r)| r.attributes["name"].clone())
+        .map(|(_, r)| {
+            let td_arn = r.attributes["task_definition"].as_str().unwrap_or_default();
+            let td = state.resources.values().find(|t| t.physical_id == td_arn);
+            let image = td.and_then(|t| t.attributes["container"]["image"].as_str());
+            let shown = td.and_then(|t| t.attributes["tags"]["infra:image"].as_str());
+            json!({
+                "name": r.attributes["name"],
+                "task_definition": td_arn,
+                "image": image,
+                "tag": shown.and_then(|s| s.split_once(':')).map(|(_, t)| t),
+                "digest": image.and_then(|i| i.split_once('@')).map(|(_, d)| d),
+            })
+        })
         .collect();
     if !services.is_empty() {
         out.insert("services", Value::Array(services));
@@ -107,6 +121,18 @@ mod tests {
                 "arn:cluster",
                 json!({"name": "stage"}),
             ),
+            (
+                "task-definition.web",
+                Kind::TaskDefinition,
+                "arn:td/stage-web:3",
+                json!({"container": {"image": "123.dkr.ecr/stage/web@sha256:ab"}, "tags": {"infra:image": "web:3f2a1c"}}),
+            ),
+            (
+                "service.web",
+                Kind::Service,
+                "arn:svc/stage/web",
+                json!({"name": "web", "task_definition": "arn:td/stage-web:3"}),
+            ),
         ] {
             doc.resources.insert(
                 id.into(),
@@ -129,5 +155,15 @@ mod tests {
             json!({"web": "123.dkr.ecr/stage/web"})
         );
         assert_eq!(o["cluster"], "stage");
+        assert_eq!(
+            o["services"],
+            json!([{
+                "name": "web",
+                "task_definition": "arn:td/stage-web:3",
+                "image": "123.dkr.ecr/stage/web@sha256:ab",
+                "tag": "3f2a1c",
+                "digest": "sha256:ab",
+            }])
+        );
     }
 }

@@ -125,6 +125,33 @@ pub async fn carry_out(aws: &Aws, service_arn: &str, intent: &Intent) -> Result<
     }
 }
 
+/// After returning to the kept revision `to` from `from`, for a service whose image the pipeline
+/// owns: `to` becomes the environment's revision again and `from` the kept one (a later rollback
+/// returns to it).
+pub async fn swap_kept(aws: &Aws, from: &str, to: &str) -> Result<(), AwsError> {
+    use super::kinds::task_definition::TAG_PREVIOUS;
+    aws.ecs
+        .untag_resource()
+        .resource_arn(to)
+        .tag_keys(TAG_PREVIOUS)
+        .send()
+        .await
+        .map_err(sdk_error("ecs", "UntagResource"))?;
+    aws.ecs
+        .tag_resource()
+        .resource_arn(from)
+        .tags(
+            aws_sdk_ecs::types::Tag::builder()
+                .key(TAG_PREVIOUS)
+                .value("true")
+                .build(),
+        )
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(sdk_error("ecs", "TagResource"))
+}
+
 /// Waits until a stopped deployment's rollback ends: Ok with the revision the service runs
 /// then, Err when the rollback failed or did not end within `timeout`.
 pub async fn await_stop(

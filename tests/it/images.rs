@@ -233,5 +233,19 @@ fn the_pipeline_owns_the_tag_and_deploy_touches_only_its_services() {
         ]
     );
     ctx.assert_converged();
+
+    // Rolling back a service whose image the pipeline owns: the file and the service agree at
+    // once, and the plan keeps the image it returned to.
+    ctx.infra(&["rollback", "{env}", "worker", "--auto-approve", "--no-wait"])
+        .success();
+    let kept = ctx.infra(&["plan", "{env}", "--detailed-exitcode"]);
+    kept.success();
+    assert!(
+        kept.stdout.contains(&format!(
+            "worker: image kept as deployed: web@{d1} (tag t1)"
+        )),
+        "{}",
+        kept.stdout
+    );
     ctx.infra(&["destroy", "{env}", "--auto-approve"]).success();
 }
