@@ -74,7 +74,7 @@ fn the_stage_example_planned_applied_and_destroyed() {
         .success();
     push_image(&ctx, "v1");
     let run = |args: &[&str]| {
-        let out = ctx.command(args).env("IMAGE_TAG", "v1").output().unwrap();
+        let out = ctx.command(args).output().unwrap();
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned()
@@ -82,10 +82,17 @@ fn the_stage_example_planned_applied_and_destroyed() {
         )
     };
     let env = ctx.env.clone();
-    let (code, plan) = run(&["plan", &env]);
+    let (code, plan) = run(&["plan", &env, "--image", "web=v1"]);
     assert_eq!(code, Some(0), "{plan}");
     insta::assert_snapshot!("stage-plan", shown(&ctx, &plan));
-    let (code, applied) = run(&["apply", &env, "--auto-approve", "--no-wait"]);
+    let (code, applied) = run(&[
+        "apply",
+        &env,
+        "--auto-approve",
+        "--no-wait",
+        "--image",
+        "web=v1",
+    ]);
     assert_eq!(code, Some(0), "{applied}");
     insta::assert_snapshot!("stage-apply", shown(&ctx, &applied));
     let (code, again) = run(&["plan", &env, "--detailed-exitcode"]);
