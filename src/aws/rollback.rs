@@ -20,13 +20,7 @@ pub enum Intent {
     Revert { from: String, to: String },
 }
 
-/// `arn:…:service/CLUSTER/NAME` → (CLUSTER, NAME).
-fn split(arn: &str) -> Option<(&str, &str)> {
-    let path = arn.split(':').nth(5)?;
-    let mut parts = path.split('/');
-    (parts.next()? == "service").then_some(())?;
-    Some((parts.next()?, parts.next()?))
-}
+use super::rollout::{describe, split};
 
 fn not_a_service(arn: &str) -> AwsError {
     AwsError::local(
@@ -39,25 +33,14 @@ fn not_a_service(arn: &str) -> AwsError {
 /// Decides what rolling the service back means now.
 pub async fn decide(aws: &Aws, service_arn: &str) -> Result<Intent, AwsError> {
     let (cluster, name) = split(service_arn).ok_or_else(|| not_a_service(service_arn))?;
-    let out = aws
-        .ecs
-        .describe_services()
-        .cluster(cluster)
-        .services(service_arn)
-        .send()
-        .await
-        .map_err(sdk_error("ecs", "DescribeServices"))?;
-    let service = out
-        .services()
-        .iter()
-        .find(|s| s.status() == Some("ACTIVE"))
-        .ok_or_else(|| {
-            AwsError::local(
-                "ecs",
-                "DescribeServices",
-                format!("service {name} does not exist (any more) in cluster {cluster}"),
-            )
-        })?;
+    let service = describe(&aws.ecs, cluster, service_arn).await?;
+    if service.status() != Some("ACTIVE") {
+        return Err(AwsError::local(
+            "ecs",
+            "DescribeServices",
+            format!("service {name} does not exist (any more) in cluster {cluster}"),
+        ));
+    }
     if let Some(deployment) = service.current_service_deployment() {
         let found = aws
             .ecs
@@ -208,18 +191,9 @@ pub async fn await_stop(
         }
         tokio::time::sleep(poll).await;
     }
-    let out = aws
-        .ecs
-        .describe_services()
-        .cluster(cluster)
-        .services(service_arn)
-        .send()
-        .await
-        .map_err(sdk_error("ecs", "DescribeServices"))?;
-    Ok(out
-        .services()
-        .first()
-        .and_then(|s| s.task_definition())
+    Ok(describe(&aws.ecs, cluster, service_arn)
+        .await?
+        .task_definition()
         .unwrap_or_default()
         .to_string())
 }

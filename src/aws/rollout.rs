@@ -60,14 +60,14 @@ pub fn assess(service: &Service, ours: &str) -> Verdict {
 }
 
 /// `arn:…:service/CLUSTER/NAME` → (CLUSTER, NAME).
-fn split(arn: &str) -> Option<(&str, &str)> {
+pub(crate) fn split(arn: &str) -> Option<(&str, &str)> {
     let path = arn.split(':').nth(5)?;
     let mut parts = path.split('/');
     parts.next()?;
     Some((parts.next()?, parts.next()?))
 }
 
-async fn describe(
+pub(crate) async fn describe(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
     arn: &str,

@@ -394,31 +394,21 @@ services:
 
 /// The task definition the service runs, and the family's ACTIVE revisions.
 fn revisions(ctx: &Ctx) -> (String, Vec<String>) {
-    ctx.rt.block_on(async {
-        let services = ctx
-            .ecs()
-            .describe_services()
-            .cluster(&ctx.env)
-            .services("web")
-            .send()
-            .await
-            .unwrap();
-        let running = services.services()[0]
-            .task_definition()
-            .unwrap()
-            .to_string();
-        let active = ctx
-            .ecs()
-            .list_task_definitions()
-            .family_prefix(format!("{}-web", ctx.env))
-            .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
-            .send()
-            .await
-            .unwrap()
-            .task_definition_arns()
-            .to_vec();
-        (running, active)
-    })
+    let services = ctx
+        .rt
+        .block_on(
+            ctx.ecs()
+                .describe_services()
+                .cluster(&ctx.env)
+                .services("web")
+                .send(),
+        )
+        .unwrap();
+    let running = services.services()[0]
+        .task_definition()
+        .unwrap()
+        .to_string();
+    (running, ctx.active_revisions("web"))
 }
 
 fn revision(arn: &str) -> &str {
@@ -520,17 +510,7 @@ fn rollback_returns_a_service_to_the_revision_its_last_change_replaced() {
 
     let (code, text) = with_tag("ttt3", &["destroy", "{env}", "--auto-approve"]);
     assert_eq!(code, 0, "{text}");
-    let left = ctx.rt.block_on(async {
-        ctx.ecs()
-            .list_task_definitions()
-            .family_prefix(format!("{}-web", ctx.env))
-            .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
-            .send()
-            .await
-            .unwrap()
-            .task_definition_arns()
-            .to_vec()
-    });
+    let left = ctx.active_revisions("web");
     assert!(left.is_empty(), "{left:?}");
     // Deregistered revisions are deleted too: nothing of the family is left to list.
     let tagged = ctx.rt.block_on(async {

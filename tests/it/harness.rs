@@ -197,6 +197,21 @@ impl Ctx {
         run
     }
 
+    /// The ACTIVE task definition revisions of this environment's service `service`, oldest first.
+    pub fn active_revisions(&self, service: &str) -> Vec<String> {
+        self.rt.block_on(async {
+            self.ecs()
+                .list_task_definitions()
+                .family_prefix(format!("{}-{service}", self.env))
+                .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+                .send()
+                .await
+                .unwrap()
+                .task_definition_arns()
+                .to_vec()
+        })
+    }
+
     /// The convergence check every feature test ends with.
     #[track_caller]
     pub fn assert_converged(&self) {

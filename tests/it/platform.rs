@@ -563,17 +563,7 @@ fn services_run_the_pinned_image_with_least_privilege() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let active = ctx.rt.block_on(async {
-        ctx.ecs()
-            .list_task_definitions()
-            .family_prefix(format!("{}-web", ctx.env))
-            .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
-            .send()
-            .await
-            .unwrap()
-            .task_definition_arns()
-            .to_vec()
-    });
+    let active = ctx.active_revisions("web");
     // The replaced revision stays ACTIVE for `infra rollback`, marked as kept.
     assert_eq!(active.len(), 2, "{active:?}");
     let kept = ctx.rt.block_on(async {
