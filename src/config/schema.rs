@@ -262,7 +262,7 @@ pub const SERVICE: &[Field] = &[
     req(
         "image",
         Ty::Str,
-        "`<repository key>:<tag>` of this environment's repositories, or a full image reference",
+        "`<repository key>:<tag>` of this environment's repositories; `<repository key>` alone when the pipeline owns the tag (`--image KEY=TAG`, `infra deploy`); or a full image reference",
     ),
     req("cpu", Ty::Int(256, 16384), "Fargate CPU units"),
     req(
