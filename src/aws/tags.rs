@@ -43,16 +43,34 @@ pub async fn tagged(
     aws: &Aws,
     types: &[&str],
 ) -> Result<std::collections::HashMap<String, Tags>, AwsError> {
+    tagged_with(aws, types, None).await
+}
+
+/// Like `tagged`, narrowed to the resources of one logical id (`infra:id`).
+pub async fn tagged_with(
+    aws: &Aws,
+    types: &[&str],
+    id: Option<&str>,
+) -> Result<std::collections::HashMap<String, Tags>, AwsError> {
     use aws_sdk_resourcegroupstagging::types::TagFilter;
+    let mut filters = vec![
+        TagFilter::builder()
+            .key(crate::model::TAG_ENVIRONMENT)
+            .values(&aws.environment)
+            .build(),
+    ];
+    if let Some(id) = id {
+        filters.push(
+            TagFilter::builder()
+                .key(crate::model::TAG_ID)
+                .values(id)
+                .build(),
+        );
+    }
     let pages = aws
         .tagging
         .get_resources()
-        .tag_filters(
-            TagFilter::builder()
-                .key(crate::model::TAG_ENVIRONMENT)
-                .values(&aws.environment)
-                .build(),
-        )
+        .set_tag_filters(Some(filters))
         .set_resource_type_filters(Some(types.iter().map(|t| t.to_string()).collect()))
         .resources_per_page(100)
         .tags_per_page(500)

@@ -36,20 +36,35 @@ struct Family {
     inactive: Vec<String>,
 }
 
+/// This environment's revisions of `family` (ARN → tags, every status still listed): one tag
+/// lookup narrowed to the family's logical id, so its size does not grow with the environment.
+async fn revisions_of(
+    aws: &Aws,
+    family: &str,
+) -> Result<std::collections::HashMap<String, super::Tags>, AwsError> {
+    let id = family
+        .strip_prefix(&format!("{}-", aws.environment))
+        .map(crate::naming::id::task_definition);
+    let found = tags::tagged_with(aws, &["ecs:task-definition"], id.as_deref()).await?;
+    Ok(found
+        .into_iter()
+        .filter(|(arn, _)| family_of(arn).is_some_and(|(f, _)| f == family))
+        .collect())
+}
+
 async fn family(aws: &Aws, family: &str) -> Result<Family, AwsError> {
-    let (tagged, active) =
-        futures::try_join!(tags::tagged(aws, &["ecs:task-definition"]), async {
-            aws.ecs
-                .list_task_definitions()
-                .family_prefix(family)
-                .status(TaskDefinitionStatus::Active)
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<String>, _>>()
-                .await
-                .map_err(sdk_error("ecs", "ListTaskDefinitions"))
-        })?;
+    let (tagged, active) = futures::try_join!(revisions_of(aws, family), async {
+        aws.ecs
+            .list_task_definitions()
+            .family_prefix(family)
+            .status(TaskDefinitionStatus::Active)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<String>, _>>()
+            .await
+            .map_err(sdk_error("ecs", "ListTaskDefinitions"))
+    })?;
     let revision = |arn: &String| family_of(arn).map(|(_, r)| r);
     let mut kept: Vec<String> = active
         .iter()
@@ -406,21 +421,24 @@ impl ResourceKind for TaskDefinition {
     // revision.
 
     /// Deregisters the revision and the one kept for rollback with it, then deletes every
-    /// deregistered revision of the family this environment made: nothing of it is left.
+    /// revision of the family this environment made: nothing of it is left. One tag lookup of
+    /// the family, whatever its statuses (deregistering twice is harmless).
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
         deregister(aws, physical).await?;
         let Some((name, _)) = family_of(physical) else {
             return Ok(());
         };
-        let found = family(aws, name).await?;
-        for arn in &found.kept {
-            deregister(aws, arn).await?;
+        let found = revisions_of(aws, name).await?;
+        for (arn, tags) in &found {
+            if tags.contains_key(TAG_PREVIOUS) && arn != physical {
+                deregister(aws, arn).await?;
+            }
         }
-        let mut gone = found.inactive;
-        gone.extend(found.kept);
-        if !gone.contains(&physical.to_string()) {
+        let mut gone: Vec<String> = found.into_keys().collect();
+        if !gone.iter().any(|a| a == physical) {
             gone.push(physical.to_string());
         }
+        gone.sort();
         delete_inactive(aws, &gone).await
     }
 
