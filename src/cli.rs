@@ -95,6 +95,15 @@ pub enum Command {
         #[arg(long)]
         auto_approve: bool,
     },
+    /// Live health of the environment's services: tasks, rollout, targets, latest events. Exit
+    /// 0 healthy, 3 degraded, 1 error.
+    Status {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
+        env: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The pipeline's fast path: resolve each tag to a digest, register task definitions and
     /// update only the services whose file says `image: KEY` (or those named); reads nothing
     /// else. Never asks.

@@ -9,6 +9,8 @@ pub enum ExitStatus {
     Failure,
     /// `plan --detailed-exitcode` found changes.
     Changes,
+    /// `status`: the environment runs, but something in it is not healthy.
+    Degraded,
 }
 
 impl ExitStatus {
@@ -17,6 +19,7 @@ impl ExitStatus {
             ExitStatus::Success => 0,
             ExitStatus::Failure => 1,
             ExitStatus::Changes => 2,
+            ExitStatus::Degraded => 3,
         }
     }
 }

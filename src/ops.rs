@@ -1526,3 +1526,56 @@ pub async fn plan_deploy(
         elsewhere,
     })
 }
+
+/// `infra status`: the services state records, read live, and the verdict.
+pub async fn status(
+    session: &Session,
+    env: &Environment,
+) -> Result<(Vec<crate::aws::status::ServiceStatus>, Vec<String>)> {
+    let Some((state, _)) = read_state(session, &env.name).await? else {
+        bail!("`{}` has no state yet: nothing was applied", env.name);
+    };
+    let outputs = crate::outputs::outputs(&state);
+    let deployed = outputs
+        .get("services")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let mut wanted = Vec::new();
+    let mut cluster = None;
+    for r in state.resources.values().filter(|r| r.kind == Kind::Service) {
+        let name = r.attributes["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut target_groups: Vec<String> = r.attributes["load_balancers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["target_group_arn"].as_str().map(str::to_string))
+            .collect();
+        target_groups.extend(
+            r.attributes["advanced"]["alternate_target_group_arn"]
+                .as_str()
+                .map(str::to_string),
+        );
+        let shown = deployed.iter().find(|s| s["name"] == name.as_str());
+        cluster = cluster
+            .or_else(|| crate::aws::rollout::split(&r.physical_id).map(|(c, _)| c.to_string()));
+        wanted.push(crate::aws::status::Wanted {
+            name,
+            arn: r.physical_id.clone(),
+            target_groups,
+            image: shown.and_then(|s| s["digest"].as_str()).map(str::to_string),
+            tag: shown.and_then(|s| s["tag"].as_str()).map(str::to_string),
+        });
+    }
+    let Some(cluster) = cluster else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let services = crate::aws::status::read(&session.aws, &cluster, &wanted)
+        .await
+        .context("reading the services")?;
+    let problems = crate::aws::status::judge(&services);
+    Ok((services, problems))
+}

@@ -825,6 +825,94 @@ fn only_image_differs(f: &crate::plan::FieldDiff) -> bool {
     strip(&f.before) == strip(&f.after)
 }
 
+/// `infra status` as text: a block per service, then the verdict.
+pub fn status_text(
+    env: &str,
+    services: &[crate::aws::status::ServiceStatus],
+    problems: &[String],
+) -> String {
+    let mut out = format!("Status of {env}:\n\n");
+    if services.is_empty() {
+        out.push_str("  no services\n");
+    }
+    for s in services {
+        let _ = write!(
+            out,
+            "  {}  {}/{} running, {} pending · rollout {} · targets {} healthy, {} unhealthy",
+            paint(BOLD, &s.name),
+            s.running,
+            s.desired,
+            s.pending,
+            s.rollout.as_deref().unwrap_or("none"),
+            s.targets.healthy,
+            s.targets.unhealthy
+        );
+        match (&s.tag, &s.image) {
+            (Some(tag), Some(digest)) => {
+                let _ = write!(out, " · image tag {tag} ({digest})");
+            }
+            (None, Some(digest)) => {
+                let _ = write!(out, " · image {digest}");
+            }
+            _ => {}
+        }
+        out.push('\n');
+        for r in &s.targets.reasons {
+            let _ = writeln!(out, "      {r}");
+        }
+        for e in &s.events {
+            let _ = writeln!(out, "      event: {e}");
+        }
+    }
+    out.push('\n');
+    if problems.is_empty() {
+        out.push_str("Healthy.\n");
+    } else {
+        let _ = writeln!(out, "Degraded:");
+        for p in problems {
+            let _ = writeln!(out, "  - {p}");
+        }
+    }
+    out
+}
+
+/// `infra status --json`, version 1: `{format_version, environment, healthy, services: [{name,
+/// running, desired, pending, rollout, image, tag, targets: {healthy, unhealthy}}], alarms: []}`
+/// (alarms come with the alarms of the environment).
+pub fn status_json(
+    env: &str,
+    services: &[crate::aws::status::ServiceStatus],
+    problems: &[String],
+) -> String {
+    let services: Vec<serde_json::Value> = services
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name,
+                "running": s.running,
+                "desired": s.desired,
+                "pending": s.pending,
+                "rollout": s.rollout,
+                "image": s.image,
+                "tag": s.tag,
+                "targets": {"healthy": s.targets.healthy, "unhealthy": s.targets.unhealthy},
+                "events": s.events,
+            })
+        })
+        .collect();
+    let mut text = serde_json::to_string_pretty(&serde_json::json!({
+        "format_version": 1,
+        "environment": env,
+        "healthy": problems.is_empty(),
+        "problems": problems,
+        "services": services,
+        "alarms": [],
+    }))
+    .expect("status serialises");
+    text.push('\n');
+    text
+}
+
 /// What `infra rollback` is about to do.
 pub fn rollback_text(service: &str, intent: &crate::aws::rollback::Intent) -> String {
     use crate::aws::rollback::Intent;

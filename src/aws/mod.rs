@@ -14,6 +14,7 @@ pub mod kinds;
 pub mod rollback;
 pub mod rollout;
 pub mod s3_backend;
+pub mod status;
 pub mod tags;
 pub mod wait;
 

@@ -53,3 +53,19 @@ pub async fn run(globals: &Globals, args: OutputArgs) -> Result<ExitStatus> {
     render::print(&text);
     Ok(ExitStatus::Success)
 }
+
+/// `infra status ENV [--json]`: the services read live; exit 0 healthy, 3 degraded.
+pub async fn status(globals: &Globals, env: &str, json: bool) -> Result<ExitStatus> {
+    let env = ops::load_env(globals, env)?;
+    let session = ops::open_env(globals, &env).await;
+    let (services, problems) = ops::status(&session, &env).await?;
+    render::print(&match json {
+        true => render::status_json(&env.name, &services, &problems),
+        false => render::status_text(&env.name, &services, &problems),
+    });
+    Ok(if problems.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Degraded
+    })
+}

@@ -336,6 +336,25 @@ fn blue_green_canary_and_linear_are_provisioned_wired_and_switchable() {
     );
     ctx.assert_converged();
 
+    // Live status: every service with its two target groups' targets; a rollout the emulator
+    // never finishes is in progress, which is shown, not degraded.
+    let status = ctx.infra(&["status", "{env}", "--json"]);
+    status.success();
+    let status: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["healthy"], true, "{status}");
+    let names: Vec<&str> = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["api", "jobs", "web"], "{status}");
+    assert_eq!(status["services"][0]["rollout"], "IN_PROGRESS", "{status}");
+    assert_eq!(
+        status["services"][0]["targets"],
+        serde_json::json!({"healthy": 0, "unhealthy": 0})
+    );
+
     // Switching in place: web back to rolling (its green group, catch-all and test rules and
     // the test listener go; the listener's default action is its again), api to blue/green.
     ctx.write_env(&env_file("rolling", "blue_green"));

@@ -1,0 +1,238 @@
+//! `infra status`: how the environment's services are doing, read live — per service its task
+//! counts, its current rollout and the health of the targets in its target groups, with its
+//! latest events — in one batched round: DescribeServices ten at a time and DescribeTargetHealth
+//! per target group, all in flight together. `judge` (pure) decides healthy or degraded.
+
+use serde::Serialize;
+
+use super::{Aws, sdk_error};
+use crate::error::AwsError;
+
+/// One service as it runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub running: i32,
+    pub desired: i32,
+    pub pending: i32,
+    /// The rollout state of the service's newest deployment (IN_PROGRESS, COMPLETED, FAILED).
+    pub rollout: Option<String>,
+    /// Why the rollout failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout_reason: Option<String>,
+    /// The image it runs and the tag it was deployed with (from state).
+    pub image: Option<String>,
+    pub tag: Option<String>,
+    pub targets: Targets,
+    /// Its latest events, newest first.
+    pub events: Vec<String>,
+}
+
+/// Targets of a service's target groups by health.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Targets {
+    pub healthy: u32,
+    pub unhealthy: u32,
+    /// Why unhealthy targets are (`target 10.0.1.5:3000: Target.ResponseCodeMismatch`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// What `status` needs of one service, from state.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub name: String,
+    pub arn: String,
+    pub target_groups: Vec<String>,
+    pub image: Option<String>,
+    pub tag: Option<String>,
+}
+
+/// Why the environment is degraded (empty when healthy): an unhealthy target, a failed
+/// rollout, or a finished rollout that left fewer tasks running than desired. A rollout in
+/// progress, pending tasks and an empty target group are shown, not degraded.
+pub fn judge(services: &[ServiceStatus]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in services {
+        match s.rollout.as_deref() {
+            Some("FAILED") => out.push(format!(
+                "{}: the rollout failed{}",
+                s.name,
+                s.rollout_reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            )),
+            Some("IN_PROGRESS") => {}
+            _ if s.running < s.desired => out.push(format!(
+                "{}: {} of {} tasks running",
+                s.name, s.running, s.desired
+            )),
+            _ => {}
+        }
+        if s.targets.unhealthy > 0 {
+            out.push(format!(
+                "{}: {} unhealthy target(s)",
+                s.name, s.targets.unhealthy
+            ));
+        }
+    }
+    out
+}
+
+async fn health(aws: &Aws, target_group: &str) -> Result<Targets, AwsError> {
+    let out = aws
+        .elbv2
+        .describe_target_health()
+        .target_group_arn(target_group)
+        .send()
+        .await
+        .map_err(sdk_error("elbv2", "DescribeTargetHealth"))?;
+    let mut t = Targets::default();
+    for d in out.target_health_descriptions() {
+        let state = d
+            .target_health()
+            .and_then(|h| h.state())
+            .map(|s| s.as_str().to_string());
+        match state.as_deref() {
+            Some("healthy") => t.healthy += 1,
+            // Registering, draining and unused targets are neither.
+            Some("unhealthy") => {
+                t.unhealthy += 1;
+                let target = d.target().map(|t| {
+                    format!(
+                        "{}:{}",
+                        t.id().unwrap_or_default(),
+                        t.port().unwrap_or_default()
+                    )
+                });
+                let reason = d
+                    .target_health()
+                    .and_then(|h| h.reason())
+                    .map(|r| r.as_str().to_string())
+                    .unwrap_or_default();
+                t.reasons
+                    .push(format!("target {}: {reason}", target.unwrap_or_default()));
+            }
+            _ => {}
+        }
+    }
+    Ok(t)
+}
+
+/// Reads every wanted service and its targets at once.
+pub async fn read(
+    aws: &Aws,
+    cluster: &str,
+    wanted: &[Wanted],
+) -> Result<Vec<ServiceStatus>, AwsError> {
+    let arns: Vec<String> = wanted.iter().map(|w| w.arn.clone()).collect();
+    let describe = futures::future::try_join_all(arns.chunks(10).map(|chunk| async move {
+        aws.ecs
+            .describe_services()
+            .cluster(cluster)
+            .set_services(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map(|o| o.services().to_vec())
+            .map_err(sdk_error("ecs", "DescribeServices"))
+    }));
+    let targets = futures::future::try_join_all(wanted.iter().map(|w| async move {
+        let groups =
+            futures::future::try_join_all(w.target_groups.iter().map(|tg| health(aws, tg))).await?;
+        Ok::<_, AwsError>(groups.into_iter().fold(Targets::default(), |mut a, t| {
+            a.healthy += t.healthy;
+            a.unhealthy += t.unhealthy;
+            a.reasons.extend(t.reasons);
+            a
+        }))
+    }));
+    let (described, targets) = futures::try_join!(describe, targets)?;
+    let described: Vec<_> = described.into_iter().flatten().collect();
+    Ok(wanted
+        .iter()
+        .zip(targets)
+        .map(|(w, targets)| {
+            let s = described
+                .iter()
+                .find(|s| s.service_arn() == Some(w.arn.as_str()));
+            let newest = s.and_then(|s| s.deployments().first());
+            ServiceStatus {
+                name: w.name.clone(),
+                running: s.map_or(0, |s| s.running_count()),
+                desired: s.map_or(0, |s| s.desired_count()),
+                pending: s.map_or(0, |s| s.pending_count()),
+                rollout: newest
+                    .and_then(|d| d.rollout_state())
+                    .map(|r| r.as_str().to_string()),
+                rollout_reason: newest
+                    .filter(|d| d.rollout_state().map(|r| r.as_str()) == Some("FAILED"))
+                    .and_then(|d| d.rollout_state_reason())
+                    .map(str::to_string),
+                image: w.image.clone(),
+                tag: w.tag.clone(),
+                targets,
+                events: s
+                    .map(|s| {
+                        s.events()
+                            .iter()
+                            .take(3)
+                            .filter_map(|e| e.message().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(rollout: Option<&str>, running: i32, unhealthy: u32) -> ServiceStatus {
+        ServiceStatus {
+            name: "web".into(),
+            running,
+            desired: 3,
+            pending: 0,
+            rollout: rollout.map(str::to_string),
+            rollout_reason: rollout
+                .filter(|r| *r == "FAILED")
+                .map(|_| "tasks failed to start".to_string()),
+            image: None,
+            tag: None,
+            targets: Targets {
+                healthy: 0,
+                unhealthy,
+                reasons: Vec::new(),
+            },
+            events: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn what_is_degraded_and_what_is_only_shown() {
+        let cases: &[(Option<&str>, i32, u32, &[&str])] = &[
+            (Some("COMPLETED"), 3, 0, &[]),
+            // In progress, pending, empty target group: shown, not degraded.
+            (Some("IN_PROGRESS"), 0, 0, &[]),
+            (Some("COMPLETED"), 2, 0, &["web: 2 of 3 tasks running"]),
+            (None, 1, 0, &["web: 1 of 3 tasks running"]),
+            (
+                Some("FAILED"),
+                0,
+                0,
+                &["web: the rollout failed: tasks failed to start"],
+            ),
+            (Some("COMPLETED"), 3, 1, &["web: 1 unhealthy target(s)"]),
+        ];
+        for (rollout, running, unhealthy, want) in cases {
+            assert_eq!(
+                judge(&[service(*rollout, *running, *unhealthy)]),
+                want.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                "{rollout:?} {running} {unhealthy}"
+            );
+        }
+    }
+}
