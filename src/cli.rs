@@ -103,6 +103,10 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Keep reading every 5 seconds and print the status again whenever it changes, until
+        /// interrupted.
+        #[arg(long)]
+        watch: bool,
     },
     /// The pipeline's fast path: resolve each tag to a digest, register task definitions and
     /// update only the services whose file says `image: KEY` (or those named); reads nothing

@@ -876,6 +876,17 @@ pub fn status_text(
     out
 }
 
+/// A status printed by `--watch`: text gets the time it was read; JSON stays one document each.
+pub fn status_stamp(text: &str, json: bool) -> String {
+    match json {
+        true => text.to_string(),
+        false => format!(
+            "{}\n{text}",
+            paint(DIM, &jiff::Zoned::now().strftime("%H:%M:%S").to_string())
+        ),
+    }
+}
+
 /// `infra status --json`, version 1: `{format_version, environment, healthy, services: [{name,
 /// running, desired, pending, rollout, image, tag, targets: {healthy, unhealthy}}], alarms: []}`
 /// (alarms come with the alarms of the environment).

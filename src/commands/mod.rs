@@ -27,7 +27,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Apply(args) => apply::apply(&globals, args).await,
         Command::Destroy(args) => apply::destroy(&globals, args).await,
         Command::Deploy(args) => apply::deploy(&globals, args).await,
-        Command::Status { env, json } => output::status(&globals, &env, json).await,
+        Command::Status { env, json, watch } => output::status(&globals, &env, json, watch).await,
         Command::Output(args) => output::run(&globals, args).await,
         Command::State(cmd) => state::run(&globals, cmd).await,
         Command::Graph(args) => graph::run(&globals, args),

@@ -54,18 +54,34 @@ pub async fn run(globals: &Globals, args: OutputArgs) -> Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// `infra status ENV [--json]`: the services read live; exit 0 healthy, 3 degraded.
-pub async fn status(globals: &Globals, env: &str, json: bool) -> Result<ExitStatus> {
+/// `infra status ENV [--json] [--watch]`: the services read live; exit 0 healthy, 3 degraded
+/// (with `--watch`, as of the last reading when interrupted).
+pub async fn status(globals: &Globals, env: &str, json: bool, watch: bool) -> Result<ExitStatus> {
     let env = ops::load_env(globals, env)?;
     let session = ops::open_env(globals, &env).await;
-    let (services, problems) = ops::status(&session, &env).await?;
-    render::print(&match json {
-        true => render::status_json(&env.name, &services, &problems),
-        false => render::status_text(&env.name, &services, &problems),
-    });
-    Ok(if problems.is_empty() {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Degraded
-    })
+    let mut last = String::new();
+    loop {
+        let (services, problems) = ops::status(&session, &env).await?;
+        let text = match json {
+            true => render::status_json(&env.name, &services, &problems),
+            false => render::status_text(&env.name, &services, &problems),
+        };
+        let verdict = if problems.is_empty() {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Degraded
+        };
+        if !watch {
+            render::print(&text);
+            return Ok(verdict);
+        }
+        if text != last {
+            render::print(&render::status_stamp(&text, json));
+            last = text;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(verdict),
+        }
+    }
 }

@@ -354,6 +354,30 @@ fn blue_green_canary_and_linear_are_provisioned_wired_and_switchable() {
         status["services"][0]["targets"],
         serde_json::json!({"healthy": 0, "unhealthy": 0})
     );
+    // --watch prints the status (stamped with the time read) and keeps reading until stopped.
+    let mut watching = ctx
+        .command(&["status", &ctx.env, "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(watching.stdout.take().unwrap()));
+    let first: Vec<String> = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .take_while(|l| l != "Healthy.")
+        .collect();
+    assert!(
+        first.iter().any(|l| l.contains("web  0/1 running")),
+        "{first:#?}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        watching.try_wait().unwrap().is_none(),
+        "--watch stopped by itself"
+    );
+    watching.kill().unwrap();
+    watching.wait().unwrap();
 
     // Switching in place: web back to rolling (its green group, catch-all and test rules and
     // the test listener go; the listener's default action is its again), api to blue/green.
