@@ -20,7 +20,7 @@ pub enum Intent {
     Revert { from: String, to: String },
 }
 
-use super::rollout::{describe, split};
+use super::rollout::{describe, service_deployment, split};
 
 fn not_a_service(arn: &str) -> AwsError {
     AwsError::local(
@@ -42,16 +42,9 @@ pub async fn decide(aws: &Aws, service_arn: &str) -> Result<Intent, AwsError> {
         ));
     }
     if let Some(deployment) = service.current_service_deployment() {
-        let found = aws
-            .ecs
-            .describe_service_deployments()
-            .service_deployment_arns(deployment)
-            .send()
-            .await
-            .map_err(sdk_error("ecs", "DescribeServiceDeployments"))?;
-        let running = found
-            .service_deployments()
-            .first()
+        let running = service_deployment(&aws.ecs, deployment)
+            .await?
+            .as_ref()
             .and_then(|d| d.status())
             .is_some_and(|s| matches!(s, Status::Pending | Status::InProgress));
         if running {
@@ -149,14 +142,8 @@ pub async fn await_stop(
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last = None;
     loop {
-        let found = aws
-            .ecs
-            .describe_service_deployments()
-            .service_deployment_arns(deployment)
-            .send()
-            .await
-            .map_err(sdk_error("ecs", "DescribeServiceDeployments"))?;
-        let d = found.service_deployments().first();
+        let found = service_deployment(&aws.ecs, deployment).await?;
+        let d = found.as_ref();
         let status = d.and_then(|d| d.status()).cloned();
         match status {
             Some(Status::RollbackSuccessful | Status::Stopped) => break,

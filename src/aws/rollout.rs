@@ -175,6 +175,20 @@ pub fn assess_deployment(d: &ServiceDeployment) -> Result<Verdict, String> {
     }
 }
 
+/// A service deployment by ARN, as ECS describes it now.
+pub(crate) async fn service_deployment(
+    ecs: &aws_sdk_ecs::Client,
+    arn: &str,
+) -> Result<Option<ServiceDeployment>, AwsError> {
+    let out = ecs
+        .describe_service_deployments()
+        .service_deployment_arns(arn)
+        .send()
+        .await
+        .map_err(sdk_error("ecs", "DescribeServiceDeployments"))?;
+    Ok(out.service_deployments().first().cloned())
+}
+
 /// A lifecycle stage in words.
 fn stage_name(stage: Option<&Stage>) -> Option<&'static str> {
     Some(match stage? {
@@ -240,20 +254,14 @@ pub async fn follow_deployment(
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last = None;
     loop {
-        let out = ecs
-            .describe_service_deployments()
-            .service_deployment_arns(&ours)
-            .send()
-            .await
-            .map_err(sdk_error("ecs", "DescribeServiceDeployments"))?;
-        let Some(d) = out.service_deployments().first() else {
+        let Some(d) = service_deployment(ecs, &ours).await? else {
             return Err(AwsError::local(
                 "ecs",
                 "DescribeServiceDeployments",
                 format!("service deployment {ours} of {name} not found"),
             ));
         };
-        match assess_deployment(d) {
+        match assess_deployment(&d) {
             Ok(Verdict::Done) => return Ok(()),
             Ok(Verdict::Failed(why)) => {
                 let service = describe(ecs, cluster, service_arn).await?;
