@@ -317,3 +317,47 @@ impl ResourceKind for ListenerRule {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(first: &str, second: &str) -> Live<Attrs> {
+        Live {
+            physical_id: "rule-1".into(),
+            attrs: Attrs {
+                listener_arn: "listener-1".into(),
+                priority: 10,
+                path_patterns: vec!["/api/*".into()],
+                target_group_arn: first.into(),
+                alternate_target_group_arn: Some(second.into()),
+            },
+            outputs: NoOutputs {},
+            tags: Default::default(),
+        }
+    }
+
+    /// After a deployment ECS may list the pair the other way round: read as recorded, it is
+    /// no difference; a pair that really changed stays as read.
+    #[test]
+    fn a_pair_read_the_other_way_round_is_read_as_recorded() {
+        let recorded: super::super::Recorded = [(
+            "rule-1".to_string(),
+            serde_json::to_value(rule("blue", "green").attrs).unwrap(),
+        )]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            oriented(rule("green", "blue"), &recorded).attrs,
+            rule("blue", "green").attrs
+        );
+        assert_eq!(
+            oriented(rule("green", "other"), &recorded).attrs,
+            rule("green", "other").attrs
+        );
+        assert_eq!(
+            targets(&rule("green", "blue").attrs),
+            targets(&rule("blue", "green").attrs)
+        );
+    }
+}

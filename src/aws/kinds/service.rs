@@ -592,14 +592,77 @@ impl ResourceKind for Service {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn service(primary: &str, alternate: &str, step_bake: Option<u32>) -> Live<Attrs> {
+        Live {
+            physical_id: "svc-1".into(),
+            attrs: Attrs {
+                name: "web".into(),
+                cluster: "c".into(),
+                task_definition: "td:1".into(),
+                desired_count: Some(2),
+                initial_count: None,
+                launch_type: "FARGATE".into(),
+                subnets: vec![],
+                security_groups: vec![],
+                assign_public_ip: false,
+                load_balancers: vec![LoadBalancerLink {
+                    target_group_arn: primary.into(),
+                    container_name: "web".into(),
+                    container_port: 3000,
+                }],
+                deployment: Some(Deployment {
+                    min_healthy_percent: 100,
+                    max_percent: 200,
+                    circuit_breaker: CircuitBreaker::Off,
+                    strategy: Strategy::Canary,
+                    bake_minutes: Some(5),
+                    canary_percent: Some(10.0),
+                    step_percent: None,
+                    step_bake_minutes: step_bake,
+                }),
+                advanced: Some(Advanced {
+                    alternate_target_group_arn: alternate.into(),
+                    production_listener_rule: "rule-1".into(),
+                    test_listener_rule: None,
+                    role_arn: "role".into(),
+                }),
+            },
+            outputs: NoOutputs {},
+            tags: Default::default(),
+        }
+    }
+
+    /// What ECS owns reads as state recorded it: the pair's orientation after a deployment, and
+    /// a step bake time the file left to AWS.
+    #[test]
+    fn what_ecs_owns_reads_as_recorded() {
+        let recorded: super::super::Recorded = [(
+            "svc-1".to_string(),
+            serde_json::to_value(service("blue", "green", None).attrs).unwrap(),
+        )]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            oriented(service("green", "blue", Some(6)), &recorded).attrs,
+            service("blue", "green", None).attrs
+        );
+        // A pair that really changed stays as read, and so a difference.
+        assert_eq!(
+            oriented(service("green", "other", None), &recorded).attrs,
+            service("green", "other", None).attrs
+        );
+    }
+
     #[test]
     fn cluster_from_service_arn() {
         assert_eq!(
-            super::cluster_of("arn:aws:ecs:us-east-1:123456789012:service/stage/web"),
+            cluster_of("arn:aws:ecs:us-east-1:123456789012:service/stage/web"),
             Some("stage")
         );
         assert_eq!(
-            super::cluster_of("arn:aws:ecs:us-east-1:123456789012:service/web"),
+            cluster_of("arn:aws:ecs:us-east-1:123456789012:service/web"),
             None
         );
     }
