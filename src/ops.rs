@@ -601,6 +601,10 @@ async fn kept_images(
             _ => None,
         })
         .collect();
+    // Services running the same image ask the repository about it once.
+    type Asked = std::sync::Arc<tokio::sync::OnceCell<Option<Vec<String>>>>;
+    let asked: std::sync::Mutex<std::collections::HashMap<String, Asked>> = Default::default();
+    let asked = &asked;
     let found = futures::future::try_join_all(owned.iter().map(|(name, key)| async move {
         let service_id = crate::naming::id::service(name);
         let pass = format!(
@@ -629,7 +633,17 @@ async fn kept_images(
             return Ok(((*name).clone(), Err(format!("service `{name}` runs task definition {arn}, which is gone, so there is no deployed image to keep: {pass}")), None));
         };
         let image = td.attrs["container"]["image"].as_str().unwrap_or_default().to_string();
-        let Some(tags) = aws::images::still_there(&session.aws, &image).await? else {
+        let cell = asked
+            .lock()
+            .expect("image asks")
+            .entry(image.clone())
+            .or_default()
+            .clone();
+        let there = cell
+            .get_or_try_init(|| aws::images::still_there(&session.aws, &image))
+            .await?
+            .clone();
+        let Some(tags) = there else {
             return Ok(((*name).clone(), Err(format!("service `{name}` runs {image}, which is no longer in its repository: {pass}")), None));
         };
         let shown = td.attrs["tags"]["infra:image"].as_str().map(str::to_string);
@@ -1453,8 +1467,7 @@ pub async fn plan_deploy(
         });
     }
     // A deployed service's live task definition is the one it runs, whatever state says.
-    for ((td_id, svc_id), arn) in ids.iter().zip(&running) {
-        let _ = svc_id;
+    for ((td_id, _), arn) in ids.iter().zip(&running) {
         for l in live.iter_mut() {
             if l.kind == Kind::TaskDefinition && l.physical_id == *arn {
                 l.id = Some(td_id.clone());

@@ -203,18 +203,8 @@ fn blue_green_canary_and_linear_are_provisioned_wired_and_switchable() {
     ));
     let (proxy, wire) = start_proxy(Faults::default());
     let through_proxy = |args: &[&str]| {
-        let args: Vec<String> = args.iter().map(|a| a.replace("{env}", &ctx.env)).collect();
-        let out = ctx
-            .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
-            .env("AWS_ENDPOINT_URL", &proxy)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.status.code(), Some(0), "{text}");
+        let (code, text) = ctx.infra_with(&[("AWS_ENDPOINT_URL", &proxy)], args);
+        assert_eq!(code, 0, "{text}");
         text
     };
 
@@ -462,22 +452,7 @@ fn revision(arn: &str) -> &str {
 fn rollback_returns_a_service_to_the_revision_its_last_change_replaced() {
     let ctx = Ctx::new("rb");
     ctx.write_env(ROLLBACK);
-    let with_tag = |tag: &str, args: &[&str]| {
-        let args: Vec<String> = args.iter().map(|a| a.replace("{env}", &ctx.env)).collect();
-        let out = ctx
-            .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
-            .env("IMAGE_TAG", tag)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let with_tag = |tag: &str, args: &[&str]| ctx.infra_with(&[("IMAGE_TAG", tag)], args);
     let apply = |tag: &str| {
         let (code, text) = with_tag(tag, &["apply", "{env}", "--auto-approve", "--no-wait"]);
         assert_eq!(code, 0, "{text}");

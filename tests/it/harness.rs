@@ -189,6 +189,25 @@ impl Ctx {
         run
     }
 
+    /// Runs `infra ARGS` (`{env}` filled in) with extra environment variables: its exit code
+    /// (-1 when killed) and stdout followed by stderr.
+    pub fn infra_with(&self, vars: &[(&str, &str)], args: &[&str]) -> (i32, String) {
+        let args: Vec<String> = args.iter().map(|a| a.replace("{env}", &self.env)).collect();
+        let mut cmd = self.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("running infra");
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
     /// `apply --auto-approve --no-wait`: the emulator starts ECS deployments but never finishes
     /// one, so following rollouts is tested with canned responses (`aws::rollout`) instead.
     pub fn apply(&self) -> Run {

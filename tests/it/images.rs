@@ -89,22 +89,7 @@ fn the_pipeline_owns_the_tag_and_deploy_touches_only_its_services() {
     );
     // A key no service leaves untagged, and a malformed flag: refused before any AWS call.
     let (proxy, wire) = start_proxy(Faults::default());
-    let through = |args: &[&str]| {
-        let args: Vec<String> = args.iter().map(|a| a.replace("{env}", &ctx.env)).collect();
-        let out = ctx
-            .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
-            .env("AWS_ENDPOINT_URL", &proxy)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let through = |args: &[&str]| ctx.infra_with(&[("AWS_ENDPOINT_URL", &proxy)], args);
     let (code, text) = through(&["deploy", "{env}", "--image", "proxy=t1"]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("no service of"), "{text}");
