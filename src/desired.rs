@@ -103,6 +103,9 @@ pub fn expand_with(
     load_balancer(env, &mut d);
     services(env, images, &mut d);
     autoscaling(env, &mut d);
+    if let Some(alarms) = &env.alarms {
+        watching(env, alarms, &mut d);
+    }
     d
 }
 
@@ -638,7 +641,10 @@ fn services(env: &Environment, images: &BTreeMap<String, Pinned>, d: &mut Desire
                 security_groups: vec![Ref::to(id::service_security_group(name))],
                 assign_public_ip: false,
                 load_balancers,
-                deployment: Some(deployment(dep)),
+                deployment: Some(a::Deployment {
+                    rollback_alarms: rollback_alarms(env, name),
+                    ..deployment(dep)
+                }),
                 advanced: (behind_lb && dep.shifts_traffic()).then(|| a::Advanced {
                     alternate_target_group_arn: Ref::to(id::green_target_group(name)),
                     production_listener_rule: Ref::to(id::listener_rule(name)),
@@ -649,6 +655,13 @@ fn services(env: &Environment, images: &BTreeMap<String, Pinned>, d: &mut Desire
                 }),
             },
         );
+        for alarm in service_alarms(env, name) {
+            if dep.rollback_alarms && env.alarms.is_some() {
+                service
+                    .depends_on
+                    .push(id::alarm(&format!("{name}.{alarm}")));
+            }
+        }
         // ECS refuses a target group that no listener or rule uses yet.
         if behind_lb {
             let route = if s.path_patterns.is_empty() && !dep.shifts_traffic() {
@@ -659,6 +672,445 @@ fn services(env: &Environment, images: &BTreeMap<String, Pinned>, d: &mut Desire
             service.depends_on.push(route);
         }
     }
+}
+
+/// The alarms of a service (what `rollback_alarms` hands its deployments), by the short name
+/// its logical id and AWS name end with: CPU and memory always; unhealthy targets behind the
+/// load balancer; running tasks where Container Insights reports them.
+pub fn service_alarms(env: &Environment, service: &str) -> Vec<&'static str> {
+    let Some(s) = env.services.get(service) else {
+        return Vec::new();
+    };
+    let mut out = vec!["cpu", "memory"];
+    if s.port.is_some() && env.load_balancer.is_some() {
+        out.push("unhealthy");
+    }
+    if env.cluster.as_ref().is_some_and(|c| c.container_insights) {
+        out.push("running");
+    }
+    out
+}
+
+/// The names of the alarms that roll a service's deployments back (`rollback_alarms`), sorted.
+fn rollback_alarms(env: &Environment, service: &str) -> Vec<String> {
+    let wanted = env.alarms.is_some()
+        && env
+            .services
+            .get(service)
+            .is_some_and(|s| s.deployment.rollback_alarms);
+    if !wanted {
+        return Vec::new();
+    }
+    let mut names: Vec<String> = service_alarms(env, service)
+        .into_iter()
+        .map(|short| naming::alarm(&env.name, &format!("{service}.{short}")))
+        .collect();
+    names.sort();
+    names
+}
+
+/// One period's metric, for an alarm or a dashboard line.
+fn metric(
+    namespace: &str,
+    name: &str,
+    dims: Vec<a::Dimension<Ref>>,
+    stat: &str,
+) -> a::MetricQuery<Ref> {
+    a::MetricQuery {
+        namespace: namespace.into(),
+        name: name.into(),
+        dimensions: dims,
+        period: 60,
+        stat: stat.into(),
+    }
+}
+
+fn dim(name: &str, value: a::DimensionValue<Ref>) -> a::Dimension<Ref> {
+    a::Dimension {
+        name: name.into(),
+        value,
+    }
+}
+
+fn text(s: &str) -> a::DimensionValue<Ref> {
+    a::DimensionValue::Text(s.to_string())
+}
+
+fn balancer() -> a::Dimension<Ref> {
+    dim(
+        "LoadBalancer",
+        a::DimensionValue::LoadBalancer(Ref::to(id::LOAD_BALANCER)),
+    )
+}
+
+fn target_group(tg_id: String) -> a::Dimension<Ref> {
+    dim(
+        "TargetGroup",
+        a::DimensionValue::TargetGroup(Ref::to(tg_id)),
+    )
+}
+
+fn service_dims(cluster: &str, service: &str) -> Vec<a::Dimension<Ref>> {
+    vec![
+        dim("ClusterName", text(cluster)),
+        dim("ServiceName", text(service)),
+    ]
+}
+
+/// An alarm's shape before its name and queries: compare the last query with `threshold` over
+/// `periods` periods, `datapoints` of which must breach.
+struct Check<'a> {
+    what: String,
+    description: String,
+    queries: Vec<a::AlarmQuery<Ref>>,
+    comparison: &'a str,
+    threshold: f64,
+    periods: u32,
+    datapoints: u32,
+    missing: &'a str,
+}
+
+fn single(q: a::MetricQuery<Ref>) -> Vec<a::AlarmQuery<Ref>> {
+    vec![a::AlarmQuery {
+        id: "m1".into(),
+        metric: Some(q),
+        expression: None,
+        returns: true,
+    }]
+}
+
+/// Metrics `m1…` (not returned) and an expression `e1` over them (returned).
+fn math(metrics: Vec<a::MetricQuery<Ref>>, expression: &str) -> Vec<a::AlarmQuery<Ref>> {
+    let mut out: Vec<a::AlarmQuery<Ref>> = metrics
+        .into_iter()
+        .enumerate()
+        .map(|(i, q)| a::AlarmQuery {
+            id: format!("m{}", i + 1),
+            metric: Some(q),
+            expression: None,
+            returns: false,
+        })
+        .collect();
+    out.push(a::AlarmQuery {
+        id: "e1".into(),
+        metric: None,
+        expression: Some(expression.into()),
+        returns: true,
+    });
+    out
+}
+
+/// `alarms:`: the topic with its subscriptions, every alarm notifying it on ALARM and on OK,
+/// and the dashboard.
+fn watching(env: &Environment, alarms: &crate::config::Alarms, d: &mut Desired) {
+    d.add(
+        env,
+        id::ALARM_TOPIC,
+        a::AlarmTopic {
+            name: naming::alarm_topic(&env.name),
+            emails: alarms.notify.clone(),
+        },
+    );
+    let mut checks = Vec::new();
+    let lb = env.load_balancer.is_some();
+    if lb {
+        let elb = |name: &str| metric("AWS/ApplicationELB", name, vec![balancer()], "Sum");
+        checks.push(Check {
+            what: "alb.5xx".into(),
+            description: format!(
+                "5xx answers of the load balancer and its targets above {}% of requests",
+                alarms.alb_5xx_percent
+            ),
+            queries: math(
+                vec![
+                    elb("HTTPCode_ELB_5XX_Count"),
+                    elb("HTTPCode_Target_5XX_Count"),
+                    elb("RequestCount"),
+                ],
+                "IF(m3 > 0, 100 * (FILL(m1, 0) + FILL(m2, 0)) / m3, 0)",
+            ),
+            comparison: "GreaterThanThreshold",
+            threshold: alarms.alb_5xx_percent,
+            periods: 5,
+            datapoints: 3,
+            missing: "notBreaching",
+        });
+        checks.push(Check {
+            what: "alb.latency".into(),
+            description: format!(
+                "targets' p95 response time above {} ms",
+                alarms.target_response_ms
+            ),
+            queries: single(metric(
+                "AWS/ApplicationELB",
+                "TargetResponseTime",
+                vec![balancer()],
+                "p95",
+            )),
+            comparison: "GreaterThanThreshold",
+            threshold: f64::from(alarms.target_response_ms) / 1000.0,
+            periods: 5,
+            datapoints: 3,
+            missing: "notBreaching",
+        });
+    }
+    let cluster = env.cluster_name().unwrap_or_default().to_string();
+    for (name, s) in &env.services {
+        for short in service_alarms(env, name) {
+            let what = format!("{name}.{short}");
+            let ecs = |m: &str| metric("AWS/ECS", m, service_dims(&cluster, name), "Average");
+            checks.push(match short {
+                "cpu" => Check {
+                    what,
+                    description: format!("{name}: average CPU above {}%", alarms.cpu_percent),
+                    queries: single(ecs("CPUUtilization")),
+                    comparison: "GreaterThanThreshold",
+                    threshold: alarms.cpu_percent,
+                    periods: 5,
+                    datapoints: 3,
+                    missing: "notBreaching",
+                },
+                "memory" => Check {
+                    what,
+                    description: format!("{name}: average memory above {}%", alarms.memory_percent),
+                    queries: single(ecs("MemoryUtilization")),
+                    comparison: "GreaterThanThreshold",
+                    threshold: alarms.memory_percent,
+                    periods: 5,
+                    datapoints: 3,
+                    missing: "notBreaching",
+                },
+                "unhealthy" => {
+                    let tg = |tg_id: String| {
+                        metric(
+                            "AWS/ApplicationELB",
+                            "UnHealthyHostCount",
+                            vec![target_group(tg_id), balancer()],
+                            "Maximum",
+                        )
+                    };
+                    // Traffic-shifting services register in either group of their pair.
+                    let queries = if s.deployment.shifts_traffic() {
+                        math(
+                            vec![tg(id::target_group(name)), tg(id::green_target_group(name))],
+                            "FILL(m1, 0) + FILL(m2, 0)",
+                        )
+                    } else {
+                        single(tg(id::target_group(name)))
+                    };
+                    Check {
+                        what,
+                        description: format!("{name}: unhealthy targets"),
+                        queries,
+                        comparison: "GreaterThanThreshold",
+                        threshold: 0.0,
+                        periods: 3,
+                        datapoints: 3,
+                        missing: "notBreaching",
+                    }
+                }
+                _ => {
+                    let floor = s.autoscaling.as_ref().map_or(s.desired_count, |x| x.min);
+                    Check {
+                        what,
+                        description: format!("{name}: fewer than {floor} tasks running"),
+                        queries: single(metric(
+                            "ECS/ContainerInsights",
+                            "RunningTaskCount",
+                            service_dims(&cluster, name),
+                            "Minimum",
+                        )),
+                        comparison: "LessThanThreshold",
+                        threshold: f64::from(floor),
+                        periods: 3,
+                        datapoints: 3,
+                        missing: "missing",
+                    }
+                }
+            });
+        }
+    }
+    for zone in nat_zones(env) {
+        let nat = |m: &str| a::MetricQuery {
+            period: 300,
+            ..metric(
+                "AWS/NATGateway",
+                m,
+                vec![dim(
+                    "NatGatewayId",
+                    a::DimensionValue::Id(Ref::to(id::nat(zone))),
+                )],
+                "Sum",
+            )
+        };
+        checks.push(Check {
+            what: format!("nat.{zone}"),
+            description: format!(
+                "NAT gateway in {zone}: port allocation errors and dropped packets above {}",
+                alarms.nat_errors
+            ),
+            queries: math(
+                vec![nat("ErrorPortAllocation"), nat("PacketsDropCount")],
+                "FILL(m1, 0) + FILL(m2, 0)",
+            ),
+            comparison: "GreaterThanThreshold",
+            threshold: f64::from(alarms.nat_errors),
+            periods: 1,
+            datapoints: 1,
+            missing: "notBreaching",
+        });
+    }
+    for c in checks {
+        d.add(
+            env,
+            id::alarm(&c.what),
+            a::Alarm {
+                name: naming::alarm(&env.name, &c.what),
+                description: c.description,
+                queries: c.queries,
+                comparison: c.comparison.into(),
+                threshold: c.threshold,
+                evaluation_periods: c.periods,
+                datapoints_to_alarm: c.datapoints,
+                treat_missing_data: c.missing.into(),
+                alarm_actions: vec![Ref::to(id::ALARM_TOPIC)],
+                ok_actions: vec![Ref::to(id::ALARM_TOPIC)],
+            },
+        );
+    }
+    dashboard(env, &cluster, d);
+}
+
+/// The dashboard: two graphs a row, load balancer first, then services, then NAT.
+fn dashboard(env: &Environment, cluster: &str, d: &mut Desired) {
+    let line = |q: a::MetricQuery<Ref>, stat: Option<&str>, label: &str| a::DashboardLine {
+        namespace: q.namespace,
+        metric: q.name,
+        dimensions: q.dimensions,
+        stat: stat.map(str::to_string),
+        label: label.to_string(),
+    };
+    let mut graphs: Vec<(String, &str, Vec<a::DashboardLine<Ref>>)> = Vec::new();
+    if env.load_balancer.is_some() {
+        let elb = |name: &str| metric("AWS/ApplicationELB", name, vec![balancer()], "Sum");
+        graphs.push((
+            "Requests".into(),
+            "Sum",
+            vec![line(elb("RequestCount"), None, "requests")],
+        ));
+        graphs.push((
+            "5xx answers".into(),
+            "Sum",
+            vec![
+                line(elb("HTTPCode_ELB_5XX_Count"), None, "load balancer"),
+                line(elb("HTTPCode_Target_5XX_Count"), None, "targets"),
+            ],
+        ));
+        graphs.push((
+            "Response time (seconds)".into(),
+            "p50",
+            ["p50", "p90", "p99"]
+                .iter()
+                .map(|p| line(elb("TargetResponseTime"), Some(p), p))
+                .collect(),
+        ));
+        let healthy: Vec<_> = env
+            .services
+            .iter()
+            .filter(|(_, s)| s.port.is_some())
+            .map(|(name, _)| {
+                line(
+                    metric(
+                        "AWS/ApplicationELB",
+                        "HealthyHostCount",
+                        vec![target_group(id::target_group(name)), balancer()],
+                        "Minimum",
+                    ),
+                    None,
+                    name,
+                )
+            })
+            .collect();
+        if !healthy.is_empty() {
+            graphs.push(("Healthy targets".into(), "Minimum", healthy));
+        }
+    }
+    if !env.services.is_empty() {
+        let per_service = |ns: &str, m: &str| -> Vec<a::DashboardLine<Ref>> {
+            env.services
+                .keys()
+                .map(|name| {
+                    line(
+                        metric(ns, m, service_dims(cluster, name), "Average"),
+                        None,
+                        name,
+                    )
+                })
+                .collect()
+        };
+        graphs.push((
+            "CPU (%)".into(),
+            "Average",
+            per_service("AWS/ECS", "CPUUtilization"),
+        ));
+        graphs.push((
+            "Memory (%)".into(),
+            "Average",
+            per_service("AWS/ECS", "MemoryUtilization"),
+        ));
+        if env.cluster.as_ref().is_some_and(|c| c.container_insights) {
+            graphs.push((
+                "Running tasks".into(),
+                "Average",
+                per_service("ECS/ContainerInsights", "RunningTaskCount"),
+            ));
+        }
+    }
+    let zones = nat_zones(env);
+    if !zones.is_empty() {
+        let mut lines = Vec::new();
+        for zone in zones {
+            for (m, dir) in [
+                ("BytesOutToDestination", "out"),
+                ("BytesInFromDestination", "in"),
+            ] {
+                let q = metric(
+                    "AWS/NATGateway",
+                    m,
+                    vec![dim(
+                        "NatGatewayId",
+                        a::DimensionValue::Id(Ref::to(id::nat(zone))),
+                    )],
+                    "Sum",
+                );
+                lines.push(line(q, None, &format!("{zone} {dir}")));
+            }
+        }
+        graphs.push(("NAT traffic (bytes)".into(), "Sum", lines));
+    }
+    let widgets = graphs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (title, stat, lines))| a::Widget {
+            title,
+            x: (i as u32 % 2) * 12,
+            y: (i as u32 / 2) * 6,
+            width: 12,
+            height: 6,
+            period: 60,
+            stat: stat.to_string(),
+            lines,
+        })
+        .collect();
+    d.add(
+        env,
+        id::DASHBOARD,
+        a::Dashboard {
+            name: naming::dashboard(&env.name),
+            region: env.region.clone(),
+            widgets,
+        },
+    );
 }
 
 /// AWS's managed policy for the role ECS shifts load balancer traffic with.
@@ -682,6 +1134,7 @@ fn deployment(dep: &crate::config::Deployment) -> a::Deployment {
         canary_percent: dep.canary_percent,
         step_percent: dep.step_percent,
         step_bake_minutes: dep.step_bake_minutes,
+        rollback_alarms: Vec::new(),
     }
 }
 

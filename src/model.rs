@@ -32,6 +32,9 @@ pub struct Schema {
     /// A replacement is created before the old one is deleted (task definition revisions);
     /// otherwise the old one goes first (names and CIDR blocks must be free again).
     pub create_before_destroy: bool,
+    /// Large structured attributes whose differences are shown where they are
+    /// (`widgets[3].lines[1].label`), not as the whole value twice.
+    pub deep_fields: &'static [&'static str],
 }
 
 impl Schema {
@@ -41,6 +44,14 @@ impl Schema {
             replace_on: fields,
             set_fields: &[],
             create_before_destroy: false,
+            deep_fields: &[],
+        }
+    }
+
+    pub const fn deep(self, fields: &'static [&'static str]) -> Schema {
+        Schema {
+            deep_fields: fields,
+            ..self
         }
     }
 

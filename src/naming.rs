@@ -19,6 +19,8 @@ pub mod id {
     /// The role ECS assumes to shift load balancer traffic in blue/green, canary and linear
     /// deployments.
     pub const INFRASTRUCTURE_ROLE: &str = "role.ecs-infrastructure";
+    pub const ALARM_TOPIC: &str = "alarm-topic";
+    pub const DASHBOARD: &str = "dashboard";
 
     /// `public` or `private` subnet of a zone.
     pub fn subnet(tier: &str, zone: &str) -> String {
@@ -64,6 +66,11 @@ pub mod id {
     }
     pub fn scalable_target(service: &str) -> String {
         format!("scalable-target.{service}")
+    }
+    /// `what`: a service's `<svc>.cpu|memory|unhealthy|running`, `alb.5xx|latency`,
+    /// `nat.<zone>`.
+    pub fn alarm(what: &str) -> String {
+        format!("alarm.{what}")
     }
     /// `metric`: `cpu`, `memory` or `requests`.
     pub fn scaling_policy(service: &str, metric: &str) -> String {
@@ -143,6 +150,28 @@ pub fn scaling_policy(env: &str, service: &str, metric: &str) -> String {
     } else {
         format!("infra-{env}-{service}-{metric}")
     }
+}
+
+/// Every alarm of the environment starts with this.
+pub fn alarm_prefix(env: &str) -> String {
+    format!("infra-{env}-")
+}
+
+/// An alarm's name: `infra-<env>-<what>`, `what` as in its logical id with `-` for `.`
+/// (`web-cpu`, `alb-5xx`, `nat-us-east-1a`).
+pub fn alarm(env: &str, what: &str) -> String {
+    format!("{}{}", alarm_prefix(env), what.replace('.', "-"))
+}
+
+/// The SNS topic alarms notify.
+pub fn alarm_topic(env: &str) -> String {
+    format!("infra-{env}-alarms")
+}
+
+/// The environment's CloudWatch dashboard (dashboards cannot be tagged: the name is its
+/// identity).
+pub fn dashboard(env: &str) -> String {
+    format!("infra-{env}")
 }
 
 pub fn alb_security_group(env: &str) -> String {

@@ -1541,10 +1541,7 @@ pub async fn plan_deploy(
 }
 
 /// `infra status`: the services state records, read live, and the verdict.
-pub async fn status(
-    session: &Session,
-    env: &Environment,
-) -> Result<(Vec<crate::aws::status::ServiceStatus>, Vec<String>)> {
+pub async fn status(session: &Session, env: &Environment) -> Result<crate::aws::status::Status> {
     let Some((state, _)) = read_state(session, &env.name).await? else {
         bail!("`{}` has no state yet: nothing was applied", env.name);
     };
@@ -1583,12 +1580,31 @@ pub async fn status(
             tag: shown.and_then(|s| s["tag"].as_str()).map(str::to_string),
         });
     }
-    let Some(cluster) = cluster else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    let services = crate::aws::status::read(&session.aws, &cluster, &wanted)
-        .await
-        .context("reading the services")?;
-    let problems = crate::aws::status::judge(&services);
-    Ok((services, problems))
+    let alarm_names: Vec<String> = state
+        .resources
+        .values()
+        .filter(|r| r.kind == Kind::Alarm)
+        .map(|r| r.physical_id.clone())
+        .collect();
+    let (services, alarms) = futures::try_join!(
+        async {
+            match &cluster {
+                Some(cluster) => crate::aws::status::read(&session.aws, cluster, &wanted)
+                    .await
+                    .context("reading the services"),
+                None => Ok(Vec::new()),
+            }
+        },
+        async {
+            crate::aws::status::alarms(&session.aws, &alarm_names)
+                .await
+                .context("reading the alarms")
+        },
+    )?;
+    let problems = crate::aws::status::judge(&services, &alarms);
+    Ok(crate::aws::status::Status {
+        services,
+        alarms,
+        problems,
+    })
 }

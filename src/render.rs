@@ -825,12 +825,10 @@ fn only_image_differs(f: &crate::plan::FieldDiff) -> bool {
     strip(&f.before) == strip(&f.after)
 }
 
-/// `infra status` as text: a block per service, then the verdict.
-pub fn status_text(
-    env: &str,
-    services: &[crate::aws::status::ServiceStatus],
-    problems: &[String],
-) -> String {
+/// `infra status` as text: a block per service, the alarms (counted by state, those not OK
+/// named), then the verdict.
+pub fn status_text(env: &str, status: &crate::aws::status::Status) -> String {
+    let (services, problems) = (&status.services, &status.problems);
     let mut out = format!("Status of {env}:\n\n");
     if services.is_empty() {
         out.push_str("  no services\n");
@@ -864,6 +862,20 @@ pub fn status_text(
             let _ = writeln!(out, "      event: {e}");
         }
     }
+    if !status.alarms.is_empty() {
+        let count = |state: &str| status.alarms.iter().filter(|a| a.state == state).count();
+        let _ = writeln!(
+            out,
+            "\n  {}  {} OK, {} in ALARM, {} without enough data",
+            paint(BOLD, "alarms"),
+            count("OK"),
+            count("ALARM"),
+            count("INSUFFICIENT_DATA")
+        );
+        for a in status.alarms.iter().filter(|a| a.state != "OK") {
+            let _ = writeln!(out, "      {}: {}", a.name, a.state);
+        }
+    }
     out.push('\n');
     if problems.is_empty() {
         out.push_str("Healthy.\n");
@@ -887,15 +899,13 @@ pub fn status_stamp(text: &str, json: bool) -> String {
     }
 }
 
-/// `infra status --json`, version 1: `{format_version, environment, healthy, services: [{name,
-/// running, desired, pending, rollout, image, tag, targets: {healthy, unhealthy}}], alarms: []}`
-/// (alarms come with the alarms of the environment).
-pub fn status_json(
-    env: &str,
-    services: &[crate::aws::status::ServiceStatus],
-    problems: &[String],
-) -> String {
-    let services: Vec<serde_json::Value> = services
+/// `infra status --json`, version 1: `{format_version, environment, healthy, problems,
+/// services: [{name, running, desired, pending, rollout, image, tag, targets: {healthy,
+/// unhealthy}, events}], alarms: [{name, state, reason}]}`.
+pub fn status_json(env: &str, status: &crate::aws::status::Status) -> String {
+    let problems = &status.problems;
+    let services: Vec<serde_json::Value> = status
+        .services
         .iter()
         .map(|s| {
             serde_json::json!({
@@ -917,7 +927,7 @@ pub fn status_json(
         "healthy": problems.is_empty(),
         "problems": problems,
         "services": services,
-        "alarms": [],
+        "alarms": status.alarms,
     }))
     .expect("status serialises");
     text.push('\n');

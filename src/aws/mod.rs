@@ -59,6 +59,10 @@ pub struct Aws {
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     /// Application Auto Scaling (scalable targets and scaling policies of ECS services).
     pub autoscaling: aws_sdk_applicationautoscaling::Client,
+    /// CloudWatch alarms and dashboards.
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// The topic alarms notify.
+    pub sns: aws_sdk_sns::Client,
     pub region: String,
     /// The environment whose resources are read and tagged.
     pub environment: String,
@@ -258,6 +262,8 @@ async fn build(
         elbv2: fenced_client!(aws_sdk_elasticloadbalancingv2, &sdk, &fenced),
         tagging: fenced_client!(aws_sdk_resourcegroupstagging, &sdk, &fenced),
         autoscaling: fenced_client!(aws_sdk_applicationautoscaling, &sdk, &fenced),
+        cloudwatch: fenced_client!(aws_sdk_cloudwatch, &sdk, &fenced),
+        sns: fenced_client!(aws_sdk_sns, &sdk, &fenced),
         // The state bucket's client is the one left outside the fence: the lock itself is
         // renewed and released through it.
         s3: aws_sdk_s3::Client::from_conf(s3_conf),

@@ -1,7 +1,8 @@
 //! `infra status`: how the environment's services are doing, read live — per service its task
 //! counts, its current rollout and the health of the targets in its target groups, with its
-//! latest events — in one batched round: DescribeServices ten at a time and DescribeTargetHealth
-//! per target group, all in flight together. `judge` (pure) decides healthy or degraded.
+//! latest events; and the state of every alarm — in one batched round: DescribeServices ten at a
+//! time, DescribeTargetHealth per target group and DescribeAlarms a hundred at a time, all in
+//! flight together. `judge` (pure) decides healthy or degraded.
 
 use serde::Serialize;
 
@@ -38,6 +39,25 @@ pub struct Targets {
     pub reasons: Vec<String>,
 }
 
+/// One alarm as CloudWatch holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlarmStatus {
+    pub name: String,
+    /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    pub state: String,
+    /// CloudWatch's reason for the state.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// What `infra status` read, and why the environment is degraded (empty when healthy).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Status {
+    pub services: Vec<ServiceStatus>,
+    pub alarms: Vec<AlarmStatus>,
+    pub problems: Vec<String>,
+}
+
 /// What `status` needs of one service, from state.
 #[derive(Debug, Clone)]
 pub struct Wanted {
@@ -48,11 +68,19 @@ pub struct Wanted {
     pub tag: Option<String>,
 }
 
-/// Why the environment is degraded (empty when healthy): an unhealthy target, a failed
-/// rollout, or a finished rollout that left fewer tasks running than desired. A rollout in
-/// progress, pending tasks and an empty target group are shown, not degraded.
-pub fn judge(services: &[ServiceStatus]) -> Vec<String> {
-    let mut out = Vec::new();
+/// Why the environment is degraded (empty when healthy): an alarm in ALARM, an unhealthy
+/// target, a failed rollout, or a finished rollout that left fewer tasks running than desired.
+/// A rollout in progress, pending tasks, an empty target group and an alarm without data yet are
+/// shown, not degraded.
+pub fn judge(services: &[ServiceStatus], alarms: &[AlarmStatus]) -> Vec<String> {
+    let mut out: Vec<String> = alarms
+        .iter()
+        .filter(|a| a.state == "ALARM")
+        .map(|a| match a.reason.is_empty() {
+            true => format!("alarm {} is in ALARM", a.name),
+            false => format!("alarm {} is in ALARM: {}", a.name, a.reason),
+        })
+        .collect();
     for s in services {
         match s.rollout.as_deref() {
             Some("FAILED") => out.push(format!(
@@ -120,12 +148,44 @@ async fn health(aws: &Aws, target_group: &str) -> Result<Targets, AwsError> {
     Ok(t)
 }
 
+/// The state of the alarms named, a hundred a call, all calls at once; sorted by name.
+pub async fn alarms(aws: &Aws, names: &[String]) -> Result<Vec<AlarmStatus>, AwsError> {
+    let pages = futures::future::try_join_all(names.chunks(100).map(|chunk| async move {
+        aws.cloudwatch
+            .describe_alarms()
+            .set_alarm_names(Some(chunk.to_vec()))
+            .max_records(100)
+            .send()
+            .await
+            .map(|o| o.metric_alarms().to_vec())
+            .map_err(sdk_error("cloudwatch", "DescribeAlarms"))
+    }))
+    .await?;
+    let mut out: Vec<AlarmStatus> = pages
+        .into_iter()
+        .flatten()
+        .map(|a| AlarmStatus {
+            name: a.alarm_name().unwrap_or_default().to_string(),
+            state: a
+                .state_value()
+                .map_or("INSUFFICIENT_DATA", |s| s.as_str())
+                .to_string(),
+            reason: a.state_reason().unwrap_or_default().to_string(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 /// Reads every wanted service and its targets at once.
 pub async fn read(
     aws: &Aws,
     cluster: &str,
     wanted: &[Wanted],
 ) -> Result<Vec<ServiceStatus>, AwsError> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
     let arns: Vec<String> = wanted.iter().map(|w| w.arn.clone()).collect();
     let describe = futures::future::try_join_all(arns.chunks(10).map(|chunk| async move {
         aws.ecs
@@ -229,10 +289,36 @@ mod tests {
         ];
         for (rollout, running, unhealthy, want) in cases {
             assert_eq!(
-                judge(&[service(*rollout, *running, *unhealthy)]),
+                judge(&[service(*rollout, *running, *unhealthy)], &[]),
                 want.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
                 "{rollout:?} {running} {unhealthy}"
             );
+        }
+    }
+
+    #[test]
+    fn an_alarm_firing_degrades_and_one_without_data_does_not() {
+        let alarm = |state: &str, reason: &str| AlarmStatus {
+            name: "infra-stage-web-cpu".into(),
+            state: state.into(),
+            reason: reason.into(),
+        };
+        let healthy = [service(Some("COMPLETED"), 3, 0)];
+        for (state, reason, want) in [
+            ("OK", "", vec![]),
+            ("INSUFFICIENT_DATA", "no datapoints", vec![]),
+            (
+                "ALARM",
+                "Threshold Crossed",
+                vec!["alarm infra-stage-web-cpu is in ALARM: Threshold Crossed".to_string()],
+            ),
+            (
+                "ALARM",
+                "",
+                vec!["alarm infra-stage-web-cpu is in ALARM".to_string()],
+            ),
+        ] {
+            assert_eq!(judge(&healthy, &[alarm(state, reason)]), want, "{state}");
         }
     }
 }

@@ -23,6 +23,10 @@ pub enum TagApi {
     Ecr,
     /// TagRole / UntagRole by role name.
     Iam,
+    /// CloudWatch TagResource / UntagResource by ARN (alarms).
+    CloudWatch,
+    /// SNS TagResource / UntagResource by ARN.
+    Sns,
     /// Not taggable here: the kind is identified by its name, and its identity tags are derived
     /// from it (Application Auto Scaling's targets and policies).
     None,
@@ -177,6 +181,37 @@ pub async fn sync(
                     .await
                     .map_err(sdk_error("iam", "TagRole"))?;
             }
+            TagApi::CloudWatch => {
+                let tags = set
+                    .iter()
+                    .map(|(k, v)| {
+                        aws_sdk_cloudwatch::types::Tag::builder()
+                            .key(k)
+                            .value(v)
+                            .build()
+                    })
+                    .collect();
+                aws.cloudwatch
+                    .tag_resource()
+                    .resource_arn(target)
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .map_err(sdk_error("cloudwatch", "TagResource"))?;
+            }
+            TagApi::Sns => {
+                let tags = set
+                    .iter()
+                    .map(|(k, v)| aws_sdk_sns::types::Tag::builder().key(k).value(v).build())
+                    .collect::<Result<Vec<_>, _>>();
+                aws.sns
+                    .tag_resource()
+                    .resource_arn(target)
+                    .set_tags(Some(built(tags, "TagResource")?))
+                    .send()
+                    .await
+                    .map_err(sdk_error("sns", "TagResource"))?;
+            }
             TagApi::None => {}
         }
     }
@@ -239,6 +274,24 @@ pub async fn sync(
                     .send()
                     .await
                     .map_err(sdk_error("iam", "UntagRole"))?;
+            }
+            TagApi::CloudWatch => {
+                aws.cloudwatch
+                    .untag_resource()
+                    .resource_arn(target)
+                    .set_tag_keys(Some(remove))
+                    .send()
+                    .await
+                    .map_err(sdk_error("cloudwatch", "UntagResource"))?;
+            }
+            TagApi::Sns => {
+                aws.sns
+                    .untag_resource()
+                    .resource_arn(target)
+                    .set_tag_keys(Some(remove))
+                    .send()
+                    .await
+                    .map_err(sdk_error("sns", "UntagResource"))?;
             }
             TagApi::None => {}
         }

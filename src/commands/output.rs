@@ -61,12 +61,12 @@ pub async fn status(globals: &Globals, env: &str, json: bool, watch: bool) -> Re
     let session = ops::open_env(globals, &env).await;
     let mut last = String::new();
     loop {
-        let (services, problems) = ops::status(&session, &env).await?;
+        let status = ops::status(&session, &env).await?;
         let text = match json {
-            true => render::status_json(&env.name, &services, &problems),
-            false => render::status_text(&env.name, &services, &problems),
+            true => render::status_json(&env.name, &status),
+            false => render::status_text(&env.name, &status),
         };
-        let verdict = if problems.is_empty() {
+        let verdict = if status.problems.is_empty() {
             ExitStatus::Success
         } else {
             ExitStatus::Degraded

@@ -42,6 +42,8 @@ pub struct Environment {
     pub lint_accept: BTreeMap<String, String>,
     /// Assumptions for the usage-priced lines of the cost estimate.
     pub usage: Usage,
+    /// CloudWatch alarms to an SNS topic, and the environment's dashboard (`alarms:`).
+    pub alarms: Option<Alarms>,
     /// The file as read: lint points at its lines.
     pub source: Source,
 }
@@ -65,6 +67,30 @@ impl Default for Usage {
             log_gb_per_month: 5.0,
         }
     }
+}
+
+/// `alarms:`: an SNS topic with these email subscriptions, the alarms that notify it (on ALARM
+/// and on OK) with these thresholds, and the environment's dashboard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alarms {
+    pub notify: Vec<String>,
+    /// Load balancer 5xx answers (its own and its targets') as a percentage of requests.
+    pub alb_5xx_percent: f64,
+    /// The targets' 95th percentile response time.
+    pub target_response_ms: u32,
+    /// Per service, average CPU and memory utilisation.
+    pub cpu_percent: f64,
+    pub memory_percent: f64,
+    /// Per NAT gateway, port allocation errors plus dropped packets in five minutes.
+    pub nat_errors: u32,
+}
+
+impl Alarms {
+    pub const DEFAULT_5XX_PERCENT: f64 = 5.0;
+    pub const DEFAULT_RESPONSE_MS: u32 = 1000;
+    pub const DEFAULT_CPU_PERCENT: f64 = 80.0;
+    pub const DEFAULT_MEMORY_PERCENT: f64 = 80.0;
+    pub const DEFAULT_NAT_ERRORS: u32 = 0;
 }
 
 /// Where an environment came from, and its text.

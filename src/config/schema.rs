@@ -322,6 +322,39 @@ pub const USAGE: &[Field] = &[
     ),
 ];
 
+pub const ALARMS: &[Field] = &[
+    opt(
+        "notify",
+        Ty::List(&Ty::Str),
+        "email addresses subscribed to the alarm topic (each confirms by email)",
+    ),
+    opt(
+        "alb_5xx_percent",
+        Ty::Num(0.1, 100.0),
+        "alarm when 5xx answers exceed this percentage of requests (default 5)",
+    ),
+    opt(
+        "target_response_ms",
+        Ty::Int(1, 600_000),
+        "alarm when the targets' p95 response time exceeds this (default 1000)",
+    ),
+    opt(
+        "cpu_percent",
+        Ty::Num(1.0, 100.0),
+        "alarm when a service's average CPU exceeds this (default 80)",
+    ),
+    opt(
+        "memory_percent",
+        Ty::Num(1.0, 100.0),
+        "alarm when a service's average memory exceeds this (default 80)",
+    ),
+    opt(
+        "nat_errors",
+        Ty::Int(0, 1_000_000_000),
+        "alarm when a NAT gateway's port allocation errors plus dropped packets in 5 minutes exceed this (default 0)",
+    ),
+];
+
 pub const LINT: &[Field] = &[opt(
     "accept",
     Ty::Map(&Ty::Str),
@@ -374,6 +407,11 @@ pub const TOP: &[Field] = &[
         "services",
         Ty::Map(&Ty::Obj(SERVICE)),
         "Fargate services by name",
+    ),
+    opt(
+        "alarms",
+        Ty::Obj(ALARMS),
+        "CloudWatch alarms to an SNS topic, and the environment's dashboard",
     ),
     opt("lint", Ty::Obj(LINT), "lint settings"),
     opt(

@@ -592,7 +592,9 @@ pub fn field_diffs(kind: Kind, before: &Value, after: &Value) -> Vec<FieldDiff> 
     for (field, want) in fields {
         let have = b.get(field);
         let same = have == Some(want) && !has_unknown(want);
-        if !same {
+        if !same && schema.deep_fields.contains(&field.as_str()) {
+            deep_diffs(field.clone(), have, Some(want), &mut out);
+        } else if !same {
             out.push(FieldDiff {
                 field: field.clone(),
                 before: have.cloned(),
@@ -602,6 +604,31 @@ pub fn field_diffs(kind: Kind, before: &Value, after: &Value) -> Vec<FieldDiff> 
         }
     }
     out
+}
+
+/// The differences inside a structured value, each at its path (`widgets[3].lines[1].label`);
+/// an element only one side has is one difference.
+fn deep_diffs(path: String, have: Option<&Value>, want: Option<&Value>, out: &mut Vec<FieldDiff>) {
+    match (have, want) {
+        (Some(Value::Object(h)), Some(Value::Object(w))) => {
+            let keys: std::collections::BTreeSet<&String> = h.keys().chain(w.keys()).collect();
+            for k in keys {
+                deep_diffs(format!("{path}.{k}"), h.get(k), w.get(k), out);
+            }
+        }
+        (Some(Value::Array(h)), Some(Value::Array(w))) => {
+            for i in 0..h.len().max(w.len()) {
+                deep_diffs(format!("{path}[{i}]"), h.get(i), w.get(i), out);
+            }
+        }
+        (h, w) if h != w || w.is_some_and(has_unknown) => out.push(FieldDiff {
+            field: path,
+            before: h.cloned(),
+            after: w.cloned(),
+            forces_replacement: false,
+        }),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

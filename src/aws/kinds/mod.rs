@@ -11,7 +11,10 @@
 //! schemas and the adapter lookup, so they cannot drift apart. Adding a kind: write its file,
 //! add one line there.
 
+mod alarm;
+mod alarm_topic;
 mod cluster;
+mod dashboard;
 mod elastic_ip;
 mod internet_gateway;
 mod listener;
@@ -33,7 +36,12 @@ mod vpc;
 
 pub mod attrs {
     //! The typed attributes of every kind, for `desired` to build.
+    pub use super::alarm::{
+        Attrs as Alarm, Dimension, DimensionValue, MetricQuery, Query as AlarmQuery,
+    };
+    pub use super::alarm_topic::Attrs as AlarmTopic;
     pub use super::cluster::Attrs as Cluster;
+    pub use super::dashboard::{Attrs as Dashboard, Line as DashboardLine, Widget};
     pub use super::elastic_ip::Attrs as ElasticIp;
     pub use super::internet_gateway::Attrs as InternetGateway;
     pub use super::listener::Attrs as Listener;
@@ -131,6 +139,9 @@ registry! {
     Service = "service" => service::Service,
     ScalableTarget = "scalable-target" => scalable_target::ScalableTarget,
     ScalingPolicy = "scaling-policy" => scaling_policy::ScalingPolicy,
+    AlarmTopic = "alarm-topic" => alarm_topic::AlarmTopic,
+    Alarm = "alarm" => alarm::Alarm,
+    Dashboard = "dashboard" => dashboard::Dashboard,
 }
 
 impl std::fmt::Display for Kind {
@@ -572,7 +583,7 @@ services:
     port: 3000
     environment: {MODE: test}
     secrets: {TOKEN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:t"}
-    deployment: {strategy: blue_green, test_port: 8443}
+    deployment: {strategy: blue_green, test_port: 8443, rollback_alarms: true}
   api:
     image: web:1
     cpu: 256
@@ -580,6 +591,7 @@ services:
     port: 4000
     path_patterns: ["/api/*"]
     autoscaling: {min: 1, max: 4, cpu_percent: 50, memory_percent: 60, requests_per_target: 500}
+alarms: {notify: [ops@example.com]}
 "#;
         crate::config::parse(std::path::Path::new("stage.yaml"), text, &|_| None).unwrap()
     }

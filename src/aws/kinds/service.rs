@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use aws_sdk_ecs::types::{
     AdvancedConfiguration, AssignPublicIp, AwsVpcConfiguration, CanaryConfiguration,
-    DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentController,
+    DeploymentAlarms, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentController,
     DeploymentControllerType, DeploymentStrategy, LaunchType, LinearConfiguration,
     NetworkConfiguration, Service as EcsService, ServiceField,
 };
@@ -95,6 +95,9 @@ pub struct Deployment {
     /// Minutes between traffic shifts (canary, linear).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_bake_minutes: Option<u32>,
+    /// CloudWatch alarms (by name) that roll a deployment back when they fire.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollback_alarms: Vec<String>,
 }
 
 pub struct Service;
@@ -153,6 +156,15 @@ fn live(s: &EcsService) -> Option<Live<Attrs>> {
                 Some((true, false)) => CircuitBreaker::On,
                 _ => CircuitBreaker::Off,
             },
+            rollback_alarms: d
+                .alarms()
+                .filter(|a| a.enable() && a.rollback())
+                .map(|a| {
+                    let mut names = a.alarm_names().to_vec();
+                    names.sort();
+                    names
+                })
+                .unwrap_or_default(),
         }
     });
     let advanced = s
@@ -347,6 +359,15 @@ fn deployment(a: &Attrs, id: &str) -> Result<DeploymentConfiguration, AwsError> 
         .maximum_percent(d.max_percent as i32)
         .strategy(DeploymentStrategy::from(d.strategy.ecs_name()));
     let minutes = |m: Option<u32>| m.map(|m| m as i32);
+    // Sent always, so that removing the alarms turns them off.
+    let b = b.alarms(
+        DeploymentAlarms::builder()
+            .set_alarm_names(Some(d.rollback_alarms.clone()))
+            .enable(!d.rollback_alarms.is_empty())
+            .rollback(!d.rollback_alarms.is_empty())
+            .build()
+            .map_err(|e| AwsError::local("ecs", "CreateService", e.to_string()))?,
+    );
     Ok(match d.strategy {
         // The circuit breaker is a rolling deployment's; the others roll back on their own.
         Strategy::Rolling => b.deployment_circuit_breaker(
@@ -621,6 +642,7 @@ mod tests {
                     canary_percent: Some(10.0),
                     step_percent: None,
                     step_bake_minutes: step_bake,
+                    rollback_alarms: Vec::new(),
                 }),
                 advanced: Some(Advanced {
                     alternate_target_group_arn: alternate.into(),

@@ -335,6 +335,7 @@ impl ResourceKind for TaskDefinition {
         ],
         set_fields: &[],
         create_before_destroy: true,
+        deep_fields: &[],
     };
     const TAGS: TagApi = TagApi::Ecs;
 

@@ -65,6 +65,7 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
         Some(n) => usage(r, n),
         None => Some(Usage::default()),
     };
+    let alarms = top.get("alarms").map(|n| alarms(r, n));
     let lint_accept = top
         .get("lint")
         .map(|n| lint(r, n))
@@ -82,6 +83,7 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
                 repositories.as_ref().and_then(|x| x.as_ref()),
                 load_balancer.as_ref().and_then(|x| x.as_ref()),
                 top.get("load_balancer").is_some(),
+                top.get("alarms").is_some(),
                 region.as_deref(),
             )
         })
@@ -115,6 +117,10 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
         services,
         lint_accept: lint_accept?,
         usage: usage?,
+        alarms: match alarms {
+            Some(a) => Some(a?),
+            None => None,
+        },
         source: Source::default(),
     })
 }
@@ -135,6 +141,74 @@ fn usage(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Usage> {
         alb_lcu: lcu?,
         log_gb_per_month: logs?,
     })
+}
+
+/// `alarms: {notify, alb_5xx_percent, target_response_ms, cpu_percent, memory_percent,
+/// nat_errors}`, thresholds defaulted; every address checked and listed once.
+fn alarms(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Alarms> {
+    let f = r.mapping(n, &keys(schema::ALARMS))?;
+    let mut notify = Vec::new();
+    let mut ok = true;
+    if let Some(list) = f.get("notify") {
+        for item in r.sequence(list)? {
+            let Some(address) = r.string(item) else {
+                ok = false;
+                continue;
+            };
+            if !email_like(&address) {
+                r.error(
+                    item.span,
+                    format!("`{address}` is not an email address (like ops@example.com)"),
+                );
+                ok = false;
+            } else if notify.contains(&address) {
+                r.error(item.span, format!("`{address}` is listed twice"));
+                ok = false;
+            } else {
+                notify.push(address);
+            }
+        }
+    }
+    let mut num = |key: &str, default: f64, min: f64, max: f64| match f.get(key) {
+        Some(v) => r.number(v, min, max),
+        None => Some(default),
+    };
+    let five = num("alb_5xx_percent", Alarms::DEFAULT_5XX_PERCENT, 0.1, 100.0);
+    let cpu = num("cpu_percent", Alarms::DEFAULT_CPU_PERCENT, 1.0, 100.0);
+    let memory = num("memory_percent", Alarms::DEFAULT_MEMORY_PERCENT, 1.0, 100.0);
+    let mut int = |key: &str, default: u32, min: i64, max: i64| match f.get(key) {
+        Some(v) => r.int(v, min, max).map(|v| v as u32),
+        None => Some(default),
+    };
+    let latency = int(
+        "target_response_ms",
+        Alarms::DEFAULT_RESPONSE_MS,
+        1,
+        600_000,
+    );
+    let nat = int("nat_errors", Alarms::DEFAULT_NAT_ERRORS, 0, 1_000_000_000);
+    ok.then_some(())?;
+    Some(Alarms {
+        notify,
+        alb_5xx_percent: five?,
+        target_response_ms: latency?,
+        cpu_percent: cpu?,
+        memory_percent: memory?,
+        nat_errors: nat?,
+    })
+}
+
+/// `local@domain.tld`, without spaces: what SNS takes as an email endpoint.
+fn email_like(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !s.chars().any(char::is_whitespace)
 }
 
 /// `lint: {accept: {RULE_ID: "reason"}}`: findings the file accepts, each with its reason.

@@ -24,6 +24,7 @@ pub(super) fn services(
     repos: Option<&BTreeMap<String, Repository>>,
     lb: Option<&LoadBalancer>,
     lb_given: bool,
+    alarms_given: bool,
     region: Option<&str>,
 ) -> Option<BTreeMap<String, Service>> {
     let f = r.open_mapping(n)?;
@@ -57,7 +58,7 @@ pub(super) fn services(
             value,
             repos,
             lb,
-            lb_given,
+            (lb_given, alarms_given),
             region,
             &mut paths,
             &mut default_action,
@@ -145,7 +146,7 @@ fn service(
     n: &Node<'_>,
     repos: Option<&BTreeMap<String, Repository>>,
     lb: Option<&LoadBalancer>,
-    lb_given: bool,
+    (lb_given, alarms_given): (bool, bool),
     region: Option<&str>,
     paths: &mut HashMap<String, String>,
     default_action: &mut Option<String>,
@@ -257,7 +258,7 @@ fn service(
         );
     }
     let deployment = match f.get("deployment") {
-        Some(n) => deployment(r, n),
+        Some(n) => deployment(r, n, alarms_given),
         None => Some(Deployment {
             strategy: Strategy::Rolling,
             min_healthy_percent: 100,
@@ -456,7 +457,7 @@ fn value_of<'n>(n: &'n Node<'n>, key: &str) -> Option<&'n Node<'n>> {
         .map(|(_, v)| v)
 }
 
-fn deployment(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Deployment> {
+fn deployment(r: &mut Reader<'_>, n: &Node<'_>, alarms_given: bool) -> Option<Deployment> {
     let f = r.mapping(n, &keys(schema::DEPLOYMENT))?;
     let strategy = f
         .get("strategy")
@@ -532,11 +533,11 @@ fn deployment(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Deployment> {
     let rollback_alarms = match f.get("rollback_alarms") {
         Some(n) => {
             let v = r.boolean(n);
-            if v == Some(true) {
+            if v == Some(true) && !alarms_given {
                 r.error_hint(
                     n.span,
-                    "`rollback_alarms` needs the service's alarms, which this version of infra does not provision yet",
-                    "leave it out (or false) for now",
+                    "`rollback_alarms` needs the service's alarms",
+                    "add an `alarms:` section (its thresholds have defaults)",
                 );
             }
             v
