@@ -1,5 +1,6 @@
 //! The integration tests: one binary (so the SDK links once), one emulator for all of it.
 
+mod alarms;
 mod crash;
 mod deployments;
 mod examples;
