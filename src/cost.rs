@@ -38,6 +38,10 @@ pub struct Prices {
     pub logs_ingest_gb: f64,
     pub logs_storage_gb_month: f64,
     pub ecr_gb_month: f64,
+    /// A standard-resolution alarm, per metric it reads (metric math alarms read several).
+    pub alarm_metric_month: f64,
+    /// A dashboard (the first three of an account cost nothing; not counted here).
+    pub dashboard_month: f64,
 }
 
 const US: Prices = Prices {
@@ -53,6 +57,8 @@ const US: Prices = Prices {
     logs_ingest_gb: 0.50,
     logs_storage_gb_month: 0.03,
     ecr_gb_month: 0.10,
+    alarm_metric_month: 0.10,
+    dashboard_month: 3.00,
 };
 
 const IRELAND: Prices = Prices {
@@ -83,6 +89,7 @@ pub enum Group {
     LoadBalancing,
     Compute,
     StorageAndLogs,
+    Monitoring,
 }
 
 impl Group {
@@ -92,6 +99,7 @@ impl Group {
             Group::LoadBalancing => "load balancing",
             Group::Compute => "compute",
             Group::StorageAndLogs => "storage/logs",
+            Group::Monitoring => "monitoring",
         }
     }
 }
@@ -234,6 +242,22 @@ pub fn estimate(resources: &[Priced<'_>], prices: &Prices, usage: &Usage) -> Est
                 lines.push(line);
             }
             Kind::LogGroup => logs += 1,
+            Kind::Alarm => {
+                let metrics = r.attrs["queries"]
+                    .as_array()
+                    .map_or(0, |q| q.iter().filter(|q| q.get("metric").is_some()).count());
+                lines.push(Line {
+                    usage: (metrics > 1).then(|| format!("{metrics} metrics")),
+                    ..Line::new(
+                        Group::Monitoring,
+                        r.id,
+                        metrics as f64 * prices.alarm_metric_month,
+                    )
+                });
+            }
+            Kind::Dashboard => {
+                lines.push(Line::new(Group::Monitoring, r.id, prices.dashboard_month))
+            }
             Kind::Repository => lines.push(Line {
                 usage: Some(format!("{ECR_GB_PER_REPOSITORY} GB stored")),
                 ..Line::new(
