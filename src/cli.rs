@@ -162,6 +162,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The IAM policy a command needs for this environment, least privilege (offline).
+    ///
+    /// `plan` reads only (every read-only command falls under it); `apply` the writes of the kinds
+    /// the file uses (and every state-changing command); `deploy` only what `infra deploy`
+    /// needs; `destroy` the deletes. Writes are scoped to the environment by ARN or by its tag.
+    Policy {
+        #[arg(add = ArgValueCandidates::new(environment_names))]
+        env: String,
+        #[arg(long = "for", value_enum, default_value = "apply")]
+        for_: crate::policy::For,
+        /// Several documents (a JSON array), each within IAM's 6,144 characters for a managed
+        /// policy.
+        #[arg(long)]
+        split: bool,
+    },
     /// Print the JSON Schema of the environment file, for editors (offline).
     ///
     /// Environment files that start with `# yaml-language-server: $schema=<path or URL of it>` get

@@ -243,9 +243,9 @@ pub fn estimate(resources: &[Priced<'_>], prices: &Prices, usage: &Usage) -> Est
             }
             Kind::LogGroup => logs += 1,
             Kind::Alarm => {
-                let metrics = r.attrs["queries"]
-                    .as_array()
-                    .map_or(0, |q| q.iter().filter(|q| q.get("metric").is_some()).count());
+                let metrics = r.attrs["queries"].as_array().map_or(0, |q| {
+                    q.iter().filter(|q| q.get("metric").is_some()).count()
+                });
                 lines.push(Line {
                     usage: (metrics > 1).then(|| format!("{metrics} metrics")),
                     ..Line::new(

@@ -21,5 +21,6 @@ pub mod naming;
 pub mod ops;
 pub mod outputs;
 pub mod plan;
+pub mod policy;
 pub mod render;
 pub mod state;

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         )
         .with_target(false)
         .init();
+    let policy = policy_command(&cli);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -54,14 +55,62 @@ fn main() -> ExitCode {
     let status = match runtime.block_on(infra::commands::run(cli)) {
         Ok(status) => status,
         Err(e) => {
-            report(&e);
+            report(&e, policy.as_ref());
             ExitStatus::Failure
         }
     };
     status.into()
 }
 
-fn report(e: &anyhow::Error) {
+/// The environment and the `infra policy --for` a command's credentials need, for the hint an
+/// access denied gets.
+fn policy_command(cli: &Cli) -> Option<(String, &'static str)> {
+    use infra::cli::{Command, StateCommand};
+    Some(match &cli.command {
+        Command::Plan(a) => (a.env.clone(), "plan"),
+        Command::Apply(a) => (a.env.clone()?, "apply"),
+        Command::Destroy(a) => (a.env.clone(), "destroy"),
+        Command::Deploy(a) => (a.env.clone(), "deploy"),
+        Command::Output(a) => (a.env.clone(), "plan"),
+        Command::Status { env, .. } => (env.clone(), "plan"),
+        Command::Rollback { env, .. } | Command::Import { env, .. } => (env.clone(), "apply"),
+        Command::State(
+            StateCommand::List { env, .. }
+            | StateCommand::Show { env, .. }
+            | StateCommand::Versions { env, .. }
+            | StateCommand::Pull { env, .. },
+        ) => (env.clone(), "plan"),
+        Command::State(
+            StateCommand::Forget { env, .. }
+            | StateCommand::Unlock { env, .. }
+            | StateCommand::Recover { env, .. }
+            | StateCommand::Push { env, .. }
+            | StateCommand::Restore { env, .. },
+        ) => (env.clone(), "apply"),
+        _ => return None,
+    })
+}
+
+/// `<service> <Operation> failed: <code>` of an AWS error refusing the credentials, anywhere in
+/// a message: the service and operation.
+fn denied(text: &str) -> Option<(String, String)> {
+    const CODES: [&str; 4] = [
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "AuthorizationError",
+    ];
+    let at = CODES
+        .iter()
+        .filter_map(|c| text.find(&format!(" failed: {c}")))
+        .min()?;
+    let mut words = text[..at].rsplit(' ');
+    let operation = words.next()?.to_string();
+    let service = words.next()?.trim_start_matches('`').to_string();
+    Some((service, operation))
+}
+
+fn report(e: &anyhow::Error, policy: Option<&(String, &'static str)>) {
     if let Some(ConfigError::Invalid { diagnostics, file }) = e.downcast_ref::<ConfigError>() {
         render::eprint(&diagnostics.render());
         let n = diagnostics.diagnostics.len();
@@ -80,6 +129,12 @@ fn report(e: &anyhow::Error) {
         for line in h.hint.lines() {
             text.push_str(&format!("  hint: {line}\n"));
         }
+    }
+    if let (Some((service, operation)), Some((env, command))) = (denied(&text), policy) {
+        let action = infra::policy::action_of(&service, &operation);
+        text.push_str(&format!(
+            "  hint: the credentials may not call `{action}` ({service} {operation}): give them the policy `infra policy {env} --for {command}` prints\n"
+        ));
     }
     render::eprint(&text);
 }

@@ -32,6 +32,26 @@ pub enum TagApi {
     None,
 }
 
+impl TagApi {
+    /// The IAM actions that add (or change) and remove tags through this API.
+    pub fn actions(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            TagApi::Ec2 => (&["ec2:CreateTags"], &["ec2:DeleteTags"]),
+            TagApi::Elbv2 => (
+                &["elasticloadbalancing:AddTags"],
+                &["elasticloadbalancing:RemoveTags"],
+            ),
+            TagApi::Ecs => (&["ecs:TagResource"], &["ecs:UntagResource"]),
+            TagApi::Logs => (&["logs:TagResource"], &["logs:UntagResource"]),
+            TagApi::Ecr => (&["ecr:TagResource"], &["ecr:UntagResource"]),
+            TagApi::Iam => (&["iam:TagRole"], &["iam:UntagRole"]),
+            TagApi::CloudWatch => (&["cloudwatch:TagResource"], &["cloudwatch:UntagResource"]),
+            TagApi::Sns => (&["sns:TagResource"], &["sns:UntagResource"]),
+            TagApi::None => (&[], &[]),
+        }
+    }
+}
+
 /// A map of tags from key/value pairs, without the `aws:` tags AWS sets.
 pub fn collect<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Tags {
     pairs

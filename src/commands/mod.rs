@@ -94,6 +94,29 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::Lint { envs, format, deny } => lint::run(&globals, &envs, format, deny),
+        Command::Policy { env, for_, split } => {
+            let env = crate::ops::load_env(&globals, &env)?;
+            let statements = crate::policy::statements(&env, for_);
+            let text = if split {
+                let docs = crate::policy::split(&statements, crate::policy::MANAGED_POLICY_LIMIT);
+                serde_json::to_string_pretty(&docs)?
+            } else {
+                let doc = crate::policy::document(&statements);
+                let size = crate::policy::size(&doc);
+                if size > crate::policy::MANAGED_POLICY_LIMIT {
+                    return Err(crate::ops::hinted(
+                        format!(
+                            "the policy is {size} characters, over IAM's {} for a managed policy",
+                            crate::policy::MANAGED_POLICY_LIMIT
+                        ),
+                        "add `--split` for several documents that each fit",
+                    ));
+                }
+                serde_json::to_string_pretty(&doc)?
+            };
+            crate::render::print(&(text + "\n"));
+            Ok(ExitStatus::Success)
+        }
         Command::Cost { envs, json } => {
             let mut estimates = Vec::new();
             let mut regions = Vec::new();

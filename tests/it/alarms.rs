@@ -148,8 +148,8 @@ fn alarms_notify_the_topic_show_in_status_roll_deployments_back_and_leave_nothin
         promised.iter().map(|w| name(w)).collect::<Vec<_>>()
     );
     for (n, a) in &found {
-        assert_eq!(a.alarm_actions(), [topic_arn.clone()], "{n}");
-        assert_eq!(a.ok_actions(), [topic_arn.clone()], "{n}");
+        assert_eq!(a.alarm_actions(), std::slice::from_ref(&topic_arn), "{n}");
+        assert_eq!(a.ok_actions(), std::slice::from_ref(&topic_arn), "{n}");
     }
     let threshold = |what: &str| found[&name(what)].threshold().unwrap();
     assert_eq!(threshold("web-cpu"), 75.0);
@@ -177,7 +177,12 @@ fn alarms_notify_the_topic_show_in_status_roll_deployments_back_and_leave_nothin
     // The dashboard exists, its graphs name this environment's load balancer and services.
     let body = dashboard(&ctx).expect("the dashboard exists");
     let text = body.to_string();
-    for expected in ["RequestCount", "HealthyHostCount", "\"worker\"", "NatGatewayId"] {
+    for expected in [
+        "RequestCount",
+        "HealthyHostCount",
+        "\"worker\"",
+        "NatGatewayId",
+    ] {
         assert!(text.contains(expected), "{expected} missing from {text}");
     }
     assert!(text.contains(&format!("app/{}/", ctx.env)), "{text}");
@@ -197,10 +202,12 @@ fn alarms_notify_the_topic_show_in_status_roll_deployments_back_and_leave_nothin
     assert_eq!(sent["rollback"], true, "{web}");
     assert_eq!(
         sent["alarmNames"],
-        serde_json::json!(["web-cpu", "web-memory", "web-running", "web-unhealthy"]
-            .iter()
-            .map(|w| name(w))
-            .collect::<Vec<_>>())
+        serde_json::json!(
+            ["web-cpu", "web-memory", "web-running", "web-unhealthy"]
+                .iter()
+                .map(|w| name(w))
+                .collect::<Vec<_>>()
+        )
     );
     let worker = created
         .iter()
@@ -228,8 +235,7 @@ fn alarms_notify_the_topic_show_in_status_roll_deployments_back_and_leave_nothin
         "{}",
         degraded.stdout
     );
-    let v: Value =
-        serde_json::from_str(&ctx.infra(&["status", "{env}", "--json"]).stdout).unwrap();
+    let v: Value = serde_json::from_str(&ctx.infra(&["status", "{env}", "--json"]).stdout).unwrap();
     let cpu = v["alarms"]
         .as_array()
         .unwrap()
@@ -263,20 +269,25 @@ fn alarms_notify_the_topic_show_in_status_roll_deployments_back_and_leave_nothin
         "~ alarm.worker.cpu",
         "~ dashboard",
     ] {
-        assert!(plan.stdout.contains(expected), "{expected}:\n{}", plan.stdout);
+        assert!(
+            plan.stdout.contains(expected),
+            "{expected}:\n{}",
+            plan.stdout
+        );
     }
-    assert!(
-        !plan.stdout.contains("alarm.web.memory"),
-        "{}",
-        plan.stdout
-    );
+    assert!(!plan.stdout.contains("alarm.web.memory"), "{}", plan.stdout);
     ctx.apply();
     assert_eq!(threshold_of(&ctx, &name("web-cpu")), 60.0);
     assert_eq!(
         topic(&ctx).unwrap().1,
         ["ops@example.com", "sre@example.com"]
     );
-    assert!(dashboard(&ctx).unwrap().to_string().contains("RequestCount"));
+    assert!(
+        dashboard(&ctx)
+            .unwrap()
+            .to_string()
+            .contains("RequestCount")
+    );
     ctx.assert_converged();
 
     // Destroy leaves no alarm, dashboard or topic.

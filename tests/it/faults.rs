@@ -21,6 +21,8 @@ pub(crate) struct Counts {
     lost: AtomicUsize,
     /// The operations of `Faults::lose_first` whose answer was already lost.
     lost_first: std::sync::Mutex<Vec<&'static str>>,
+    /// The IAM actions refused by `Faults::allow`, in order.
+    pub(crate) denied: std::sync::Mutex<Vec<String>>,
     /// When each request arrived, and what it was (`what`).
     pub(crate) arrivals: std::sync::Mutex<Vec<(std::time::Instant, String)>>,
     /// Every request's `what` and body, in arrival order: what the emulator accepts but does
@@ -51,9 +53,12 @@ pub(crate) struct Faults {
     /// Besides the percentages: the answer of the first request of each of these operations
     /// (matched against `what`, case-insensitively) is lost after the call was carried out.
     pub(crate) lose_first: &'static [&'static str],
+    /// When set, only these IAM actions are allowed: anything else is refused as AWS refuses
+    /// it (`AccessDenied` in the protocol's own form), never reaching the emulator.
+    pub(crate) allow: Option<&'static std::collections::BTreeSet<String>>,
 }
 
-struct Request {
+pub(crate) struct Request {
     head: String,
     body: Vec<u8>,
 }
@@ -109,6 +114,122 @@ fn what(req: &Request) -> String {
         return target.to_string();
     }
     req.head.lines().next().unwrap_or_default().to_string()
+}
+
+/// The IAM action a request needs: the service from its signature's scope, the operation from
+/// its query action, JSON target, CBOR path or (S3) method, path and query.
+pub(crate) fn iam_action(req: &Request) -> Option<String> {
+    let auth = req.head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("authorization").then_some(v)
+    })?;
+    let scope = auth.split("Credential=").nth(1)?.split(',').next()?;
+    let service = scope.split('/').nth(3)?;
+    let prefix = match service {
+        "monitoring" => "cloudwatch",
+        "tagging" => "tag",
+        other => other,
+    };
+    let body = String::from_utf8_lossy(&req.body);
+    let request_line = req.head.lines().next()?;
+    let mut parts = request_line.split(' ');
+    let (method, target) = (parts.next()?, parts.next()?);
+    let op = if let Some(a) = body.split('&').find_map(|p| p.strip_prefix("Action=")) {
+        a.to_string()
+    } else if let Some(t) = req.head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("x-amz-target")
+            .then(|| v.trim().to_string())
+    }) {
+        t.rsplit('.').next()?.to_string()
+    } else if let Some(op) = target.split("/operation/").nth(1) {
+        op.to_string()
+    } else if prefix == "s3" {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let object = path.trim_matches('/').contains('/');
+        let has = |q: &str| {
+            query
+                .split('&')
+                .any(|p| p == q || p.starts_with(&format!("{q}=")))
+        };
+        match (method, object) {
+            ("GET", true) if has("versionId") => "GetObjectVersion",
+            ("GET" | "HEAD", true) => "GetObject",
+            ("PUT", true) => "PutObject",
+            ("DELETE", true) => "DeleteObject",
+            ("GET", false) if has("versions") => "ListBucketVersions",
+            ("GET", false) if has("encryption") => "GetEncryptionConfiguration",
+            ("GET", false) if has("publicAccessBlock") => "GetBucketPublicAccessBlock",
+            ("GET", false) if has("versioning") => "GetBucketVersioning",
+            ("GET" | "HEAD", false) => "ListBucket",
+            ("PUT", false) if has("versioning") => "PutBucketVersioning",
+            ("PUT", false) if has("encryption") => "PutEncryptionConfiguration",
+            ("PUT", false) if has("publicAccessBlock") => "PutBucketPublicAccessBlock",
+            ("PUT", false) => "CreateBucket",
+            _ => return Some(format!("s3:{method} {target}")),
+        }
+        .to_string()
+    } else {
+        return None;
+    };
+    Some(format!("{prefix}:{op}"))
+}
+
+/// CBOR text: major type 3 with its length.
+fn cbor_text(out: &mut Vec<u8>, s: &str) {
+    match s.len() {
+        n if n < 24 => out.push(0x60 + n as u8),
+        n if n < 256 => out.extend([0x78, n as u8]),
+        n => out.extend([0x79, (n >> 8) as u8, n as u8]),
+    }
+    out.extend(s.as_bytes());
+}
+
+/// What AWS answers a request its caller may not make, in the request's protocol.
+fn access_denied(req: &Request, action: &str) -> Vec<u8> {
+    let message =
+        format!("User: arn:aws:iam::123456789012:user/test is not authorized to perform: {action}");
+    let head = req.head.to_ascii_lowercase();
+    let body = String::from_utf8_lossy(&req.body);
+    let (status, content_type, text): (u16, &str, Vec<u8>) = if head
+        .contains("smithy-protocol: rpc-v2-cbor")
+    {
+        let mut b = vec![0xa2];
+        cbor_text(&mut b, "__type");
+        cbor_text(&mut b, "AccessDenied");
+        cbor_text(&mut b, "message");
+        cbor_text(&mut b, &message);
+        (400, "application/cbor", b)
+    } else if head.contains("x-amz-target:") {
+        (
+            400,
+            "application/x-amz-json-1.1",
+            format!(r#"{{"__type":"AccessDeniedException","message":"{message}"}}"#).into_bytes(),
+        )
+    } else if body.contains("Action=") && body.contains("Version=2016-11-15") {
+        (403, "text/xml", format!("<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>{message}</Message></Error></Errors><RequestID>denied</RequestID></Response>").into_bytes())
+    } else if body.contains("Action=") {
+        (403, "text/xml", format!("<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{message}</Message></Error><RequestId>denied</RequestId></ErrorResponse>").into_bytes())
+    } else {
+        (
+            403,
+            "application/xml",
+            format!("<Error><Code>AccessDenied</Code><Message>{message}</Message></Error>")
+                .into_bytes(),
+        )
+    };
+    let extra = if content_type == "application/cbor" {
+        "smithy-protocol: rpc-v2-cbor\r\n"
+    } else {
+        ""
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} Denied\r\nContent-Type: {content_type}\r\n{extra}Content-Length: {}\r\nx-amzn-RequestId: denied\r\nConnection: close\r\n\r\n",
+        text.len()
+    )
+    .into_bytes();
+    out.extend(text);
+    out
 }
 
 /// The throttling error each protocol family answers with.
@@ -185,7 +306,14 @@ fn serve(client: TcpStream, upstream: String, faults: Faults, roll: &AtomicU64, 
         described.contains(&op.to_ascii_lowercase())
             && !counts.lost_first.lock().unwrap().contains(op)
     });
-    let reply = if let Some(op) = first_of {
+    let refused = faults.allow.and_then(|allowed| {
+        let action = iam_action(&req).unwrap_or_else(|| format!("unknown: {}", what(&req)));
+        (!allowed.contains(&action)).then_some(action)
+    });
+    let reply = if let Some(action) = refused {
+        counts.denied.lock().unwrap().push(action.clone());
+        access_denied(&req, &action)
+    } else if let Some(op) = first_of {
         counts.lost_first.lock().unwrap().push(op);
         counts.lost.fetch_add(1, Ordering::SeqCst);
         let _ = forward(&upstream, &req);
@@ -243,6 +371,7 @@ fn throttling_and_server_errors_on_every_call_still_converge() {
         fail: 5,
         lose_answer: 0,
         lose_first: &[],
+        allow: None,
     });
     let out = ctx
         .command(&["apply", &ctx.env, "--auto-approve", "--no-wait"])
@@ -337,6 +466,7 @@ fn answers_lost_after_the_call_was_carried_out_create_no_twins() {
         fail: 0,
         lose_answer: 12,
         lose_first: &[],
+        allow: None,
     });
     let through_proxy = |args: &[&str]| {
         let out = ctx
@@ -400,6 +530,7 @@ fn a_saved_plan_applied_through_lost_answers_creates_no_twins() {
         fail: 0,
         lose_answer: 0,
         lose_first: &["RegisterTaskDefinition", "CreateService"],
+        allow: None,
     });
     let out = ctx
         .command(&["apply", "--plan", plan_file.to_str().unwrap(), "--no-wait"])
@@ -434,6 +565,7 @@ fn max_rps_caps_the_request_rate_of_the_whole_run() {
         fail: 0,
         lose_answer: 0,
         lose_first: &[],
+        allow: None,
     });
     let out = ctx
         .command(&["apply", &ctx.env, "--auto-approve", "--max-rps", "10"])

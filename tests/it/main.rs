@@ -12,5 +12,6 @@ mod invalid;
 mod network;
 mod pipeline;
 mod platform;
+mod policy;
 mod state;
 mod tidy;

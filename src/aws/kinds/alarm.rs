@@ -17,7 +17,7 @@ use aws_sdk_cloudwatch::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, ResourceKind, Scope, Tags, Taken, Want, gone_ok};
+use super::{Iam, IamScope, Id, Live, ResourceKind, Scope, Tags, Taken, Want, gone_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -310,6 +310,16 @@ impl ResourceKind for Alarm {
     type Outputs = Outputs;
     const SCHEMA: Schema = Schema::replace_on(&["name"]).deep(&["queries"]);
     const TAGS: TagApi = TagApi::CloudWatch;
+    const IAM: Iam = Iam {
+        read: &[
+            "cloudwatch:DescribeAlarms",
+            "cloudwatch:ListTagsForResource",
+        ],
+        create: &["cloudwatch:PutMetricAlarm"],
+        change: &["cloudwatch:PutMetricAlarm"],
+        delete: &["cloudwatch:DeleteAlarms"],
+        scope: IamScope::Arns(&["arn:{partition}:cloudwatch:{region}:*:alarm:infra-{env}-*"]),
+    };
     const READS_STATE: bool = false;
 
     async fn read(

@@ -9,7 +9,8 @@ use aws_sdk_sns::types::{Subscription, Tag};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Live, NoOutputs, Recorded, ResourceKind, Scope, Tags, Taken, Want, absent_ok, gone_ok,
+    Iam, IamScope, Live, NoOutputs, Recorded, ResourceKind, Scope, Tags, Taken, Want, absent_ok,
+    gone_ok,
 };
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
@@ -122,6 +123,17 @@ impl ResourceKind for AlarmTopic {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["name"]).sets(&["emails"]);
     const TAGS: TagApi = TagApi::Sns;
+    const IAM: Iam = Iam {
+        read: &[
+            "sns:ListSubscriptionsByTopic",
+            "sns:ListTagsForResource",
+            "sns:ListTopics",
+        ],
+        create: &["sns:CreateTopic", "sns:Subscribe"],
+        change: &["sns:Subscribe", "sns:Unsubscribe"],
+        delete: &["sns:DeleteTopic"],
+        scope: IamScope::Arns(&["arn:{partition}:sns:{region}:*:infra-{env}-alarms"]),
+    };
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         match scope {

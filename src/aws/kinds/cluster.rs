@@ -4,7 +4,7 @@
 use aws_sdk_ecs::types::{Cluster as EcsCluster, ClusterField, ClusterSetting, ClusterSettingName};
 use serde::{Deserialize, Serialize};
 
-use super::{Live, NoOutputs, ResourceKind, Scope, Taken, Want, gone_ok};
+use super::{Iam, IamScope, Live, NoOutputs, ResourceKind, Scope, Taken, Want, gone_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -57,6 +57,13 @@ impl ResourceKind for Cluster {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["name"]);
     const TAGS: TagApi = TagApi::Ecs;
+    const IAM: Iam = Iam {
+        read: &["ecs:DescribeClusters"],
+        create: &["ecs:CreateCluster"],
+        change: &["ecs:UpdateCluster"],
+        delete: &["ecs:DeleteCluster"],
+        scope: IamScope::Arns(&["arn:{partition}:ecs:{region}:*:cluster/{cluster}"]),
+    };
     const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::alarm::{Dimension, DimensionValue, elb_arn_prefix};
-use super::{Id, Live, ResourceKind, Scope, Taken, Want, absent_ok, gone_ok, identity_tags};
+use super::{
+    Iam, IamScope, Id, Live, ResourceKind, Scope, Taken, Want, absent_ok, gone_ok, identity_tags,
+};
 use crate::aws::tags::TagApi;
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -229,6 +231,13 @@ impl ResourceKind for Dashboard {
     type Outputs = Outputs;
     const SCHEMA: Schema = Schema::replace_on(&["name"]).deep(&["widgets"]);
     const TAGS: TagApi = TagApi::None;
+    const IAM: Iam = Iam {
+        read: &["cloudwatch:GetDashboard"],
+        create: &["cloudwatch:PutDashboard"],
+        change: &["cloudwatch:PutDashboard"],
+        delete: &["cloudwatch:DeleteDashboards"],
+        scope: IamScope::Arns(&["arn:{partition}:cloudwatch::*:dashboard/infra-{env}"]),
+    };
     const READS_STATE: bool = false;
 
     async fn read(

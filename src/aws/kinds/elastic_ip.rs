@@ -3,7 +3,7 @@
 use aws_sdk_ec2::types::{DomainType, ResourceType};
 use serde::{Deserialize, Serialize};
 
-use super::{Live, ResourceKind, Scope, Want, gone_ok};
+use super::{Iam, IamScope, Live, ResourceKind, Scope, Want, gone_ok};
 use crate::aws::ec2::{not_idempotent, retry_while, scope_filters};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
@@ -34,6 +34,13 @@ impl ResourceKind for ElasticIp {
     type Outputs = Outputs;
     const SCHEMA: Schema = Schema::replace_on(&["domain"]);
     const TAGS: TagApi = TagApi::Ec2;
+    const IAM: Iam = Iam {
+        read: &["ec2:DescribeAddresses"],
+        create: &["ec2:AllocateAddress"],
+        change: &[],
+        delete: &["ec2:ReleaseAddress"],
+        scope: IamScope::Tags,
+    };
     const READS_STATE: bool = false;
 
     async fn read(

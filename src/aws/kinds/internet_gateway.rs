@@ -3,7 +3,7 @@
 use aws_sdk_ec2::types::ResourceType;
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, gone_ok};
+use super::{Iam, IamScope, Id, Live, NoOutputs, ResourceKind, Scope, Want, gone_ok};
 use crate::aws::ec2::{not_idempotent, retry_while, scope_filters};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
@@ -56,6 +56,13 @@ impl ResourceKind for InternetGateway {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&[]);
     const TAGS: TagApi = TagApi::Ec2;
+    const IAM: Iam = Iam {
+        read: &["ec2:DescribeInternetGateways"],
+        create: &["ec2:CreateInternetGateway", "ec2:AttachInternetGateway"],
+        change: &["ec2:AttachInternetGateway", "ec2:DetachInternetGateway"],
+        delete: &["ec2:DetachInternetGateway", "ec2:DeleteInternetGateway"],
+        scope: IamScope::Tags,
+    };
     const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::HashMap;
 
-use super::{Id, Live, NoOutputs, ResourceKind, Scope, Tags, Want, absent_ok, gone_ok};
+use super::{
+    Iam, IamScope, Id, Live, NoOutputs, ResourceKind, Scope, Tags, Want, absent_ok, gone_ok,
+};
 use crate::aws::elbv2::{ListenerAction, tags_of};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
@@ -98,6 +100,16 @@ impl ResourceKind for Listener {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["load_balancer_arn"]);
     const TAGS: TagApi = TagApi::Elbv2;
+    const IAM: Iam = Iam {
+        read: &[
+            "elasticloadbalancing:DescribeListeners",
+            "elasticloadbalancing:DescribeTags",
+        ],
+        create: &["elasticloadbalancing:CreateListener"],
+        change: &["elasticloadbalancing:ModifyListener"],
+        delete: &["elasticloadbalancing:DeleteListener"],
+        scope: IamScope::Tags,
+    };
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         match scope {

@@ -10,7 +10,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, absent_ok, gone_ok};
+use super::{Iam, IamScope, Id, Live, NoOutputs, ResourceKind, Scope, Want, absent_ok, gone_ok};
 use crate::aws::elbv2::{ListenerAction, tags_of};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
@@ -193,6 +193,22 @@ impl ResourceKind for ListenerRule {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["listener_arn"]).sets(&["path_patterns"]);
     const TAGS: TagApi = TagApi::Elbv2;
+    const IAM: Iam = Iam {
+        read: &[
+            "elasticloadbalancing:DescribeRules",
+            "elasticloadbalancing:DescribeTags",
+        ],
+        create: &[
+            "elasticloadbalancing:CreateRule",
+            "elasticloadbalancing:SetRulePriorities",
+        ],
+        change: &[
+            "elasticloadbalancing:ModifyRule",
+            "elasticloadbalancing:SetRulePriorities",
+        ],
+        delete: &["elasticloadbalancing:DeleteRule"],
+        scope: IamScope::Tags,
+    };
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         let mut out = Vec::new();

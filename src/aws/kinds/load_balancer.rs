@@ -11,7 +11,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, ResourceKind, Scope, Tags, Taken, Want, absent_ok};
+use super::{Iam, IamScope, Id, Live, ResourceKind, Scope, Tags, Taken, Want, absent_ok};
 use crate::aws::elbv2::{attributes_of, tags_of};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error, wait};
@@ -168,6 +168,27 @@ impl ResourceKind for LoadBalancer {
     const SCHEMA: Schema =
         Schema::replace_on(&["name", "scheme", "type"]).sets(&["subnets", "security_groups"]);
     const TAGS: TagApi = TagApi::Elbv2;
+    const IAM: Iam = Iam {
+        read: &[
+            "elasticloadbalancing:DescribeLoadBalancers",
+            "elasticloadbalancing:DescribeLoadBalancerAttributes",
+            "elasticloadbalancing:DescribeTags",
+        ],
+        create: &[
+            "elasticloadbalancing:CreateLoadBalancer",
+            "elasticloadbalancing:ModifyLoadBalancerAttributes",
+        ],
+        change: &[
+            "elasticloadbalancing:ModifyLoadBalancerAttributes",
+            "elasticloadbalancing:SetSecurityGroups",
+            "elasticloadbalancing:SetSubnets",
+        ],
+        delete: &[
+            "elasticloadbalancing:ModifyLoadBalancerAttributes",
+            "elasticloadbalancing:DeleteLoadBalancer",
+        ],
+        scope: IamScope::Tags,
+    };
 
     async fn read(
         &self,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_cloudwatchlogs::types::LogGroup as CwLogGroup;
 use serde::{Deserialize, Serialize};
 
-use super::{Live, ResourceKind, Scope, Tags, Taken, Want, gone_ok};
+use super::{Iam, IamScope, Live, ResourceKind, Scope, Tags, Taken, Want, gone_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -110,6 +110,13 @@ impl ResourceKind for LogGroup {
     type Outputs = Outputs;
     const SCHEMA: Schema = Schema::replace_on(&["name"]);
     const TAGS: TagApi = TagApi::Logs;
+    const IAM: Iam = Iam {
+        read: &["logs:DescribeLogGroups", "logs:ListTagsForResource"],
+        create: &["logs:CreateLogGroup", "logs:PutRetentionPolicy"],
+        change: &["logs:PutRetentionPolicy"],
+        delete: &["logs:DeleteLogGroup"],
+        scope: IamScope::Arns(&["arn:{partition}:logs:{region}:*:log-group:/ecs/{env}/*"]),
+    };
     const READS_STATE: bool = false;
 
     async fn read(

@@ -99,6 +99,16 @@ macro_rules! registry {
             pub fn schema(self) -> Schema {
                 match self { $(Kind::$variant => <$adapter as ResourceKind>::SCHEMA),+ }
             }
+
+            /// The IAM actions this kind's adapter calls, and how its writes are scoped.
+            pub fn iam(self) -> Iam {
+                match self { $(Kind::$variant => <$adapter as ResourceKind>::IAM),+ }
+            }
+
+            /// The API that keeps this kind's tags.
+            pub fn tag_api(self) -> TagApi {
+                match self { $(Kind::$variant => <$adapter as ResourceKind>::TAGS),+ }
+            }
         }
 
         $(impl HasKind for $adapter { const KIND: Kind = Kind::$variant; })+
@@ -148,6 +158,32 @@ impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// The IAM actions a kind's adapter calls, by what it does (tagging aside: that comes with its
+/// `TagApi`), and how its writes can be scoped to the environment. `infra policy` is made of
+/// these; a test runs the adapters behind a proxy that allows nothing else.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Iam {
+    /// Refresh (and the checks a plan makes, such as whether a name is taken).
+    pub read: &'static [&'static str],
+    pub create: &'static [&'static str],
+    pub change: &'static [&'static str],
+    /// Deleting, with whatever must be let go of first.
+    pub delete: &'static [&'static str],
+    pub scope: IamScope,
+}
+
+/// How a kind's writes are limited to the environment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum IamScope {
+    /// By resource ARN: patterns with `{partition}`, `{region}`, `{env}` and `{cluster}`.
+    Arns(&'static [&'static str]),
+    /// By the environment tag: `aws:RequestTag/infra:environment` on creates,
+    /// `aws:ResourceTag/infra:environment` on changes and deletes.
+    Tags,
+    /// AWS allows neither: why.
+    Unscoped(&'static str),
 }
 
 /// The kind an adapter manages; implemented by the registry, never by hand.
@@ -252,6 +288,8 @@ pub trait ResourceKind: HasKind + Send + Sync + 'static {
     const SCHEMA: Schema;
     /// The API that keeps this kind's tags.
     const TAGS: TagApi;
+    /// The IAM actions the adapter calls and how its writes are scoped (`infra policy`).
+    const IAM: Iam;
     /// Whether its environment read uses what state recorded (`Env::recorded`, the load
     /// balancer's recorded ARN): a kind that does not is read while the state is still being
     /// fetched. When in doubt, true.

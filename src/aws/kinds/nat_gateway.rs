@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_ec2::types::{ConnectivityType, NatGatewayState, ResourceType};
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, ResourceKind, Scope, Want, absent_ok};
+use super::{Iam, IamScope, Id, Live, ResourceKind, Scope, Want, absent_ok};
 use crate::aws::ec2::scope_filters;
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error, wait};
@@ -56,6 +56,13 @@ impl ResourceKind for NatGateway {
     type Outputs = Outputs;
     const SCHEMA: Schema = Schema::replace_on(&["subnet_id", "allocation_id", "connectivity_type"]);
     const TAGS: TagApi = TagApi::Ec2;
+    const IAM: Iam = Iam {
+        read: &["ec2:DescribeNatGateways"],
+        create: &["ec2:CreateNatGateway"],
+        change: &[],
+        delete: &["ec2:DeleteNatGateway"],
+        scope: IamScope::Tags,
+    };
     const READS_STATE: bool = false;
 
     async fn read(

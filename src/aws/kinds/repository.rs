@@ -7,7 +7,7 @@ use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability, Reposit
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Live, ResourceKind, Scope, Taken, Want, absent_ok, gone_ok};
+use super::{Iam, IamScope, Live, ResourceKind, Scope, Taken, Want, absent_ok, gone_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -109,6 +109,21 @@ impl ResourceKind for Repository {
     type Outputs = Outputs;
     const SCHEMA: Schema = Schema::replace_on(&["name"]);
     const TAGS: TagApi = TagApi::Ecr;
+    const IAM: Iam = Iam {
+        read: &[
+            "ecr:DescribeRepositories",
+            "ecr:GetLifecyclePolicy",
+            "ecr:ListTagsForResource",
+        ],
+        create: &["ecr:CreateRepository", "ecr:PutLifecyclePolicy"],
+        change: &[
+            "ecr:PutImageScanningConfiguration",
+            "ecr:PutImageTagMutability",
+            "ecr:PutLifecyclePolicy",
+        ],
+        delete: &["ecr:DeleteRepository"],
+        scope: IamScope::Arns(&["arn:{partition}:ecr:{region}:*:repository/{env}/*"]),
+    };
     const READS_STATE: bool = false;
 
     async fn read(

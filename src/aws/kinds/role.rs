@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Live, NoOutputs, ResourceKind, Scope, Taken, Want, absent_ok};
+use super::{Iam, IamScope, Live, NoOutputs, ResourceKind, Scope, Taken, Want, absent_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -178,6 +178,31 @@ impl ResourceKind for Role {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["name"]).sets(&["managed_policies"]);
     const TAGS: TagApi = TagApi::Iam;
+    const IAM: Iam = Iam {
+        read: &[
+            "iam:GetRole",
+            "iam:GetRolePolicy",
+            "iam:ListAttachedRolePolicies",
+        ],
+        create: &[
+            "iam:CreateRole",
+            "iam:PutRolePolicy",
+            "iam:AttachRolePolicy",
+        ],
+        change: &[
+            "iam:UpdateAssumeRolePolicy",
+            "iam:PutRolePolicy",
+            "iam:DeleteRolePolicy",
+            "iam:AttachRolePolicy",
+            "iam:DetachRolePolicy",
+        ],
+        delete: &[
+            "iam:DeleteRolePolicy",
+            "iam:DetachRolePolicy",
+            "iam:DeleteRole",
+        ],
+        scope: IamScope::Arns(&["arn:{partition}:iam::*:role/infra-{env}-{region}-*"]),
+    };
     const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {

@@ -5,7 +5,7 @@
 use aws_sdk_ec2::types::{ResourceType, Route as Ec2Route};
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, ResourceKind, Scope, Want, gone_ok};
+use super::{Iam, IamScope, Id, Live, ResourceKind, Scope, Want, gone_ok};
 use crate::aws::ec2::{retry_while, scope_filters};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
@@ -149,6 +149,23 @@ impl ResourceKind for RouteTable {
     type Outputs = Outputs;
     const SCHEMA: Schema = Schema::replace_on(&["vpc_id"]).sets(&["routes", "subnet_ids"]);
     const TAGS: TagApi = TagApi::Ec2;
+    const IAM: Iam = Iam {
+        read: &["ec2:DescribeRouteTables"],
+        create: &[
+            "ec2:CreateRouteTable",
+            "ec2:CreateRoute",
+            "ec2:AssociateRouteTable",
+        ],
+        change: &[
+            "ec2:CreateRoute",
+            "ec2:ReplaceRoute",
+            "ec2:DeleteRoute",
+            "ec2:AssociateRouteTable",
+            "ec2:DisassociateRouteTable",
+        ],
+        delete: &["ec2:DisassociateRouteTable", "ec2:DeleteRouteTable"],
+        scope: IamScope::Tags,
+    };
     const READS_STATE: bool = false;
 
     async fn read(

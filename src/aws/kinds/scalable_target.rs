@@ -8,7 +8,7 @@ use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace}
 use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
-use super::{Live, NoOutputs, ResourceKind, Scope, Want, gone_ok, identity_tags};
+use super::{Iam, IamScope, Live, NoOutputs, ResourceKind, Scope, Want, gone_ok, identity_tags};
 use crate::aws::tags::TagApi;
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -97,6 +97,15 @@ impl ResourceKind for ScalableTarget {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["resource_id"]);
     const TAGS: TagApi = TagApi::None;
+    const IAM: Iam = Iam {
+        read: &["application-autoscaling:DescribeScalableTargets"],
+        create: &["application-autoscaling:RegisterScalableTarget"],
+        change: &["application-autoscaling:RegisterScalableTarget"],
+        delete: &["application-autoscaling:DeregisterScalableTarget"],
+        scope: IamScope::Unscoped(
+            "Application Auto Scaling takes no resource-level permissions or tags for ECS scalable targets",
+        ),
+    };
     const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {

@@ -10,7 +10,9 @@ use aws_sdk_applicationautoscaling::types::{
 use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, gone_ok, identity_tags};
+use super::{
+    Iam, IamScope, Id, Live, NoOutputs, ResourceKind, Scope, Want, gone_ok, identity_tags,
+};
 use crate::aws::tags::TagApi;
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -176,6 +178,15 @@ impl ResourceKind for ScalingPolicy {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["name", "resource_id"]);
     const TAGS: TagApi = TagApi::None;
+    const IAM: Iam = Iam {
+        read: &["application-autoscaling:DescribeScalingPolicies"],
+        create: &["application-autoscaling:PutScalingPolicy"],
+        change: &["application-autoscaling:PutScalingPolicy"],
+        delete: &["application-autoscaling:DeleteScalingPolicy"],
+        scope: IamScope::Unscoped(
+            "Application Auto Scaling takes no resource-level permissions or tags for scaling policies",
+        ),
+    };
     const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {

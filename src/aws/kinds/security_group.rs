@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, NoOutputs, ResourceKind, Scope, Taken, Want, gone_ok};
+use super::{Iam, IamScope, Id, Live, NoOutputs, ResourceKind, Scope, Taken, Want, gone_ok};
 use crate::aws::ec2::{retry_while, scope_filters};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
@@ -213,6 +213,27 @@ impl ResourceKind for SecurityGroup {
     const SCHEMA: Schema =
         Schema::replace_on(&["name", "description", "vpc_id"]).sets(&["ingress", "egress"]);
     const TAGS: TagApi = TagApi::Ec2;
+    const IAM: Iam = Iam {
+        read: &["ec2:DescribeSecurityGroups"],
+        create: &[
+            "ec2:CreateSecurityGroup",
+            "ec2:AuthorizeSecurityGroupIngress",
+            "ec2:AuthorizeSecurityGroupEgress",
+            "ec2:RevokeSecurityGroupEgress",
+        ],
+        change: &[
+            "ec2:AuthorizeSecurityGroupIngress",
+            "ec2:AuthorizeSecurityGroupEgress",
+            "ec2:RevokeSecurityGroupIngress",
+            "ec2:RevokeSecurityGroupEgress",
+        ],
+        delete: &[
+            "ec2:RevokeSecurityGroupIngress",
+            "ec2:RevokeSecurityGroupEgress",
+            "ec2:DeleteSecurityGroup",
+        ],
+        scope: IamScope::Tags,
+    };
     const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {

@@ -19,7 +19,7 @@ use aws_sdk_ecs::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, NoOutputs, ResourceKind, Scope, Taken, Want, absent_ok};
+use super::{Iam, IamScope, Id, Live, NoOutputs, ResourceKind, Scope, Taken, Want, absent_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::config::{CircuitBreaker, Strategy};
@@ -465,6 +465,13 @@ impl ResourceKind for Service {
         "load_balancers",
     ]);
     const TAGS: TagApi = TagApi::Ecs;
+    const IAM: Iam = Iam {
+        read: &["ecs:ListServices", "ecs:DescribeServices"],
+        create: &["ecs:CreateService"],
+        change: &["ecs:UpdateService"],
+        delete: &["ecs:UpdateService", "ecs:DeleteService"],
+        scope: IamScope::Arns(&["arn:{partition}:ecs:{region}:*:service/{cluster}/*"]),
+    };
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
         match scope {

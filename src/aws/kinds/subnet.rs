@@ -3,7 +3,7 @@
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want, gone_ok};
+use super::{Iam, IamScope, Id, Live, NoOutputs, ResourceKind, Scope, Want, gone_ok};
 use crate::aws::ec2::{retry_while, scope_filters};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
@@ -42,6 +42,13 @@ impl ResourceKind for Subnet {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["vpc_id", "cidr_block", "availability_zone"]);
     const TAGS: TagApi = TagApi::Ec2;
+    const IAM: Iam = Iam {
+        read: &["ec2:DescribeSubnets"],
+        create: &["ec2:CreateSubnet", "ec2:ModifySubnetAttribute"],
+        change: &["ec2:ModifySubnetAttribute"],
+        delete: &["ec2:DeleteSubnet"],
+        scope: IamScope::Tags,
+    };
     const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {

@@ -7,7 +7,9 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, NoOutputs, ResourceKind, Scope, Tags, Taken, Want, absent_ok, gone_ok};
+use super::{
+    Iam, IamScope, Id, Live, NoOutputs, ResourceKind, Scope, Tags, Taken, Want, absent_ok, gone_ok,
+};
 use crate::aws::ec2::retry_while;
 use crate::aws::elbv2::tags_of;
 use crate::aws::tags::{self, TagApi};
@@ -100,6 +102,16 @@ impl ResourceKind for TargetGroup {
     const SCHEMA: Schema =
         Schema::replace_on(&["name", "port", "protocol", "target_type", "vpc_id"]);
     const TAGS: TagApi = TagApi::Elbv2;
+    const IAM: Iam = Iam {
+        read: &[
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTags",
+        ],
+        create: &["elasticloadbalancing:CreateTargetGroup"],
+        change: &["elasticloadbalancing:ModifyTargetGroup"],
+        delete: &["elasticloadbalancing:DeleteTargetGroup"],
+        scope: IamScope::Tags,
+    };
 
     /// The environment's groups come from one tag lookup (ARNs and tags together), then one
     /// DescribeTargetGroups per twenty: the cost does not grow with the number of services.

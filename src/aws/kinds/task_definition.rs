@@ -13,7 +13,7 @@ use aws_sdk_ecs::types::{
 use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Live, NoOutputs, ResourceKind, Scope, Want};
+use super::{Iam, IamScope, Id, Live, NoOutputs, ResourceKind, Scope, Want};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, ecs, sdk_error};
 use crate::error::AwsError;
@@ -338,6 +338,15 @@ impl ResourceKind for TaskDefinition {
         deep_fields: &[],
     };
     const TAGS: TagApi = TagApi::Ecs;
+    const IAM: Iam = Iam {
+        read: &["ecs:ListTaskDefinitions", "ecs:DescribeTaskDefinition"],
+        create: &["ecs:RegisterTaskDefinition"],
+        change: &[],
+        delete: &["ecs:DeregisterTaskDefinition", "ecs:DeleteTaskDefinitions"],
+        scope: IamScope::Unscoped(
+            "ECS registers, deregisters and deletes task definition revisions without resource-level permissions",
+        ),
+    };
 
     /// A revision never changes after it is registered, so the environment's revisions cost no
     /// describe at all when state recorded them: their ARNs and tags come from one tag lookup,

@@ -5,7 +5,7 @@
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 use serde::{Deserialize, Serialize};
 
-use super::{Live, NoOutputs, ResourceKind, Scope, Want, gone_ok};
+use super::{Iam, IamScope, Live, NoOutputs, ResourceKind, Scope, Want, gone_ok};
 use crate::aws::ec2::{not_idempotent, retry_while, scope_filters};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
@@ -79,6 +79,13 @@ impl ResourceKind for Vpc {
     type Outputs = NoOutputs;
     const SCHEMA: Schema = Schema::replace_on(&["cidr_block"]);
     const TAGS: TagApi = TagApi::Ec2;
+    const IAM: Iam = Iam {
+        read: &["ec2:DescribeVpcs", "ec2:DescribeVpcAttribute"],
+        create: &["ec2:CreateVpc", "ec2:ModifyVpcAttribute"],
+        change: &["ec2:ModifyVpcAttribute"],
+        delete: &["ec2:DeleteVpc"],
+        scope: IamScope::Tags,
+    };
     const READS_STATE: bool = false;
 
     async fn read(&self, aws: &Aws, scope: Scope<'_>) -> Result<Vec<Live<Attrs>>, AwsError> {
