@@ -26,7 +26,7 @@ cluster: {}
 alarms: {notify: [ops@example.com]}
 services:
   web:
-    image: docker.io/library/nginx:1.27
+    image: web
     cpu: 256
     memory: 512
     port: 8080
@@ -70,16 +70,30 @@ fn through(ctx: &Ctx, proxy: &str, args: &[&str]) -> (i32, String) {
 fn each_command_runs_with_exactly_the_policy_printed_for_it() {
     let ctx = Ctx::new("po");
     ctx.write_env(EVERYTHING);
+    let no_refusal = |counts: &Counts| {
+        let denied = counts.denied.lock().unwrap();
+        assert!(denied.is_empty(), "refused: {denied:?}");
+    };
 
-    // The plan policy plans (and shows status of nothing yet) and is refused an apply at once.
-    let (proxy, counts) = behind(&ctx, "plan");
-    let (code, text) = through(&ctx, &proxy, &["plan", "{env}", "--detailed-exitcode"]);
-    assert_eq!(code, 2, "{text}");
-    assert!(
-        counts.denied.lock().unwrap().is_empty(),
-        "refused: {:?}",
-        counts.denied.lock().unwrap()
+    // The first deploy's repository, with the apply policy; CI pushes the first image.
+    let (apply_proxy, apply_counts) = behind(&ctx, "apply");
+    let (code, text) = through(
+        &ctx,
+        &apply_proxy,
+        &["apply", "{env}", "--target", "repository", "--auto-approve"],
     );
+    assert_eq!(code, 0, "{text}");
+    crate::platform::push_image(&ctx, "v1");
+
+    // The plan policy plans and is refused an apply at once.
+    let (proxy, counts) = behind(&ctx, "plan");
+    let (code, text) = through(
+        &ctx,
+        &proxy,
+        &["plan", "{env}", "--detailed-exitcode", "--image", "web=v1"],
+    );
+    assert_eq!(code, 2, "{text}");
+    no_refusal(&counts);
     let started = std::time::Instant::now();
     let (code, text) = through(
         &ctx,
@@ -101,11 +115,18 @@ fn each_command_runs_with_exactly_the_policy_printed_for_it() {
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 
     // The apply policy applies everything, re-plans "No changes." and changes in place.
-    let (proxy, counts) = behind(&ctx, "apply");
+    let (proxy, counts) = (apply_proxy, apply_counts);
     let (code, text) = through(
         &ctx,
         &proxy,
-        &["apply", "{env}", "--auto-approve", "--no-wait"],
+        &[
+            "apply",
+            "{env}",
+            "--auto-approve",
+            "--no-wait",
+            "--image",
+            "web=v1",
+        ],
     );
     assert_eq!(code, 0, "{text}");
     let (code, text) = through(&ctx, &proxy, &["plan", "{env}", "--detailed-exitcode"]);
@@ -126,25 +147,30 @@ fn each_command_runs_with_exactly_the_policy_printed_for_it() {
     assert_eq!(code, 0, "{text}");
     let (code, text) = through(&ctx, &proxy, &["status", "{env}"]);
     assert!(code == 0 || code == 3, "{text}");
-    assert!(
-        counts.denied.lock().unwrap().is_empty(),
-        "refused: {:?}",
-        counts.denied.lock().unwrap()
+    no_refusal(&counts);
+    ctx.assert_converged();
+
+    // The deploy policy rolls out a new image, and nothing else.
+    crate::platform::push_image(&ctx, "v2");
+    let (proxy, counts) = behind(&ctx, "deploy");
+    let (code, text) = through(
+        &ctx,
+        &proxy,
+        &["deploy", "{env}", "--image", "web=v2", "--no-wait"],
     );
+    assert_eq!(code, 0, "{text}");
+    no_refusal(&counts);
     ctx.assert_converged();
 
     // The destroy policy destroys it all.
     let (proxy, counts) = behind(&ctx, "destroy");
     let (code, text) = through(&ctx, &proxy, &["destroy", "{env}", "--auto-approve"]);
     assert_eq!(code, 0, "{text}");
+    no_refusal(&counts);
+    let (code, text) = through(&ctx, &proxy, &["state", "list", "{env}"]);
+    assert_eq!(code, 0, "{text}");
     assert!(
-        counts.denied.lock().unwrap().is_empty(),
-        "refused: {:?}",
-        counts.denied.lock().unwrap()
-    );
-    let (code, text) = through(&ctx, &proxy, &["plan", "{env}", "--detailed-exitcode"]);
-    assert_eq!(
-        code, 2,
-        "everything is gone, so everything is to create again: {text}"
+        !text.contains("service.web") && !text.contains("vpc"),
+        "{text}"
     );
 }
