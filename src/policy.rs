@@ -119,7 +119,7 @@ pub fn unscoped() -> Vec<(String, &'static str)> {
     Kind::ALL
         .iter()
         .filter_map(|k| match k.iam().scope {
-            IamScope::Unscoped(why) => Some((sid_of(*k), why)),
+            IamScope::Unscoped(why) | IamScope::TagsExcept(_, why) => Some((sid_of(*k), why)),
             _ => None,
         })
         .collect()
@@ -233,7 +233,25 @@ pub fn statements(env: &Environment, what: For) -> Vec<Statement> {
                     });
                 }
             }
-            IamScope::Tags => {
+            IamScope::Tags | IamScope::TagsExcept(..) => {
+                if let IamScope::TagsExcept(unscoped, _) = iam.scope {
+                    let loose: BTreeSet<String> = create
+                        .iter()
+                        .chain(&rest)
+                        .filter(|a| unscoped.contains(&a.as_str()))
+                        .cloned()
+                        .collect();
+                    create.retain(|a| !loose.contains(a));
+                    rest.retain(|a| !loose.contains(a));
+                    if !loose.is_empty() {
+                        out.push(Statement {
+                            sid: sid_of(*k),
+                            actions: loose,
+                            resources: vec!["*".into()],
+                            condition: None,
+                        });
+                    }
+                }
                 // Only the call that makes the resource carries its tags; what it then does to
                 // it (attach, associate, authorize) acts on a resource already tagged.
                 let creating: BTreeSet<String> = create
@@ -272,6 +290,7 @@ pub fn statements(env: &Environment, what: For) -> Vec<Statement> {
         match s {
             "ec2" => "Network",
             "elasticloadbalancing" => "LoadBalancing",
+            "ecs" => "Ecs",
             other => other,
         }
     }

@@ -101,8 +101,19 @@ fn change_text(c: &Change, out: &mut String) {
                 let width = attrs.keys().map(String::len).max().unwrap_or(0);
                 let mut entries: Vec<(&String, &Value)> = attrs.iter().collect();
                 entries.sort_by_key(|(k, _)| *k);
+                let deep = c.kind.schema().deep_fields;
                 for (k, v) in entries {
-                    let _ = writeln!(out, "      {k:width$} = {}", show(v));
+                    match v {
+                        // A large structured value: one element a line.
+                        Value::Array(items) if deep.contains(&k.as_str()) && !items.is_empty() => {
+                            for (i, item) in items.iter().enumerate() {
+                                let _ = writeln!(out, "      {k}[{i}] = {}", show(item));
+                            }
+                        }
+                        _ => {
+                            let _ = writeln!(out, "      {k:width$} = {}", show(v));
+                        }
+                    }
                 }
             }
         }
@@ -1058,6 +1069,15 @@ pub fn eprint(text: &str) {
     let _ = out.flush();
 }
 
+/// What a step is doing and has done, in words: a replaced task definition revision is kept for
+/// rollback, not deleted.
+fn step_words(change: &Change, op: Op) -> (&'static str, &'static str) {
+    if crate::exec::retires_kept(change, op) {
+        return ("retiring", "kept for rollback");
+    }
+    op_words(op)
+}
+
 fn op_words(op: Op) -> (&'static str, &'static str) {
     match op {
         Op::Create => ("creating", "created"),
@@ -1162,7 +1182,7 @@ impl Reporter {
 
 impl Progress for Reporter {
     fn started(&self, change: &Change, op: Op) {
-        let (doing, _) = op_words(op);
+        let (doing, _) = step_words(change, op);
         if let Some(m) = &self.multi {
             let bar = m.add(ProgressBar::new_spinner());
             bar.set_style(
@@ -1181,7 +1201,7 @@ impl Progress for Reporter {
 
     fn finished(&self, change: &Change, op: Op, physical: Option<&str>, elapsed: Duration) {
         self.end_bar(change, op);
-        let (_, done) = op_words(op);
+        let (_, done) = step_words(change, op);
         let what = physical.map(|p| format!(" ({p})")).unwrap_or_default();
         self.line(format!(
             "  {}: {}{what} [{:.1}s]",
@@ -1193,7 +1213,7 @@ impl Progress for Reporter {
 
     fn failed(&self, change: &Change, op: Op, error: &crate::error::AwsError) {
         self.end_bar(change, op);
-        let (doing, _) = op_words(op);
+        let (doing, _) = step_words(change, op);
         self.line(format!(
             "  {}: {} {doing}: {error}",
             change.id,
@@ -1202,7 +1222,7 @@ impl Progress for Reporter {
     }
 
     fn skipped(&self, change: &Change, op: Op, because: &str) {
-        let (doing, _) = op_words(op);
+        let (doing, _) = step_words(change, op);
         self.line(format!(
             "  {}: {} ({doing} needs {because}, which failed)",
             change.id,
@@ -1217,7 +1237,7 @@ impl Progress for Reporter {
     fn waiting(&self, change: &Change, op: Op, what: &str, elapsed: Duration) {
         let key = (change.id.clone(), op);
         if let Some(bar) = self.bars.lock().expect("bars").get(&key) {
-            let (doing, _) = op_words(op);
+            let (doing, _) = step_words(change, op);
             bar.set_message(format!("{}: {doing}… waiting for {what}", change.id));
             return;
         }
@@ -1267,12 +1287,15 @@ pub fn timings(plan: Option<Duration>, report: &Report, total: Duration) -> Stri
 pub fn report_text(report: &Report, verb: &str) -> String {
     let count = |op: Op| report.done.iter().filter(|(_, o)| *o == op).count();
     let mut out = String::new();
-    let done = format!(
+    let mut done = format!(
         "{} created, {} updated, {} deleted",
         count(Op::Create),
         count(Op::Update),
-        count(Op::Delete)
+        count(Op::Delete) - report.kept.len()
     );
+    if !report.kept.is_empty() {
+        let _ = write!(done, ", {} kept for rollback", report.kept.len());
+    }
     if report.ok() {
         let _ = writeln!(
             out,
@@ -1310,6 +1333,25 @@ mod tests {
     use super::*;
     use crate::cli::GraphFormat;
     use crate::model::Kind;
+
+    #[test]
+    fn a_replaced_revision_kept_for_rollback_is_not_counted_as_deleted() {
+        let report = Report {
+            done: vec![
+                ("task-definition.web".into(), Op::Create),
+                ("service.web".into(), Op::Update),
+                ("task-definition.web".into(), Op::Delete),
+                ("log-group.old".into(), Op::Delete),
+            ],
+            kept: vec!["task-definition.web".into()],
+            ..Report::default()
+        };
+        let text = report_text(&report, "Apply");
+        assert!(
+            text.ends_with(" 1 created, 1 updated, 1 deleted, 1 kept for rollback.\n"),
+            "{text}"
+        );
+    }
 
     fn nodes() -> BTreeMap<String, GraphNode> {
         let node = |kind, deps: &[&str], action| GraphNode {

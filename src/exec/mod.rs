@@ -64,6 +64,9 @@ pub struct Options {
 #[derive(Debug, Default)]
 pub struct Report {
     pub done: Vec<(String, Op)>,
+    /// Of the deletes done, those that retired a replaced resource its kind keeps (the previous
+    /// task definition revision, for rollback).
+    pub kept: Vec<String>,
     pub failed: Vec<(String, Op, AwsError)>,
     pub skipped: Vec<(String, Op)>,
     /// Writing state failed: the run stopped there.
@@ -190,6 +193,14 @@ async fn run_step(
         })),
         Op::Forget => Ok(Effect::Remove),
     }
+}
+
+/// Whether this step ends a replaced resource that its kind keeps instead of deleting.
+pub fn retires_kept(change: &Change, op: Op) -> bool {
+    op == Op::Delete
+        && change.action == Action::Replace
+        && change.kind.schema().create_before_destroy
+        && change.kind.keeps_retired()
 }
 
 /// While steps run, the state is written at most once per this interval (the first completion
@@ -371,6 +382,9 @@ impl<'p> Run<'p> {
                 self.unwritten = true;
                 progress.finished(change, op, physical.as_deref(), elapsed);
                 self.report.done.push((change.id.clone(), op));
+                if retires_kept(change, op) {
+                    self.report.kept.push(change.id.clone());
+                }
                 self.queue.finish(i);
             }
             Err(e) => {

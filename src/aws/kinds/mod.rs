@@ -105,6 +105,12 @@ macro_rules! registry {
                 match self { $(Kind::$variant => <$adapter as ResourceKind>::IAM),+ }
             }
 
+            /// Whether what a create-before-destroy replacement replaced is kept rather than
+            /// deleted (`ResourceKind::KEEPS_RETIRED`).
+            pub fn keeps_retired(self) -> bool {
+                match self { $(Kind::$variant => <$adapter as ResourceKind>::KEEPS_RETIRED),+ }
+            }
+
             /// The API that keeps this kind's tags.
             pub fn tag_api(self) -> TagApi {
                 match self { $(Kind::$variant => <$adapter as ResourceKind>::TAGS),+ }
@@ -182,6 +188,8 @@ pub enum IamScope {
     /// By the environment tag: `aws:RequestTag/infra:environment` on creates,
     /// `aws:ResourceTag/infra:environment` on changes and deletes.
     Tags,
+    /// By the environment tag, except these actions, which AWS allows neither for: why.
+    TagsExcept(&'static [&'static str], &'static str),
     /// AWS allows neither: why.
     Unscoped(&'static str),
 }
@@ -317,6 +325,10 @@ pub trait ResourceKind: HasKind + Send + Sync + 'static {
 
     /// Deletes the resource, detaching what must go first. Gone already is success.
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError>;
+
+    /// Whether `retire` keeps what it is given (for a while) instead of deleting it: progress
+    /// and the summary say so.
+    const KEEPS_RETIRED: bool = false;
 
     /// Ends the resource a create-before-destroy replacement replaced: deleted, unless the kind
     /// keeps it for a while (task definition revisions, for rollback).

@@ -338,13 +338,15 @@ impl ResourceKind for TaskDefinition {
         deep_fields: &[],
     };
     const TAGS: TagApi = TagApi::Ecs;
+    const KEEPS_RETIRED: bool = true;
     const IAM: Iam = Iam {
         read: &["ecs:ListTaskDefinitions", "ecs:DescribeTaskDefinition"],
         create: &["ecs:RegisterTaskDefinition"],
         change: &[],
         delete: &["ecs:DeregisterTaskDefinition", "ecs:DeleteTaskDefinitions"],
-        scope: IamScope::Unscoped(
-            "ECS registers, deregisters and deletes task definition revisions without resource-level permissions",
+        scope: IamScope::TagsExcept(
+            &["ecs:DeregisterTaskDefinition", "ecs:DeleteTaskDefinitions"],
+            "ECS deregisters and deletes task definition revisions without resource-level permissions or tags",
         ),
     };
 
