@@ -81,39 +81,6 @@ const LINKED_SERVICES: [&str; 3] = [
     "ecs.application-autoscaling.amazonaws.com",
 ];
 
-/// Resolving image tags to digests, and the image gate's scan read.
-const IMAGE_READS: &[&str] = &[
-    "ecr:DescribeImages",
-    "ecr:DescribeImageScanFindings",
-    "ecr:DescribeRepositories",
-];
-
-/// Reading a network someone else owns.
-const EXISTING_READS: &[&str] = &[
-    "ec2:DescribeVpcs",
-    "ec2:DescribeSubnets",
-    "ec2:DescribeRouteTables",
-    "ec2:DescribeVpcEndpoints",
-];
-
-/// `infra status` beside the kinds' reads.
-const STATUS_READS: &[&str] = &[
-    "ecs:DescribeServices",
-    "elasticloadbalancing:DescribeTargetHealth",
-    "cloudwatch:DescribeAlarms",
-];
-
-/// Following a deployment to its end.
-const ROLLOUT_READS: &[&str] = &[
-    "ecs:DescribeServices",
-    "ecs:DescribeServiceDeployments",
-    "ecs:DescribeTasks",
-    "ecs:ListTasks",
-];
-
-/// The one lookup of tagged resources many kinds share.
-const TAGGING_READS: &[&str] = &["tag:GetResources"];
-
 /// Writes AWS cannot scope, and why, by statement id: what the README lists beside them.
 pub fn unscoped() -> Vec<(String, &'static str)> {
     Kind::ALL
@@ -175,19 +142,19 @@ pub fn statements(env: &Environment, what: For) -> Vec<Statement> {
     let add = |set: &mut BTreeSet<String>, actions: &[&str]| {
         set.extend(actions.iter().map(|a| a.to_string()))
     };
-    add(&mut reads, TAGGING_READS);
-    add(&mut reads, IMAGE_READS);
+    add(&mut reads, crate::aws::tags::IAM_READS);
+    add(&mut reads, crate::aws::images::IAM_READS);
     for k in &used {
         add(&mut reads, k.iam().read);
     }
     if what != For::Deploy {
         if env.network.managed().is_none() {
-            add(&mut reads, EXISTING_READS);
+            add(&mut reads, crate::aws::existing::IAM_READS);
         }
-        add(&mut reads, STATUS_READS);
+        add(&mut reads, crate::aws::status::IAM_READS);
     }
     if what != For::Plan {
-        add(&mut reads, ROLLOUT_READS);
+        add(&mut reads, crate::aws::rollout::IAM_READS);
     }
     let mut out = vec![Statement {
         sid: "Read".into(),
@@ -320,7 +287,7 @@ pub fn statements(env: &Environment, what: For) -> Vec<Statement> {
     if what == For::Apply {
         out.push(Statement {
             sid: "Rollback".into(),
-            actions: ["ecs:StopServiceDeployment"]
+            actions: crate::aws::rollback::IAM_ACTIONS
                 .iter()
                 .map(|a| a.to_string())
                 .collect(),
@@ -376,22 +343,18 @@ fn state_statements(env: &Environment, what: For) -> Vec<Statement> {
         format!("{bucket_arn}/{key}"),
         format!("{bucket_arn}/{key}.lock"),
     ];
+    use crate::aws::s3_backend as s3;
     let set = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
     let mut out = vec![
         Statement {
             sid: "StateBucketRead".into(),
-            actions: set(&[
-                "s3:ListBucket",
-                "s3:ListBucketVersions",
-                "s3:GetEncryptionConfiguration",
-                "s3:GetBucketPublicAccessBlock",
-            ]),
+            actions: set(s3::IAM_BUCKET_READS),
             resources: vec![bucket_arn.clone()],
             condition: None,
         },
         Statement {
             sid: "StateRead".into(),
-            actions: set(&["s3:GetObject", "s3:GetObjectVersion"]),
+            actions: set(s3::IAM_OBJECT_READS),
             resources: objects.clone(),
             condition: None,
         },
@@ -399,18 +362,13 @@ fn state_statements(env: &Environment, what: For) -> Vec<Statement> {
     if what != For::Plan {
         out.push(Statement {
             sid: "StateWrite".into(),
-            actions: set(&["s3:PutObject", "s3:DeleteObject"]),
+            actions: set(s3::IAM_OBJECT_WRITES),
             resources: objects,
             condition: None,
         });
         out.push(Statement {
             sid: "StateBucketCreate".into(),
-            actions: set(&[
-                "s3:CreateBucket",
-                "s3:PutBucketVersioning",
-                "s3:PutEncryptionConfiguration",
-                "s3:PutBucketPublicAccessBlock",
-            ]),
+            actions: set(s3::IAM_BUCKET_SETUP),
             resources: vec![bucket_arn],
             condition: None,
         });

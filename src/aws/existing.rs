@@ -15,6 +15,14 @@ use crate::desired::NetworkFacts;
 use crate::error::AwsError;
 
 /// What AWS says about the named VPC and subnets.
+/// The IAM actions reading a network someone else owns calls (`infra policy`).
+pub const IAM_READS: &[&str] = &[
+    "ec2:DescribeVpcs",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeVpcEndpoints",
+];
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     /// The VPC's primary CIDR block, if the VPC exists.

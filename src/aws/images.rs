@@ -18,6 +18,13 @@ pub type Resolved = BTreeMap<String, Result<Pinned, String>>;
 
 /// The repository key and the tag a service's image takes this run: the file's, or the one
 /// `--image KEY=TAG` gives a key the file leaves without a tag.
+/// The IAM actions resolving image tags to digests and reading scans calls (`infra policy`).
+pub const IAM_READS: &[&str] = &[
+    "ecr:DescribeImages",
+    "ecr:DescribeImageScanFindings",
+    "ecr:DescribeRepositories",
+];
+
 pub fn tag_for<'a>(
     image: &'a Image,
     overrides: &'a BTreeMap<String, String>,

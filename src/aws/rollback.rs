@@ -12,6 +12,10 @@ use super::{Aws, sdk_error};
 use crate::error::AwsError;
 
 /// What a rollback of the service does.
+/// The IAM action a rollback calls beyond a service update and the rollout follower's reads
+/// (`infra policy`).
+pub const IAM_ACTIONS: &[&str] = &["ecs:StopServiceDeployment"];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intent {
     /// Stop the deployment in progress; ECS returns the service to what it ran before.

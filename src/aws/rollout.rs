@@ -17,6 +17,14 @@ use super::sdk_error;
 use crate::error::AwsError;
 
 /// Where a deployment stands.
+/// The IAM actions following a deployment to its end calls (`infra policy`).
+pub const IAM_READS: &[&str] = &[
+    "ecs:DescribeServices",
+    "ecs:DescribeServiceDeployments",
+    "ecs:DescribeTasks",
+    "ecs:ListTasks",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Done,

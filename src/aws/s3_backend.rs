@@ -14,6 +14,26 @@ use super::{Aws, sdk_error};
 use crate::error::AwsError;
 use crate::state::{Backend, LockInfo, StateDoc, StateError, StoredVersion, Version};
 
+/// The IAM actions this backend calls (`infra policy`), AWS's names: on the bucket to read
+/// (HeadBucket, ListObjectVersions, the checks of its protection) …
+pub const IAM_BUCKET_READS: &[&str] = &[
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:GetEncryptionConfiguration",
+    "s3:GetBucketPublicAccessBlock",
+];
+/// … on the state and lock objects to read (a version of the state, for its history) …
+pub const IAM_OBJECT_READS: &[&str] = &["s3:GetObject", "s3:GetObjectVersion"];
+/// … to write them (conditional puts, the lock's release) …
+pub const IAM_OBJECT_WRITES: &[&str] = &["s3:PutObject", "s3:DeleteObject"];
+/// … and to make a bucket safe when infra creates it.
+pub const IAM_BUCKET_SETUP: &[&str] = &[
+    "s3:CreateBucket",
+    "s3:PutBucketVersioning",
+    "s3:PutEncryptionConfiguration",
+    "s3:PutBucketPublicAccessBlock",
+];
+
 pub struct S3Backend {
     client: aws_sdk_s3::Client,
     region: String,

@@ -10,6 +10,13 @@ use super::{Aws, sdk_error};
 use crate::error::AwsError;
 
 /// One service as it runs.
+/// The IAM actions `infra status` calls beside the kinds' reads (`infra policy`).
+pub const IAM_READS: &[&str] = &[
+    "ecs:DescribeServices",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "cloudwatch:DescribeAlarms",
+];
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceStatus {
     pub name: String,

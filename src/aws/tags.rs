@@ -9,6 +9,9 @@ use super::{Aws, sdk_error};
 use crate::error::AwsError;
 
 /// The tagging API a kind's resources answer to.
+/// The IAM action of the one lookup of tagged resources many kinds share (`infra policy`).
+pub const IAM_READS: &[&str] = &["tag:GetResources"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TagApi {
     /// CreateTags / DeleteTags by resource id.
