@@ -46,6 +46,20 @@ use crate::model::TAG_ENVIRONMENT;
 use crate::state::StateDoc;
 
 /// The clients of one environment's region, and what every adapter needs to know.
+/// The one way a service client is made: from the shared `SdkConfig`, over the gated HTTP client
+/// (the `--max-rps` pace and the lock's fence), with the call log. A new service's client is one
+/// more line in `build` with this macro; it cannot skip the fence.
+macro_rules! fenced_client {
+    ($sdk_crate:ident, $sdk:expr, $http:expr) => {
+        $sdk_crate::Client::from_conf(
+            $sdk_crate::config::Builder::from($sdk)
+                .http_client($http.clone())
+                .interceptor(CallLog)
+                .build(),
+        )
+    };
+}
+
 #[derive(Clone)]
 pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
@@ -57,12 +71,8 @@ pub struct Aws {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     /// The Resource Groups Tagging API: ARNs and tags of many resources in one call.
     pub tagging: aws_sdk_resourcegroupstagging::Client,
-    /// Application Auto Scaling (scalable targets and scaling policies of ECS services).
-    pub autoscaling: aws_sdk_applicationautoscaling::Client,
-    /// CloudWatch alarms and dashboards.
-    pub cloudwatch: aws_sdk_cloudwatch::Client,
-    /// The topic alarms notify.
-    pub sns: aws_sdk_sns::Client,
+    /// Clients of services only some environments use, made on first use (see `Aws::autoscaling`).
+    lazy: Arc<LazyClients>,
     pub region: String,
     /// The environment whose resources are read and tagged.
     pub environment: String,
@@ -72,7 +82,38 @@ pub struct Aws {
     pub fence: Arc<gate::Fence>,
 }
 
+/// What makes the clients only some environments need, and the clients once made: an
+/// environment without autoscaling or alarms never builds (nor pages in) their SDKs.
+struct LazyClients {
+    sdk: aws_config::SdkConfig,
+    fenced: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    autoscaling: std::sync::OnceLock<aws_sdk_applicationautoscaling::Client>,
+    cloudwatch: std::sync::OnceLock<aws_sdk_cloudwatch::Client>,
+    sns: std::sync::OnceLock<aws_sdk_sns::Client>,
+}
+
 impl Aws {
+    /// Application Auto Scaling (scalable targets and scaling policies of ECS services).
+    pub fn autoscaling(&self) -> &aws_sdk_applicationautoscaling::Client {
+        let l = &self.lazy;
+        l.autoscaling
+            .get_or_init(|| fenced_client!(aws_sdk_applicationautoscaling, &l.sdk, &l.fenced))
+    }
+
+    /// CloudWatch alarms and dashboards.
+    pub fn cloudwatch(&self) -> &aws_sdk_cloudwatch::Client {
+        let l = &self.lazy;
+        l.cloudwatch
+            .get_or_init(|| fenced_client!(aws_sdk_cloudwatch, &l.sdk, &l.fenced))
+    }
+
+    /// The topic alarms notify.
+    pub fn sns(&self) -> &aws_sdk_sns::Client {
+        let l = &self.lazy;
+        l.sns
+            .get_or_init(|| fenced_client!(aws_sdk_sns, &l.sdk, &l.fenced))
+    }
+
     /// Whether a live resource carries this environment's tag. Every describe already filters by
     /// it; checking again means a service that ignores a tag filter can never make infra touch
     /// what is not its own.
@@ -200,20 +241,6 @@ pub async fn connect_emulator(region: &str, environment: &str, endpoint: &str) -
     build(region, environment, Some(endpoint), None).await
 }
 
-/// The one way a service client is made: from the shared `SdkConfig`, over the gated HTTP client
-/// (the `--max-rps` pace and the lock's fence), with the call log. A new service's client is one
-/// more line in `build` with this macro; it cannot skip the fence.
-macro_rules! fenced_client {
-    ($sdk_crate:ident, $sdk:expr, $http:expr) => {
-        $sdk_crate::Client::from_conf(
-            $sdk_crate::config::Builder::from($sdk)
-                .http_client($http.clone())
-                .interceptor(CallLog)
-                .build(),
-        )
-    };
-}
-
 async fn build(
     region: &str,
     environment: &str,
@@ -261,9 +288,13 @@ async fn build(
         iam: fenced_client!(aws_sdk_iam, &sdk, &fenced),
         elbv2: fenced_client!(aws_sdk_elasticloadbalancingv2, &sdk, &fenced),
         tagging: fenced_client!(aws_sdk_resourcegroupstagging, &sdk, &fenced),
-        autoscaling: fenced_client!(aws_sdk_applicationautoscaling, &sdk, &fenced),
-        cloudwatch: fenced_client!(aws_sdk_cloudwatch, &sdk, &fenced),
-        sns: fenced_client!(aws_sdk_sns, &sdk, &fenced),
+        lazy: Arc::new(LazyClients {
+            sdk: sdk.clone(),
+            fenced: fenced.clone(),
+            autoscaling: Default::default(),
+            cloudwatch: Default::default(),
+            sns: Default::default(),
+        }),
         // The state bucket's client is the one left outside the fence: the lock itself is
         // renewed and released through it.
         s3: aws_sdk_s3::Client::from_conf(s3_conf),

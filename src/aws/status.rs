@@ -158,7 +158,7 @@ async fn health(aws: &Aws, target_group: &str) -> Result<Targets, AwsError> {
 /// The state of the alarms named, a hundred a call, all calls at once; sorted by name.
 pub async fn alarms(aws: &Aws, names: &[String]) -> Result<Vec<AlarmStatus>, AwsError> {
     let pages = futures::future::try_join_all(names.chunks(100).map(|chunk| async move {
-        aws.cloudwatch
+        aws.cloudwatch()
             .describe_alarms()
             .set_alarm_names(Some(chunk.to_vec()))
             .max_records(100)

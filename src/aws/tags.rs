@@ -214,7 +214,7 @@ pub async fn sync(
                             .build()
                     })
                     .collect();
-                aws.cloudwatch
+                aws.cloudwatch()
                     .tag_resource()
                     .resource_arn(target)
                     .set_tags(Some(tags))
@@ -227,7 +227,7 @@ pub async fn sync(
                     .iter()
                     .map(|(k, v)| aws_sdk_sns::types::Tag::builder().key(k).value(v).build())
                     .collect::<Result<Vec<_>, _>>();
-                aws.sns
+                aws.sns()
                     .tag_resource()
                     .resource_arn(target)
                     .set_tags(Some(built(tags, "TagResource")?))
@@ -299,7 +299,7 @@ pub async fn sync(
                     .map_err(sdk_error("iam", "UntagRole"))?;
             }
             TagApi::CloudWatch => {
-                aws.cloudwatch
+                aws.cloudwatch()
                     .untag_resource()
                     .resource_arn(target)
                     .set_tag_keys(Some(remove))
@@ -308,7 +308,7 @@ pub async fn sync(
                     .map_err(sdk_error("cloudwatch", "UntagResource"))?;
             }
             TagApi::Sns => {
-                aws.sns
+                aws.sns()
                     .untag_resource()
                     .resource_arn(target)
                     .set_tag_keys(Some(remove))

@@ -43,7 +43,7 @@ services:
 fn alarms(ctx: &Ctx) -> BTreeMap<String, aws_sdk_cloudwatch::types::MetricAlarm> {
     ctx.rt.block_on(async {
         ctx.aws
-            .cloudwatch
+            .cloudwatch()
             .describe_alarms()
             .alarm_name_prefix(format!("infra-{}-", ctx.env))
             .send()
@@ -59,7 +59,7 @@ fn alarms(ctx: &Ctx) -> BTreeMap<String, aws_sdk_cloudwatch::types::MetricAlarm>
 /// The topic's ARN (if it exists) and the endpoints of its email subscriptions, sorted.
 fn topic(ctx: &Ctx) -> Option<(String, Vec<String>)> {
     ctx.rt.block_on(async {
-        let topics = ctx.aws.sns.list_topics().send().await.unwrap();
+        let topics = ctx.aws.sns().list_topics().send().await.unwrap();
         let arn = topics
             .topics()
             .iter()
@@ -68,7 +68,7 @@ fn topic(ctx: &Ctx) -> Option<(String, Vec<String>)> {
             .to_string();
         let subs = ctx
             .aws
-            .sns
+            .sns()
             .list_subscriptions_by_topic()
             .topic_arn(&arn)
             .send()
@@ -89,7 +89,7 @@ fn dashboard(ctx: &Ctx) -> Option<Value> {
     ctx.rt.block_on(async {
         let got = ctx
             .aws
-            .cloudwatch
+            .cloudwatch()
             .get_dashboard()
             .dashboard_name(format!("infra-{}", ctx.env))
             .send()
@@ -102,7 +102,7 @@ fn dashboard(ctx: &Ctx) -> Option<Value> {
 fn set_state(ctx: &Ctx, alarm: &str, state: aws_sdk_cloudwatch::types::StateValue) {
     ctx.rt.block_on(async {
         ctx.aws
-            .cloudwatch
+            .cloudwatch()
             .set_alarm_state()
             .alarm_name(alarm)
             .state_value(state)
@@ -253,7 +253,7 @@ fn alarms_notify_the_topic_show_in_status_roll_deployments_back_and_leave_nothin
     );
     ctx.rt.block_on(async {
         ctx.aws
-            .cloudwatch
+            .cloudwatch()
             .put_dashboard()
             .dashboard_name(format!("infra-{}", ctx.env))
             .dashboard_body(r#"{"widgets": []}"#)

@@ -951,7 +951,7 @@ fn autoscaled_services_get_a_target_and_policies_and_keep_their_scaled_count() {
     let (targets, policies) = ctx.rt.block_on(async {
         let targets = ctx
             .aws
-            .autoscaling
+            .autoscaling()
             .describe_scalable_targets()
             .service_namespace(ServiceNamespace::Ecs)
             .resource_ids(&resource)
@@ -960,7 +960,7 @@ fn autoscaled_services_get_a_target_and_policies_and_keep_their_scaled_count() {
             .unwrap();
         let policies = ctx
             .aws
-            .autoscaling
+            .autoscaling()
             .describe_scaling_policies()
             .service_namespace(ServiceNamespace::Ecs)
             .resource_id(&resource)
@@ -1033,7 +1033,7 @@ fn autoscaled_services_get_a_target_and_policies_and_keep_their_scaled_count() {
     let (targets, count) = ctx.rt.block_on(async {
         let targets = ctx
             .aws
-            .autoscaling
+            .autoscaling()
             .describe_scalable_targets()
             .service_namespace(ServiceNamespace::Ecs)
             .resource_ids(&resource)

@@ -208,7 +208,7 @@ fn live(a: &MetricAlarm, tags: Tags) -> Option<Live<Attrs, Outputs>> {
 /// The environment's alarms (names starting with its prefix), or those named.
 async fn describe(aws: &Aws, names: Option<&[String]>) -> Result<Vec<MetricAlarm>, AwsError> {
     let request = aws
-        .cloudwatch
+        .cloudwatch()
         .describe_alarms()
         .alarm_types(AlarmType::MetricAlarm)
         .max_records(100);
@@ -230,7 +230,7 @@ async fn describe(aws: &Aws, names: Option<&[String]>) -> Result<Vec<MetricAlarm
 
 async fn tags_of(aws: &Aws, arn: &str) -> Result<Tags, AwsError> {
     let listed = aws
-        .cloudwatch
+        .cloudwatch()
         .list_tags_for_resource()
         .resource_arn(arn)
         .send()
@@ -284,7 +284,7 @@ async fn put(aws: &Aws, a: &Attrs, tags: &Tags) -> Result<(), AwsError> {
         .iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect::<Vec<_>>();
-    aws.cloudwatch
+    aws.cloudwatch()
         .put_metric_alarm()
         .alarm_name(&a.name)
         .alarm_description(&a.description)
@@ -383,7 +383,7 @@ impl ResourceKind for Alarm {
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
         gone_ok(
-            aws.cloudwatch
+            aws.cloudwatch()
                 .delete_alarms()
                 .alarm_names(physical)
                 .send()

@@ -40,7 +40,7 @@ fn name_of(arn: &str) -> &str {
 
 async fn subscriptions(aws: &Aws, arn: &str) -> Result<Vec<Subscription>, AwsError> {
     let pages = aws
-        .sns
+        .sns()
         .list_subscriptions_by_topic()
         .topic_arn(arn)
         .into_paginator()
@@ -93,7 +93,7 @@ async fn live(
 
 async fn tags_of(aws: &Aws, arn: &str) -> Result<Option<Tags>, AwsError> {
     let listed = absent_ok(
-        aws.sns
+        aws.sns()
             .list_tags_for_resource()
             .resource_arn(arn)
             .send()
@@ -105,7 +105,7 @@ async fn tags_of(aws: &Aws, arn: &str) -> Result<Option<Tags>, AwsError> {
 }
 
 async fn subscribe(aws: &Aws, arn: &str, email: &str) -> Result<(), AwsError> {
-    aws.sns
+    aws.sns()
         .subscribe()
         .topic_arn(arn)
         .protocol("email")
@@ -169,7 +169,7 @@ impl ResourceKind for AlarmTopic {
             .map_err(|e| AwsError::local("sns", "CreateTopic", e.to_string()))?;
         // CreateTopic is idempotent by name (with the same attributes and tags).
         let arn = aws
-            .sns
+            .sns()
             .create_topic()
             .name(&want.attrs.name)
             .set_tags(Some(tags))
@@ -205,7 +205,7 @@ impl ResourceKind for AlarmTopic {
             match s.subscription_arn() {
                 Some(sub) if !wanted && sub != PENDING => {
                     gone_ok(
-                        aws.sns
+                        aws.sns()
                             .unsubscribe()
                             .subscription_arn(sub)
                             .send()
@@ -223,7 +223,7 @@ impl ResourceKind for AlarmTopic {
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
         // Deleting a topic deletes its subscriptions.
         gone_ok(
-            aws.sns
+            aws.sns()
                 .delete_topic()
                 .topic_arn(physical)
                 .send()
@@ -235,7 +235,7 @@ impl ResourceKind for AlarmTopic {
 
     async fn taken(&self, aws: &Aws, wants: &[Want<Attrs>]) -> Result<Vec<Taken>, AwsError> {
         let pages = aws
-            .sns
+            .sns()
             .list_topics()
             .into_paginator()
             .send()

@@ -174,7 +174,7 @@ fn parse(name: &str, body: &Value, dashboard_arn: &str) -> Option<Attrs> {
 
 async fn get(aws: &Aws, name: &str) -> Result<Option<Live<Attrs, Outputs>>, AwsError> {
     let got = absent_ok(
-        aws.cloudwatch
+        aws.cloudwatch()
             .get_dashboard()
             .dashboard_name(name)
             .send()
@@ -202,7 +202,7 @@ async fn get(aws: &Aws, name: &str) -> Result<Option<Live<Attrs, Outputs>>, AwsE
 
 async fn put(aws: &Aws, a: &Attrs) -> Result<(), AwsError> {
     let answer = aws
-        .cloudwatch
+        .cloudwatch()
         .put_dashboard()
         .dashboard_name(&a.name)
         .dashboard_body(body(a).to_string())
@@ -273,7 +273,7 @@ impl ResourceKind for Dashboard {
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
         gone_ok(
-            aws.cloudwatch
+            aws.cloudwatch()
                 .delete_dashboards()
                 .dashboard_names(physical)
                 .send()

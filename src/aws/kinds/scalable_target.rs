@@ -38,7 +38,7 @@ fn logical_id(resource_id: &str) -> Option<String> {
 
 async fn describe(aws: &Aws, resource_ids: &[String]) -> Result<Vec<Live<Attrs>>, AwsError> {
     let chunks = resource_ids.chunks(50).map(|chunk| async move {
-        aws.autoscaling
+        aws.autoscaling()
             .describe_scalable_targets()
             .service_namespace(ServiceNamespace::Ecs)
             .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
@@ -75,7 +75,7 @@ async fn describe(aws: &Aws, resource_ids: &[String]) -> Result<Vec<Live<Attrs>>
 }
 
 async fn register(aws: &Aws, a: &Attrs) -> Result<(), AwsError> {
-    aws.autoscaling
+    aws.autoscaling()
         .register_scalable_target()
         .service_namespace(ServiceNamespace::Ecs)
         .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
@@ -146,7 +146,7 @@ impl ResourceKind for ScalableTarget {
 
     async fn delete(&self, aws: &Aws, physical: &str) -> Result<(), AwsError> {
         gone_ok(
-            aws.autoscaling
+            aws.autoscaling()
                 .deregister_scalable_target()
                 .service_namespace(ServiceNamespace::Ecs)
                 .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)

@@ -114,7 +114,7 @@ fn live(aws: &Aws, p: &Aas) -> Option<Live<Attrs>> {
 
 async fn describe(aws: &Aws, names: &[String]) -> Result<Vec<Live<Attrs>>, AwsError> {
     let chunks = names.chunks(50).map(|chunk| async move {
-        aws.autoscaling
+        aws.autoscaling()
             .describe_scaling_policies()
             .service_namespace(ServiceNamespace::Ecs)
             .set_policy_names(Some(chunk.to_vec()))
@@ -158,7 +158,7 @@ async fn put(aws: &Aws, a: &Attrs) -> Result<String, AwsError> {
         .build()
         .map_err(|e| AwsError::local("infra", "PutScalingPolicy", e.to_string()))?;
     let out = aws
-        .autoscaling
+        .autoscaling()
         .put_scaling_policy()
         .policy_name(&a.name)
         .service_namespace(ServiceNamespace::Ecs)
@@ -231,7 +231,7 @@ impl ResourceKind for ScalingPolicy {
             return Ok(());
         };
         gone_ok(
-            aws.autoscaling
+            aws.autoscaling()
                 .delete_scaling_policy()
                 .policy_name(name)
                 .service_namespace(ServiceNamespace::Ecs)
