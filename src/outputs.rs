@@ -51,6 +51,17 @@ pub fn outputs(state: &StateDoc) -> BTreeMap<&'static str, Value> {
     }
     if let Some(lb) = state.resources.get(id::LOAD_BALANCER) {
         out.insert("load_balancer_dns", lb.attributes["dns_name"].clone());
+        // Where the environment answers: the load balancer's address on its HTTP listener.
+        if let Some(dns) = lb.attributes["dns_name"].as_str() {
+            let port = state
+                .resources
+                .get(id::LISTENER_HTTP)
+                .and_then(|l| l.attributes["port"].as_u64())
+                .filter(|p| *p != 80)
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            out.insert("url", json!(format!("http://{dns}{port}")));
+        }
     }
     // Each service with what it runs: its task definition revision, the image it pins, and the
     // tag it was deployed with (`infra:image`) and that image's digest.
@@ -133,6 +144,18 @@ mod tests {
                 "arn:svc/stage/web",
                 json!({"name": "web", "task_definition": "arn:td/stage-web:3"}),
             ),
+            (
+                "load-balancer",
+                Kind::LoadBalancer,
+                "arn:lb",
+                json!({"dns_name": "stage-1.us-east-1.elb.amazonaws.com"}),
+            ),
+            (
+                "listener.http",
+                Kind::Listener,
+                "arn:l",
+                json!({"port": 8080}),
+            ),
         ] {
             doc.resources.insert(
                 id.into(),
@@ -155,6 +178,7 @@ mod tests {
             json!({"web": "123.dkr.ecr/stage/web"})
         );
         assert_eq!(o["cluster"], "stage");
+        assert_eq!(o["url"], "http://stage-1.us-east-1.elb.amazonaws.com:8080");
         assert_eq!(
             o["services"],
             json!([{

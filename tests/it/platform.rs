@@ -886,7 +886,10 @@ fn load_balancer_routes_paths_to_services() {
         }
     });
     let dns = ctx.infra(&["output", "{env}", "load_balancer_dns"]);
-    assert!(!dns.success().stdout.trim().is_empty());
+    let dns = dns.success().stdout.trim().to_string();
+    assert!(!dns.is_empty());
+    let url = ctx.infra(&["output", "{env}", "url"]);
+    assert_eq!(url.success().stdout.trim(), format!("http://{dns}"));
 
     // One service's cpu changes: one new revision (and the service moved to it), nothing else.
     ctx.write_env(&ROUTED.replace("cpu: 512\n    memory: 1024", "cpu: 1024\n    memory: 2048"));
