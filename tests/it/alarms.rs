@@ -324,3 +324,55 @@ fn without_alarms_nothing_is_watched_and_rollback_alarms_is_refused() {
     assert!(!plan.stdout.contains("alarm"), "{}", plan.stdout);
     assert!(!plan.stdout.contains("dashboard"), "{}", plan.stdout);
 }
+
+#[test]
+fn an_alarm_or_topic_of_the_same_name_made_elsewhere_stops_the_plan_with_its_import() {
+    let ctx = Ctx::new("at");
+    let env = ctx.env.clone();
+    let (alarm, topic_arn) = ctx.rt.block_on(async {
+        let alarm = format!("infra-{env}-worker-cpu");
+        ctx.aws
+            .cloudwatch()
+            .put_metric_alarm()
+            .alarm_name(&alarm)
+            .namespace("AWS/ECS")
+            .metric_name("CPUUtilization")
+            .statistic(aws_sdk_cloudwatch::types::Statistic::Average)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(90.0)
+            .comparison_operator(
+                aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold,
+            )
+            .send()
+            .await
+            .unwrap();
+        let topic = ctx
+            .aws
+            .sns()
+            .create_topic()
+            .name(format!("infra-{env}-alarms"))
+            .send()
+            .await
+            .unwrap()
+            .topic_arn()
+            .unwrap()
+            .to_string();
+        (alarm, topic)
+    });
+    ctx.write_env(WATCHED);
+    let plan = ctx.infra(&["plan", "{env}"]);
+    plan.code(1);
+    for (id, physical) in [("alarm.worker.cpu", &alarm), ("alarm-topic", &topic_arn)] {
+        assert!(
+            plan.stderr
+                .contains(&format!("adopt it: infra import {env} {id} {physical}")),
+            "{id}: {}",
+            plan.stderr
+        );
+    }
+    // Neither was touched.
+    let (_, emails) = topic(&ctx).unwrap();
+    assert!(emails.is_empty(), "{emails:?}");
+    assert_eq!(alarms(&ctx)[&alarm].threshold(), Some(90.0));
+}

@@ -17,7 +17,9 @@ use aws_sdk_cloudwatch::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Iam, IamScope, Id, Live, ResourceKind, Scope, Tags, Taken, Want, gone_ok};
+use super::{
+    Iam, IamScope, Id, Live, ResourceKind, Scope, Tags, Taken, Want, gone_ok, taken_among,
+};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -394,16 +396,12 @@ impl ResourceKind for Alarm {
     }
 
     async fn taken(&self, aws: &Aws, wants: &[Want<Attrs>]) -> Result<Vec<Taken>, AwsError> {
-        let existing = describe(aws, None).await?;
-        Ok(wants
+        let existing = describe(aws, None)
+            .await?
             .iter()
-            .filter(|w| {
-                existing
-                    .iter()
-                    .any(|a| a.alarm_name() == Some(w.attrs.name.as_str()))
-            })
-            .map(|w| Taken::new(&w.id, &w.attrs.name, &w.attrs.name))
-            .collect())
+            .filter_map(|a| a.alarm_name().map(|n| (n.to_string(), n.to_string())))
+            .collect();
+        Ok(taken_among(wants, |a| &a.name, &existing))
     }
 }
 

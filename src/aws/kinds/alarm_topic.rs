@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Iam, IamScope, Live, NoOutputs, Recorded, ResourceKind, Scope, Tags, Taken, Want, absent_ok,
-    gone_ok,
+    gone_ok, taken_among,
 };
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
@@ -242,17 +242,12 @@ impl ResourceKind for AlarmTopic {
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(sdk_error("sns", "ListTopics"))?;
-        let arns: Vec<String> = pages
+        let existing = pages
             .into_iter()
             .flat_map(|p| p.topics.unwrap_or_default())
             .filter_map(|t| t.topic_arn)
+            .map(|arn| (name_of(&arn).to_string(), arn))
             .collect();
-        Ok(wants
-            .iter()
-            .filter_map(|w| {
-                let arn = arns.iter().find(|a| name_of(a) == w.attrs.name)?;
-                Some(Taken::new(&w.id, &w.attrs.name, arn))
-            })
-            .collect())
+        Ok(taken_among(wants, |a| &a.name, &existing))
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_cloudwatchlogs::types::LogGroup as CwLogGroup;
 use serde::{Deserialize, Serialize};
 
-use super::{Iam, IamScope, Live, ResourceKind, Scope, Tags, Taken, Want, gone_ok};
+use super::{Iam, IamScope, Live, ResourceKind, Scope, Tags, Taken, Want, gone_ok, taken_among};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -201,15 +201,11 @@ impl ResourceKind for LogGroup {
     }
 
     async fn taken(&self, aws: &Aws, wants: &[Want<Attrs>]) -> Result<Vec<Taken>, AwsError> {
-        let existing = groups(aws, &naming::log_group_prefix(&aws.environment)).await?;
-        Ok(wants
+        let existing = groups(aws, &naming::log_group_prefix(&aws.environment))
+            .await?
             .iter()
-            .filter(|w| {
-                existing
-                    .iter()
-                    .any(|g| g.log_group_name() == Some(w.attrs.name.as_str()))
-            })
-            .map(|w| Taken::new(&w.id, &w.attrs.name, &w.attrs.name))
-            .collect())
+            .filter_map(|g| g.log_group_name().map(|n| (n.to_string(), n.to_string())))
+            .collect();
+        Ok(taken_among(wants, |a| &a.name, &existing))
     }
 }

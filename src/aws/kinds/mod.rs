@@ -373,6 +373,22 @@ impl Taken {
     }
 }
 
+/// Those of `wants` whose name (`name_of`) AWS already holds: `existing` maps the names found to
+/// what `infra import` would take for them.
+pub fn taken_among<A>(
+    wants: &[Want<A>],
+    name_of: impl Fn(&A) -> &str,
+    existing: &std::collections::HashMap<String, String>,
+) -> Vec<Taken> {
+    wants
+        .iter()
+        .filter_map(|w| {
+            let name = name_of(&w.attrs);
+            Some(Taken::new(&w.id, name, existing.get(name)?))
+        })
+        .collect()
+}
+
 /// The untyped face of a kind, as refresh and `exec` use it: attributes travel as JSON in plans
 /// and state. Implemented for every `ResourceKind`; tests implement it with fakes.
 #[async_trait::async_trait]
