@@ -404,17 +404,16 @@ mod tests {
         DescribeServicesOutput::builder().services(s).build()
     }
 
-    async fn run(client: &Client) -> (Result<(), AwsError>, Vec<String>) {
+    /// Follows the deployment of `ARN` against canned answers: a rolling one through the
+    /// deployments list, a traffic-shifting one through its service deployment.
+    async fn run(client: &Client, shifting: bool) -> (Result<(), AwsError>, Vec<String>) {
         let seen = Mutex::new(Vec::new());
         let record = |line: String| seen.lock().unwrap().push(line);
-        let r = follow(
-            client,
-            ARN,
-            Duration::from_secs(60),
-            Duration::from_millis(1),
-            &record,
-        )
-        .await;
+        let (timeout, poll) = (Duration::from_secs(60), Duration::from_millis(1));
+        let r = match shifting {
+            true => follow_deployment(client, ARN, timeout, poll, &record).await,
+            false => follow(client, ARN, timeout, poll, &record).await,
+        };
         (r, seen.into_inner().unwrap())
     }
 
@@ -438,7 +437,7 @@ mod tests {
             .output(|| service(vec![deployment("new", "PRIMARY", Completed, 3)]))
             .build();
         let client = mock_client!(aws_sdk_ecs, [&describe]);
-        let (result, progress) = run(&client).await;
+        let (result, progress) = run(&client, false).await;
         assert!(result.is_ok(), "{result:?}");
         assert_eq!(
             progress,
@@ -476,7 +475,7 @@ mod tests {
                 .build()
         });
         let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &list, &tasks]);
-        let (result, _) = run(&client).await;
+        let (result, _) = run(&client, false).await;
         let message = result.unwrap_err().to_string();
         assert!(
             message.contains("the rollout of web failed: ECS deployment circuit breaker"),
@@ -507,7 +506,7 @@ mod tests {
             .build();
         let list = mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().build());
         let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &list]);
-        let (result, _) = run(&client).await;
+        let (result, _) = run(&client, false).await;
         let message = result.unwrap_err().to_string();
         assert!(
             message.contains("rolled the service back to rollback"),
@@ -561,20 +560,6 @@ mod tests {
             .build()
     }
 
-    async fn run_shifting(client: &Client) -> (Result<(), AwsError>, Vec<String>) {
-        let seen = Mutex::new(Vec::new());
-        let record = |line: String| seen.lock().unwrap().push(line);
-        let r = follow_deployment(
-            client,
-            ARN,
-            Duration::from_secs(60),
-            Duration::from_millis(1),
-            &record,
-        )
-        .await;
-        (r, seen.into_inner().unwrap())
-    }
-
     #[tokio::test]
     async fn a_blue_green_deployment_is_followed_through_its_stages_to_success() {
         let describe = mock!(Client::describe_services).then_output(shifting_service);
@@ -596,7 +581,7 @@ mod tests {
             .output(|| stage(Status::Successful, Some(Stage::CleanUp), 3, Some(100.0)))
             .build();
         let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &stages]);
-        let (result, progress) = run_shifting(&client).await;
+        let (result, progress) = run(&client, true).await;
         assert!(result.is_ok(), "{result:?}");
         assert_eq!(
             progress,
@@ -628,7 +613,7 @@ mod tests {
             .build();
         let list = mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().build());
         let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &stages, &list]);
-        let (result, _) = run_shifting(&client).await;
+        let (result, _) = run(&client, true).await;
         let message = result.unwrap_err().to_string();
         assert!(
             message.contains("the rollout of web failed: the deployment was rolled back (ROLLBACK_IN_PROGRESS): Service deployment rolled back because of alarm web-5xx; alarm web-5xx in ALARM"),
@@ -647,7 +632,7 @@ mod tests {
             .then_output(|| stage(Status::Stopped, None, 1, None));
         let list = mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().build());
         let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &stages, &list]);
-        let (result, progress) = run_shifting(&client).await;
+        let (result, progress) = run(&client, true).await;
         let message = result.unwrap_err().to_string();
         assert!(
             message.contains("the deployment was stopped (STOPPED): stopped by the user"),
