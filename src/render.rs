@@ -847,12 +847,16 @@ pub fn status_text(env: &str, status: &crate::aws::status::Status) -> String {
     for s in services {
         let _ = write!(
             out,
-            "  {}  {}/{} running, {} pending · rollout {} · targets {} healthy, {} unhealthy",
+            "  {}  {}/{} running, {} pending · rollout {}{} · targets {} healthy, {} unhealthy",
             paint(BOLD, &s.name),
             s.running,
             s.desired,
             s.pending,
             s.rollout.as_deref().unwrap_or("none"),
+            s.stage
+                .as_deref()
+                .map(|st| format!(" ({st})"))
+                .unwrap_or_default(),
             s.targets.healthy,
             s.targets.unhealthy
         );
@@ -911,7 +915,7 @@ pub fn status_stamp(text: &str, json: bool) -> String {
 }
 
 /// `infra status --json`, version 1: `{format_version, environment, healthy, problems,
-/// services: [{name, running, desired, pending, rollout, image, tag, targets: {healthy,
+/// services: [{name, running, desired, pending, rollout, stage, image, tag, targets: {healthy,
 /// unhealthy}, events}], alarms: [{name, state, reason}]}`.
 pub fn status_json(env: &str, status: &crate::aws::status::Status) -> String {
     let problems = &status.problems;
@@ -925,6 +929,7 @@ pub fn status_json(env: &str, status: &crate::aws::status::Status) -> String {
                 "desired": s.desired,
                 "pending": s.pending,
                 "rollout": s.rollout,
+                "stage": s.stage,
                 "image": s.image,
                 "tag": s.tag,
                 "targets": {"healthy": s.targets.healthy, "unhealthy": s.targets.unhealthy},

@@ -198,7 +198,7 @@ pub(crate) async fn service_deployment(
 }
 
 /// A lifecycle stage in words.
-fn stage_name(stage: Option<&Stage>) -> Option<&'static str> {
+pub(crate) fn stage_name(stage: Option<&Stage>) -> Option<&'static str> {
     Some(match stage? {
         Stage::ReconcileService => "reconciling the service",
         Stage::PreScaleUp => "before scale-up",

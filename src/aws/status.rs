@@ -25,6 +25,10 @@ pub struct ServiceStatus {
     pub pending: i32,
     /// The rollout state of the service's newest deployment (IN_PROGRESS, COMPLETED, FAILED).
     pub rollout: Option<String>,
+    /// Where a blue/green, canary or linear deployment in progress is (`baking`, `shifting
+    /// production traffic`, …), from its service deployment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
     /// Why the rollout failed, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout_reason: Option<String>,
@@ -184,7 +188,32 @@ pub async fn alarms(aws: &Aws, names: &[String]) -> Result<Vec<AlarmStatus>, Aws
     Ok(out)
 }
 
-/// Reads every wanted service and its targets at once.
+/// The lifecycle stage, in words, of each of these service deployments (by ARN), twenty a call.
+pub async fn stages(
+    ecs: &aws_sdk_ecs::Client,
+    arns: &[String],
+) -> Result<std::collections::HashMap<String, String>, AwsError> {
+    let calls = arns.chunks(20).map(|chunk| async move {
+        ecs.describe_service_deployments()
+            .set_service_deployment_arns(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map(|o| o.service_deployments().to_vec())
+            .map_err(sdk_error("ecs", "DescribeServiceDeployments"))
+    });
+    Ok(futures::future::try_join_all(calls)
+        .await?
+        .into_iter()
+        .flatten()
+        .filter_map(|d| {
+            let stage = super::rollout::stage_name(d.lifecycle_stage())?;
+            Some((d.service_deployment_arn()?.to_string(), stage.to_string()))
+        })
+        .collect())
+}
+
+/// Reads every wanted service and its targets at once (then the stage of the blue/green,
+/// canary and linear deployments in progress).
 pub async fn read(
     aws: &Aws,
     cluster: &str,
@@ -216,6 +245,18 @@ pub async fn read(
     }));
     let (described, targets) = futures::try_join!(describe, targets)?;
     let described: Vec<_> = described.into_iter().flatten().collect();
+    let shifting: Vec<String> = described
+        .iter()
+        .filter(|s| {
+            s.deployments().first().and_then(|d| d.rollout_state())
+                == Some(&aws_sdk_ecs::types::DeploymentRolloutState::InProgress)
+        })
+        .filter_map(|s| s.current_service_deployment().map(str::to_string))
+        .collect();
+    let stages = match shifting.is_empty() {
+        true => Default::default(),
+        false => stages(&aws.ecs, &shifting).await?,
+    };
     Ok(wanted
         .iter()
         .zip(targets)
@@ -232,6 +273,10 @@ pub async fn read(
                 rollout: newest
                     .and_then(|d| d.rollout_state())
                     .map(|r| r.as_str().to_string()),
+                stage: s
+                    .and_then(|s| s.current_service_deployment())
+                    .and_then(|arn| stages.get(arn))
+                    .cloned(),
                 rollout_reason: newest
                     .filter(|d| d.rollout_state().map(|r| r.as_str()) == Some("FAILED"))
                     .and_then(|d| d.rollout_state_reason())
@@ -264,6 +309,7 @@ mod tests {
             desired: 3,
             pending: 0,
             rollout: rollout.map(str::to_string),
+            stage: None,
             rollout_reason: rollout
                 .filter(|r| *r == "FAILED")
                 .map(|_| "tasks failed to start".to_string()),
@@ -327,5 +373,38 @@ mod tests {
         ] {
             assert_eq!(judge(&healthy, &[alarm(state, reason)]), want, "{state}");
         }
+    }
+
+    /// The emulator answers the service deployments API with HTTP 500: canned answers.
+    #[tokio::test]
+    async fn deployments_in_progress_are_read_at_their_stage() {
+        use aws_sdk_ecs::Client;
+        use aws_sdk_ecs::operation::describe_service_deployments::DescribeServiceDeploymentsOutput;
+        use aws_sdk_ecs::types::{ServiceDeployment, ServiceDeploymentLifecycleStage as Stage};
+        use aws_smithy_mocks::{mock, mock_client};
+        let arn = |n: u32| {
+            format!("arn:aws:ecs:us-east-1:123456789012:service-deployment/stage/web{n}/x")
+        };
+        let answer = mock!(Client::describe_service_deployments).then_output(move || {
+            DescribeServiceDeploymentsOutput::builder()
+                .service_deployments(
+                    ServiceDeployment::builder()
+                        .service_deployment_arn(arn(1))
+                        .lifecycle_stage(Stage::BakeTime)
+                        .build(),
+                )
+                .service_deployments(
+                    ServiceDeployment::builder()
+                        .service_deployment_arn(arn(2))
+                        .lifecycle_stage(Stage::ProductionTrafficShift)
+                        .build(),
+                )
+                .build()
+        });
+        let client = mock_client!(aws_sdk_ecs, [&answer]);
+        let got = stages(&client, &[arn(1), arn(2)]).await.unwrap();
+        assert_eq!(got[&arn(1)], "baking");
+        assert_eq!(got[&arn(2)], "shifting production traffic");
+        assert_eq!(answer.num_calls(), 1);
     }
 }
