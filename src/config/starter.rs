@@ -55,6 +55,9 @@ load_balancer:
 # repositories:                 # ECR repositories, keyed by name (images `web:TAG` use them)
 #   web: {{scan_on_push: true, immutable_tags: true, keep_last: 30}}
 
+# alarms:                       # CloudWatch alarms to an SNS topic (these addresses), and a dashboard
+#   notify: [ops@example.com]
+
 services:
   web:
     image: public.ecr.aws/docker/library/nginx:1.27
@@ -87,5 +90,30 @@ mod tests {
             );
             assert_eq!(env.services.len(), 1);
         }
+    }
+
+    #[test]
+    fn its_commented_sections_are_valid_when_uncommented() {
+        let text = super::starter("stage", "eu-west-1", 2, false);
+        let uncommented: String = text
+            .lines()
+            .map(|l| {
+                for section in ["# repositories:", "#   web:", "# alarms:", "#   notify:"] {
+                    if l.starts_with(section) {
+                        return l[2..].to_string();
+                    }
+                }
+                l.replace("    # autoscaling:", "    autoscaling:")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let env = crate::config::parse(Path::new("stage.yaml"), &uncommented, &|_| None)
+            .unwrap_or_else(|e| panic!("{e:?}\n{uncommented}"));
+        assert_eq!(
+            env.alarms.map(|a| a.notify),
+            Some(vec!["ops@example.com".to_string()])
+        );
+        assert!(env.repositories.contains_key("web"));
+        assert!(env.services["web"].autoscaling.is_some());
     }
 }
