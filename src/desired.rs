@@ -626,6 +626,7 @@ fn services(env: &Environment, images: &BTreeMap<String, Pinned>, d: &mut Desire
             }],
             _ => Vec::new(),
         };
+        let rollback = rollback_alarms(env, name);
         let service = d.add(
             env,
             id::service(name),
@@ -642,7 +643,7 @@ fn services(env: &Environment, images: &BTreeMap<String, Pinned>, d: &mut Desire
                 assign_public_ip: false,
                 load_balancers,
                 deployment: Some(a::Deployment {
-                    rollback_alarms: rollback_alarms(env, name),
+                    rollback_alarms: rollback.iter().map(|(_, n)| n.clone()).collect(),
                     ..deployment(dep)
                 }),
                 advanced: (behind_lb && dep.shifts_traffic()).then(|| a::Advanced {
@@ -655,13 +656,10 @@ fn services(env: &Environment, images: &BTreeMap<String, Pinned>, d: &mut Desire
                 }),
             },
         );
-        for alarm in service_alarms(env, name) {
-            if dep.rollback_alarms && env.alarms.is_some() {
-                service
-                    .depends_on
-                    .push(id::alarm(&format!("{name}.{alarm}")));
-            }
-        }
+        // ECS takes only alarms that exist.
+        service
+            .depends_on
+            .extend(rollback.into_iter().map(|(alarm, _)| alarm));
         // ECS refuses a target group that no listener or rule uses yet.
         if behind_lb {
             let route = if s.path_patterns.is_empty() && !dep.shifts_traffic() {
@@ -692,7 +690,8 @@ pub fn service_alarms(env: &Environment, service: &str) -> Vec<&'static str> {
 }
 
 /// The names of the alarms that roll a service's deployments back (`rollback_alarms`), sorted.
-fn rollback_alarms(env: &Environment, service: &str) -> Vec<String> {
+/// Each as its logical id (the service depends on it) and its AWS name (what ECS is given).
+fn rollback_alarms(env: &Environment, service: &str) -> Vec<(String, String)> {
     let wanted = env.alarms.is_some()
         && env
             .services
@@ -701,12 +700,15 @@ fn rollback_alarms(env: &Environment, service: &str) -> Vec<String> {
     if !wanted {
         return Vec::new();
     }
-    let mut names: Vec<String> = service_alarms(env, service)
+    let mut alarms: Vec<(String, String)> = service_alarms(env, service)
         .into_iter()
-        .map(|short| naming::alarm(&env.name, &format!("{service}.{short}")))
+        .map(|short| {
+            let what = format!("{service}.{short}");
+            (id::alarm(&what), naming::alarm(&env.name, &what))
+        })
         .collect();
-    names.sort();
-    names
+    alarms.sort_by(|a, b| a.1.cmp(&b.1));
+    alarms
 }
 
 /// One period's metric, for an alarm or a dashboard line.
@@ -747,6 +749,14 @@ fn target_group(tg_id: String) -> a::Dimension<Ref> {
     dim(
         "TargetGroup",
         a::DimensionValue::TargetGroup(Ref::to(tg_id)),
+    )
+}
+
+/// The NAT gateway of a zone, as a metric dimension.
+fn nat_gateway(zone: &str) -> a::Dimension<Ref> {
+    dim(
+        "NatGatewayId",
+        a::DimensionValue::Id(Ref::to(id::nat(zone))),
     )
 }
 
@@ -933,15 +943,7 @@ fn watching(env: &Environment, alarms: &crate::config::Alarms, d: &mut Desired) 
     for zone in nat_zones(env) {
         let nat = |m: &str| a::MetricQuery {
             period: 300,
-            ..metric(
-                "AWS/NATGateway",
-                m,
-                vec![dim(
-                    "NatGatewayId",
-                    a::DimensionValue::Id(Ref::to(id::nat(zone))),
-                )],
-                "Sum",
-            )
+            ..metric("AWS/NATGateway", m, vec![nat_gateway(zone)], "Sum")
         };
         checks.push(Check {
             what: format!("nat.{zone}"),
@@ -1074,15 +1076,7 @@ fn dashboard(env: &Environment, cluster: &str, d: &mut Desired) {
                 ("BytesOutToDestination", "out"),
                 ("BytesInFromDestination", "in"),
             ] {
-                let q = metric(
-                    "AWS/NATGateway",
-                    m,
-                    vec![dim(
-                        "NatGatewayId",
-                        a::DimensionValue::Id(Ref::to(id::nat(zone))),
-                    )],
-                    "Sum",
-                );
+                let q = metric("AWS/NATGateway", m, vec![nat_gateway(zone)], "Sum");
                 lines.push(line(q, None, &format!("{zone} {dir}")));
             }
         }

@@ -161,16 +161,11 @@ async fn health(aws: &Aws, target_group: &str) -> Result<Targets, AwsError> {
 
 /// The state of the alarms named, a hundred a call, all calls at once; sorted by name.
 pub async fn alarms(aws: &Aws, names: &[String]) -> Result<Vec<AlarmStatus>, AwsError> {
-    let pages = futures::future::try_join_all(names.chunks(100).map(|chunk| async move {
-        aws.cloudwatch()
-            .describe_alarms()
-            .set_alarm_names(Some(chunk.to_vec()))
-            .max_records(100)
-            .send()
-            .await
-            .map(|o| o.metric_alarms().to_vec())
-            .map_err(sdk_error("cloudwatch", "DescribeAlarms"))
-    }))
+    let pages = futures::future::try_join_all(
+        names
+            .chunks(100)
+            .map(|chunk| super::kinds::alarm::describe(aws, Some(chunk))),
+    )
     .await?;
     let mut out: Vec<AlarmStatus> = pages
         .into_iter()

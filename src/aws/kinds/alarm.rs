@@ -207,8 +207,11 @@ fn live(a: &MetricAlarm, tags: Tags) -> Option<Live<Attrs, Outputs>> {
     })
 }
 
-/// The environment's alarms (names starting with its prefix), or those named.
-async fn describe(aws: &Aws, names: Option<&[String]>) -> Result<Vec<MetricAlarm>, AwsError> {
+/// The environment's alarms (names starting with its prefix), or those named (at most 100).
+pub(crate) async fn describe(
+    aws: &Aws,
+    names: Option<&[String]>,
+) -> Result<Vec<MetricAlarm>, AwsError> {
     let request = aws
         .cloudwatch()
         .describe_alarms()
@@ -349,12 +352,19 @@ impl ResourceKind for Alarm {
             Scope::Ids(ids) => {
                 let chunks = ids.chunks(100).map(|chunk| async move {
                     let found = describe(aws, Some(chunk)).await?;
-                    let mut out = Vec::new();
-                    for a in &found {
-                        let tags = tags_of(aws, a.alarm_arn().unwrap_or_default()).await?;
-                        out.extend(live(a, tags));
-                    }
-                    Ok::<_, AwsError>(out)
+                    let tags = futures::future::try_join_all(
+                        found
+                            .iter()
+                            .map(|a| tags_of(aws, a.alarm_arn().unwrap_or_default())),
+                    )
+                    .await?;
+                    Ok::<_, AwsError>(
+                        found
+                            .iter()
+                            .zip(tags)
+                            .filter_map(|(a, t)| live(a, t))
+                            .collect::<Vec<_>>(),
+                    )
                 });
                 Ok(futures::future::try_join_all(chunks)
                     .await?

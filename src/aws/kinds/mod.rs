@@ -11,7 +11,7 @@
 //! schemas and the adapter lookup, so they cannot drift apart. Adding a kind: write its file,
 //! add one line there.
 
-mod alarm;
+pub(crate) mod alarm;
 mod alarm_topic;
 mod cluster;
 mod dashboard;
