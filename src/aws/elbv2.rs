@@ -29,10 +29,21 @@ pub struct ElbView {
 impl ElbView {
     /// One DescribeLoadBalancers by the environment's name, and its listeners: at the same time
     /// when state recorded the load balancer's ARN (`recorded`), after it otherwise (or when
-    /// the recorded one is no longer the environment's). Then, together, one DescribeTags for
-    /// the load balancer and its listeners and one DescribeLoadBalancerAttributes.
-    pub async fn read(aws: &Aws, recorded: Option<&str>) -> Result<ElbView, AwsError> {
-        let (lbs, guessed) = futures::try_join!(
+    /// the recorded one is no longer the environment's). The tags of the load balancer and of
+    /// the listeners state recorded (`listeners`), and the attributes, are asked for in that
+    /// same round trip when the ARNs are known; what the lookup finds besides them (or a stale
+    /// recording) is asked for after it.
+    pub async fn read(
+        aws: &Aws,
+        recorded: Option<&str>,
+        listeners: &[String],
+    ) -> Result<ElbView, AwsError> {
+        let known: Vec<String> = recorded
+            .map(|lb| std::iter::once(lb.to_string()).chain(listeners.iter().cloned()))
+            .into_iter()
+            .flatten()
+            .collect();
+        let (lbs, guessed, early_tags, early_attributes) = futures::try_join!(
             async {
                 absent_ok(
                     aws.elbv2
@@ -49,23 +60,39 @@ impl ElbView {
                     Some(arn) => listeners_of(aws, arn).await.map(Some),
                     None => Ok(None),
                 }
-            }
+            },
+            async { Ok(tags_of(aws, &known).await.ok()) },
+            async {
+                Ok(match recorded {
+                    Some(arn) => attributes_of(aws, arn).await.ok(),
+                    None => None,
+                })
+            },
         )?;
         let Some(lb) = lbs.into_iter().next() else {
             return Ok(ElbView::default());
         };
         let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
+        let as_recorded = lb.load_balancer_arn() == recorded;
         let listeners = match guessed {
-            Some(l) if lb.load_balancer_arn() == recorded => l,
+            Some(l) if as_recorded => l,
             _ => listeners_of(aws, &arn).await?,
         };
-        let mut arns = vec![arn.clone()];
-        arns.extend(
+        let mut tags = early_tags.unwrap_or_default();
+        let mut missing = vec![arn.clone()];
+        missing.extend(
             listeners
                 .iter()
                 .filter_map(|l| l.listener_arn().map(str::to_string)),
         );
-        let (tags, attributes) = futures::try_join!(tags_of(aws, &arns), attributes_of(aws, &arn))?;
+        missing.retain(|a| !tags.contains_key(a));
+        let (late_tags, attributes) = futures::try_join!(tags_of(aws, &missing), async {
+            match early_attributes {
+                Some(a) if as_recorded => Ok(a),
+                _ => attributes_of(aws, &arn).await,
+            }
+        })?;
+        tags.extend(late_tags);
         Ok(ElbView {
             load_balancer: Some(lb),
             listeners,

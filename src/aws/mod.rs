@@ -352,7 +352,7 @@ pub async fn refresh_early(
     aws: &Aws,
     kinds: &std::collections::BTreeSet<crate::model::Kind>,
 ) -> Result<Early, AwsError> {
-    let shared = kinds::Shared::new(aws, None);
+    let shared = kinds::Shared::new(aws, None, Vec::new());
     let shared = &shared;
     let none = kinds::Recorded::new();
     let none = &none;
@@ -397,7 +397,13 @@ pub async fn refresh(
         .values()
         .find(|r| r.kind == crate::model::Kind::LoadBalancer)
         .map(|r| r.physical_id.clone());
-    let shared = kinds::Shared::new(aws, recorded_lb);
+    let recorded_listeners = state
+        .resources
+        .values()
+        .filter(|r| r.kind == crate::model::Kind::Listener)
+        .map(|r| r.physical_id.clone())
+        .collect();
+    let shared = kinds::Shared::new(aws, recorded_lb, recorded_listeners);
     let shared = &shared;
     let reads = kinds.iter().map(|&kind| {
         let adapter = kinds::adapter(kind);

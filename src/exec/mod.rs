@@ -258,7 +258,7 @@ async fn find_by_tag(
             aws,
             crate::aws::kinds::Env {
                 recorded: &Default::default(),
-                shared: &crate::aws::kinds::Shared::new(aws, None),
+                shared: &crate::aws::kinds::Shared::new(aws, None, Vec::new()),
             },
         )
         .await?

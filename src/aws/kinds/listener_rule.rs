@@ -93,32 +93,44 @@ fn live(r: &ElbRule, tags: crate::aws::kinds::Tags) -> Option<Live<Attrs>> {
     })
 }
 
+/// The rules of `listener` (or those of `arns`) with their tags. Tags of the rules state
+/// recorded (`known`) are asked for beside DescribeRules, so a listener whose rules are all known
+/// costs one round trip; those of rules found besides them after it. A recorded rule that is gone
+/// fails the early ask, which is then made again for the rules found.
 async fn read(
     aws: &Aws,
     listener: Option<&str>,
     arns: Option<Vec<String>>,
+    known: &[String],
 ) -> Result<Vec<Live<Attrs>>, AwsError> {
-    let rules = absent_ok(
-        aws.elbv2
-            .describe_rules()
-            // A listener's rules in one page: the default quota is 100 per load balancer.
-            .set_page_size(listener.map(|_| 400))
-            .set_listener_arn(listener.map(str::to_string))
-            .set_rule_arns(arns)
-            .send()
-            .await
-            .map(|out| out.rules().to_vec())
-            .map_err(sdk_error("elbv2", "DescribeRules")),
-    )?;
+    let describe = async {
+        absent_ok(
+            aws.elbv2
+                .describe_rules()
+                // A listener's rules in one page: the default quota is 100 per load balancer.
+                .set_page_size(listener.map(|_| 400))
+                .set_listener_arn(listener.map(str::to_string))
+                .set_rule_arns(arns)
+                .send()
+                .await
+                .map(|out| out.rules().to_vec())
+                .map_err(sdk_error("elbv2", "DescribeRules")),
+        )
+    };
+    let early = async { Ok::<_, AwsError>(tags_of(aws, known).await.ok()) };
+    let (rules, early) = futures::try_join!(describe, early)?;
     let rules: Vec<_> = rules
         .into_iter()
         .filter(|r| r.is_default() != Some(true))
         .collect();
-    let arns: Vec<String> = rules
+    let mut all_tags = early.unwrap_or_default();
+    let rest: Vec<String> = rules
         .iter()
-        .filter_map(|r| r.rule_arn().map(str::to_string))
+        .filter_map(|r| r.rule_arn())
+        .filter(|arn| !all_tags.contains_key(*arn))
+        .map(str::to_string)
         .collect();
-    let mut all_tags = tags_of(aws, &arns).await?;
+    all_tags.extend(tags_of(aws, &rest).await?);
     Ok(rules
         .iter()
         .filter_map(|r| {
@@ -224,8 +236,15 @@ impl ResourceKind for ListenerRule {
                     .collect();
                 recorded.sort();
                 recorded.dedup();
+                let known = |listener: &str| -> Vec<String> {
+                    env.recorded
+                        .iter()
+                        .filter(|(_, a)| a["listener_arn"].as_str() == Some(listener))
+                        .map(|(arn, _)| arn.clone())
+                        .collect()
+                };
                 let early = futures::future::try_join_all(recorded.iter().map(|l| async move {
-                    Ok::<_, AwsError>((l.clone(), read(aws, Some(l), None).await?))
+                    Ok::<_, AwsError>((l.clone(), read(aws, Some(l), None, &known(l)).await?))
                 }));
                 let (early, view) = futures::try_join!(early, env.shared.elb())?;
                 let current: Vec<&str> = view
@@ -241,7 +260,7 @@ impl ResourceKind for ListenerRule {
                 let late = current
                     .iter()
                     .filter(|l| !recorded.iter().any(|r| r == *l))
-                    .map(|l| read(aws, Some(l), None));
+                    .map(|l| read(aws, Some(l), None, &[]));
                 out.extend(
                     futures::future::try_join_all(late)
                         .await?
@@ -252,7 +271,7 @@ impl ResourceKind for ListenerRule {
             }
             Scope::Ids(ids) => {
                 for id in ids {
-                    out.extend(read(aws, None, Some(vec![id.clone()])).await?);
+                    out.extend(read(aws, None, Some(vec![id.clone()]), &[]).await?);
                 }
             }
         }

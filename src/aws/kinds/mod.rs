@@ -237,14 +237,24 @@ pub struct Shared {
 type ElbRead = futures::future::BoxFuture<'static, Result<Arc<ElbView>, AwsError>>;
 
 impl Shared {
-    pub fn new(aws: &Aws, recorded_load_balancer: Option<String>) -> Shared {
+    /// `recorded_listeners`: the listeners' ARNs as state recorded them, whose tags are then
+    /// read beside the lookup.
+    pub fn new(
+        aws: &Aws,
+        recorded_load_balancer: Option<String>,
+        recorded_listeners: Vec<String>,
+    ) -> Shared {
         use futures::FutureExt;
         let aws = aws.clone();
         let recorded = recorded_load_balancer.clone();
         Shared {
-            elb: async move { ElbView::read(&aws, recorded.as_deref()).await.map(Arc::new) }
-                .boxed()
-                .shared(),
+            elb: async move {
+                ElbView::read(&aws, recorded.as_deref(), &recorded_listeners)
+                    .await
+                    .map(Arc::new)
+            }
+            .boxed()
+            .shared(),
             recorded_load_balancer,
         }
     }
