@@ -63,12 +63,42 @@ pub fn nat_zones(env: &Environment) -> Vec<&str> {
     }
 }
 
-/// What plan time reads of a network someone else owns (`network.existing`): the VPC's CIDR,
-/// which the load balancer's egress rule names.
+/// What plan time reads from AWS that the file cannot say: the CIDR of a network someone else
+/// owns (`network.existing`), which the load balancer's egress rule names; the id of the
+/// domain's hosted zone, which its records live in.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct NetworkFacts {
+pub struct Facts {
     pub vpc_cidr: Option<String>,
+    pub hosted_zone_id: Option<String>,
+    /// The validation record ACM gave this environment's certificate for each name (record
+    /// name, value). ACM gives an account the same record for a name on every certificate, so
+    /// a new certificate for names already proven needs no new record: known now, not after
+    /// apply (a record that turns out different is corrected by the next plan).
+    pub validation: BTreeMap<String, (String, String)>,
 }
+
+impl Facts {
+    /// `validation` from certificates as read or recorded (their `validation` output): a
+    /// certificate still waiting to be issued wins over an issued one, being the newer.
+    pub fn validation_of<'a>(
+        certificates: impl Iterator<Item = &'a serde_json::Value>,
+    ) -> BTreeMap<String, (String, String)> {
+        let mut sorted: Vec<&serde_json::Value> = certificates.collect();
+        sorted.sort_by_key(|c| c["status"] != "ISSUED");
+        let mut out = BTreeMap::new();
+        for c in sorted {
+            for (name, r) in c["validation"].as_object().into_iter().flatten() {
+                if let (Some(n), Some(v)) = (r["name"].as_str(), r["value"].as_str()) {
+                    out.insert(name.clone(), (n.to_string(), v.to_string()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The zone id records carry when the zone was not looked up (offline commands).
+pub const UNRESOLVED_ZONE: &str = "(hosted zone looked up at plan time)";
 
 /// What a task definition's image is written as when its tag could not be resolved.
 pub const UNRESOLVED_IMAGE: &str = "(image not resolved)";
@@ -84,23 +114,20 @@ pub struct Pinned {
 /// Expands the environment into its resource graph, with no image resolved and nothing read of
 /// an existing network (offline).
 pub fn expand(env: &Environment) -> Desired {
-    expand_with(env, &BTreeMap::new(), &NetworkFacts::default())
+    expand_with(env, &BTreeMap::new(), &Facts::default())
 }
 
 /// Expands the environment into its resource graph. `images` gives each service's image of this
 /// environment's repositories as resolved (a tag's digest, or the one the service runs); `facts`
 /// what was read of an existing network.
-pub fn expand_with(
-    env: &Environment,
-    images: &BTreeMap<String, Pinned>,
-    facts: &NetworkFacts,
-) -> Desired {
+pub fn expand_with(env: &Environment, images: &BTreeMap<String, Pinned>, facts: &Facts) -> Desired {
     let mut d = Desired::default();
     if let Some(net) = env.network.managed() {
         network(env, net, &mut d);
     }
     platform(env, facts, &mut d);
     load_balancer(env, &mut d);
+    domain(env, facts, &mut d);
     services(env, images, &mut d);
     autoscaling(env, &mut d);
     if let Some(alarms) = &env.alarms {
@@ -155,7 +182,7 @@ fn subnets(env: &Environment, tier: &str) -> Vec<Ref> {
 /// only the range of service ports inside the VPC (one rule, so the group never grows into its
 /// rule quota); a service takes its port only from the load balancer's group, and may call out
 /// anywhere (image pulls, logs, secrets, its own dependencies).
-fn security_groups(env: &Environment, facts: &NetworkFacts, d: &mut Desired) {
+fn security_groups(env: &Environment, facts: &Facts, d: &mut Desired) {
     let vpc_cidr = match &env.network {
         crate::config::Network::Managed(m) => m.cidr.to_string(),
         crate::config::Network::Existing(e) => facts
@@ -228,7 +255,7 @@ fn security_groups(env: &Environment, facts: &NetworkFacts, d: &mut Desired) {
 }
 
 /// Repositories, the cluster, and each service's log group.
-fn platform(env: &Environment, facts: &NetworkFacts, d: &mut Desired) {
+fn platform(env: &Environment, facts: &Facts, d: &mut Desired) {
     security_groups(env, facts, d);
     for (key, repo) in &env.repositories {
         d.add(
@@ -284,6 +311,104 @@ fn routing_listener(env: &Environment) -> &'static str {
         Some(_) => id::LISTENER_HTTPS,
         None => id::LISTENER_HTTP,
     }
+}
+
+/// The certificate an HTTPS listener uses: the file's, or the one infra requests.
+fn certificate(https: &crate::config::Https) -> Ref {
+    match &https.certificate_arn {
+        Some(arn) => Ref::existing(arn.clone()),
+        None => Ref::to(id::CERTIFICATE),
+    }
+}
+
+/// `load_balancer.domain`: the certificate (unless the file gives one) with a validation record
+/// per name, which the HTTPS listener waits for; then an alias record per name pointing at the
+/// load balancer, written once the listener is there.
+fn domain(env: &Environment, facts: &Facts, d: &mut Desired) {
+    let Some(lb) = &env.load_balancer else { return };
+    let Some(domain) = &lb.domain else { return };
+    let zone_id = facts
+        .hosted_zone_id
+        .clone()
+        .unwrap_or_else(|| UNRESOLVED_ZONE.to_string());
+    let managed = lb
+        .https
+        .as_ref()
+        .is_some_and(|h| h.certificate_arn.is_none());
+    let mut validations = Vec::new();
+    if managed {
+        let mut aliases = domain.aliases.clone();
+        aliases.sort();
+        d.add(
+            env,
+            id::CERTIFICATE,
+            a::Certificate {
+                domain_name: domain.name.clone(),
+                subject_alternative_names: aliases,
+                validation_method: "DNS".into(),
+            },
+        );
+        for name in domain.names() {
+            // ACM proves `*.x` and `x` with one record: one resource for both.
+            let rid = id::validation_record(name.trim_start_matches("*."));
+            if validations.contains(&rid) {
+                continue;
+            }
+            let output = |field: &str| {
+                Ref::output(
+                    id::CERTIFICATE,
+                    format!("/validation/{}/{field}", pointer_escape(name)),
+                )
+            };
+            let (record, value) = match facts.validation.get(name) {
+                Some((n, v)) => (Ref::existing(n.clone()), Ref::existing(v.clone())),
+                None => (output("name"), output("value")),
+            };
+            d.add(
+                env,
+                rid.clone(),
+                a::DnsRecord {
+                    zone_id: zone_id.clone(),
+                    name: record,
+                    record_type: "CNAME".into(),
+                    ttl: Some(300),
+                    values: vec![value],
+                    alias: None,
+                },
+            )
+            .depends_on
+            .push(id::CERTIFICATE.to_string());
+            validations.push(rid);
+        }
+    }
+    if let Some(listener) = d.resources.get_mut(id::LISTENER_HTTPS) {
+        listener.depends_on.extend(validations.iter().cloned());
+    }
+    for name in domain.names() {
+        d.add(
+            env,
+            id::dns_record(name),
+            a::DnsRecord {
+                zone_id: zone_id.clone(),
+                name: Ref::existing(format!("{name}.")),
+                record_type: "A".into(),
+                ttl: None,
+                values: Vec::new(),
+                alias: Some(a::DnsAlias {
+                    dns_name: Ref::output(id::LOAD_BALANCER, "/dns_name"),
+                    hosted_zone_id: Ref::output(id::LOAD_BALANCER, "/canonical_hosted_zone_id"),
+                    evaluate_target_health: false,
+                }),
+            },
+        )
+        .depends_on
+        .push(id::LISTENER_HTTPS.to_string());
+    }
+}
+
+/// A name as one token of a JSON pointer (`~` and `/` escaped).
+fn pointer_escape(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
 }
 
 /// The load balancer, a target group per service with a port, the listeners, and a path rule per
@@ -374,7 +499,7 @@ fn load_balancer(env: &Environment, d: &mut Desired) {
                     load_balancer_arn: Ref::to(id::LOAD_BALANCER),
                     port: https.port,
                     protocol: "HTTPS".into(),
-                    certificate_arn: Some(https.certificate_arn.clone()),
+                    certificate_arn: Some(certificate(https)),
                     default_action,
                 },
             );
@@ -428,7 +553,7 @@ fn load_balancer(env: &Environment, d: &mut Desired) {
                 load_balancer_arn: Ref::to(id::LOAD_BALANCER),
                 port,
                 protocol: if https.is_some() { "HTTPS" } else { "HTTP" }.into(),
-                certificate_arn: https.map(|h| h.certificate_arn.clone()),
+                certificate_arn: https.map(certificate),
                 default_action: not_found(),
             },
         );

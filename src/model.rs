@@ -64,18 +64,26 @@ impl Schema {
 }
 
 /// A reference to another resource: by logical id (`To`), a dependency edge and the physical id
-/// of that resource once apply knows it, serialised as `{"ref": "<logical id>"}`; or to a
-/// resource infra does not manage (`Existing`, a network someone else owns), whose physical id the
-/// file gives, serialised as that id: no edge, nothing to resolve.
+/// of that resource once apply knows it, serialised as `{"ref": "<logical id>"}`; to a value
+/// AWS computed for it (`Output`: the load balancer's DNS name, a certificate's validation
+/// record), serialised as `{"ref": "<logical id>", "output": "<JSON pointer>"}`, also an edge;
+/// or to a resource infra does not manage (`Existing`, a network someone else owns), whose
+/// physical id the file gives, serialised as that id: no edge, nothing to resolve.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Ref {
     To(String),
+    Output(String, String),
     Existing(String),
 }
 
 impl Ref {
     pub fn to(id: impl Into<String>) -> Ref {
         Ref::To(id.into())
+    }
+
+    /// The value at `pointer` (`/dns_name`) among what AWS computed for `id`.
+    pub fn output(id: impl Into<String>, pointer: impl Into<String>) -> Ref {
+        Ref::Output(id.into(), pointer.into())
     }
 
     pub fn existing(physical_id: impl Into<String>) -> Ref {
@@ -92,6 +100,12 @@ impl Serialize for Ref {
                 m.serialize_entry("ref", id)?;
                 m.end()
             }
+            Ref::Output(id, pointer) => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("ref", id)?;
+                m.serialize_entry("output", pointer)?;
+                m.end()
+            }
             Ref::Existing(physical) => s.serialize_str(physical),
         }
     }
@@ -103,6 +117,8 @@ impl<'de> Deserialize<'de> for Ref {
         #[serde(deny_unknown_fields)]
         struct Wire {
             r#ref: String,
+            #[serde(default)]
+            output: Option<String>,
         }
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -111,6 +127,10 @@ impl<'de> Deserialize<'de> for Ref {
             Existing(String),
         }
         Ok(match Either::deserialize(d)? {
+            Either::To(Wire {
+                r#ref,
+                output: Some(p),
+            }) => Ref::Output(r#ref, p),
             Either::To(w) => Ref::To(w.r#ref),
             Either::Existing(p) => Ref::Existing(p),
         })
@@ -175,12 +195,28 @@ pub fn reference(id: &str) -> Value {
     Value::Object(m)
 }
 
-/// The logical id a value refers to, if it is a reference.
+/// The logical id a value refers to (for its physical id or one of its outputs), if it is a
+/// reference.
 pub fn as_ref(v: &Value) -> Option<&str> {
+    as_reference(v).map(|(id, _)| id)
+}
+
+/// A reference as (logical id, output pointer when it names an output).
+pub fn as_reference(v: &Value) -> Option<(&str, Option<&str>)> {
     match v {
-        Value::Object(m) if m.len() == 1 => m.get("ref")?.as_str(),
+        Value::Object(m) if m.len() == 1 => Some((m.get("ref")?.as_str()?, None)),
+        Value::Object(m) if m.len() == 2 => {
+            Some((m.get("ref")?.as_str()?, Some(m.get("output")?.as_str()?)))
+        }
         _ => None,
     }
+}
+
+/// Every logical id a value refers to.
+pub fn refs(v: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    collect_refs(v, &mut out);
+    out
 }
 
 fn collect_refs(v: &Value, out: &mut BTreeSet<String>) {
@@ -195,20 +231,70 @@ fn collect_refs(v: &Value, out: &mut BTreeSet<String>) {
     }
 }
 
-/// Replaces every reference by the physical id `lookup` gives, or by `UNKNOWN`.
+/// Replaces every reference by the physical id `lookup` gives, or by `UNKNOWN`; a reference to
+/// an output is `UNKNOWN` (see `resolve_with`).
 pub fn resolve(v: &Value, lookup: &dyn Fn(&str) -> Option<String>) -> Value {
-    if let Some(id) = as_ref(v) {
-        return Value::String(lookup(id).unwrap_or_else(|| UNKNOWN.to_string()));
+    resolve_with(v, lookup, &|_, _| None)
+}
+
+/// Replaces every reference by the physical id `lookup` gives and every reference to an output
+/// by the value `output` gives (logical id, JSON pointer), each `UNKNOWN` when not known.
+pub fn resolve_with(
+    v: &Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    output: &dyn Fn(&str, &str) -> Option<Value>,
+) -> Value {
+    match as_reference(v) {
+        Some((id, None)) => {
+            return Value::String(lookup(id).unwrap_or_else(|| UNKNOWN.to_string()));
+        }
+        Some((id, Some(pointer))) => {
+            return output(id, pointer).unwrap_or_else(|| Value::String(UNKNOWN.to_string()));
+        }
+        None => {}
     }
     match v {
-        Value::Array(items) => Value::Array(items.iter().map(|i| resolve(i, lookup)).collect()),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| resolve_with(i, lookup, output))
+                .collect(),
+        ),
         Value::Object(m) => Value::Object(
             m.iter()
-                .map(|(k, v)| (k.clone(), resolve(v, lookup)))
+                .map(|(k, v)| (k.clone(), resolve_with(v, lookup, output)))
                 .collect(),
         ),
         other => other.clone(),
     }
+}
+
+/// Replaces the references to outputs that `output` knows by their values, leaving every other
+/// reference as it is: a plan carries the outputs it read of resources it does not change, and
+/// apply resolves the rest as their resources come to be.
+pub fn fill_outputs(v: &Value, output: &dyn Fn(&str, &str) -> Option<Value>) -> Value {
+    if let Some((id, Some(pointer))) = as_reference(v)
+        && let Some(known) = output(id, pointer)
+    {
+        return known;
+    }
+    match v {
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|i| fill_outputs(i, output)).collect())
+        }
+        Value::Object(m) if as_reference(v).is_none() => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), fill_outputs(v, output)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The output at `pointer` of a resource's recorded or live attributes (outputs are kept among
+/// them), when it is there and not null.
+pub fn output_of(attrs: &Value, pointer: &str) -> Option<Value> {
+    attrs.pointer(pointer).filter(|v| !v.is_null()).cloned()
 }
 
 /// Whether a resolved value still holds an unknown.
@@ -318,5 +404,32 @@ mod tests {
         let r = Ref::to("vpc");
         assert_eq!(serde_json::to_value(&r).unwrap(), reference("vpc"));
         assert_eq!(serde_json::from_value::<Ref>(reference("vpc")).unwrap(), r);
+        let o = Ref::output("load-balancer", "/dns_name");
+        let v = serde_json::to_value(&o).unwrap();
+        assert_eq!(v, json!({"ref": "load-balancer", "output": "/dns_name"}));
+        assert_eq!(serde_json::from_value::<Ref>(v).unwrap(), o);
+    }
+
+    #[test]
+    fn an_output_reference_is_an_edge_and_resolves_to_the_output() {
+        let attrs = json!({
+            "zone_id": "Z1",
+            "alias": {"dns_name": {"ref": "load-balancer", "output": "/dns_name"}},
+        });
+        let r = Resource {
+            id: "dns-record.app.example.com".into(),
+            kind: Kind::DnsRecord,
+            attrs: attrs.clone(),
+            depends_on: vec![],
+            protected: false,
+        };
+        assert_eq!(r.deps().into_iter().collect::<Vec<_>>(), ["load-balancer"]);
+        let lb = json!({"dns_name": "lb-1.elb.amazonaws.com", "tags": {}});
+        let resolved = resolve_with(&attrs, &|_| None, &|id, p| {
+            (id == "load-balancer").then(|| output_of(&lb, p)).flatten()
+        });
+        assert_eq!(resolved["alias"]["dns_name"], "lb-1.elb.amazonaws.com");
+        // Not known yet (the load balancer is still to be created): unknown, as a reference is.
+        assert_eq!(resolve(&attrs, &|_| None)["alias"]["dns_name"], UNKNOWN);
     }
 }

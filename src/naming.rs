@@ -21,6 +21,17 @@ pub mod id {
     pub const INFRASTRUCTURE_ROLE: &str = "role.ecs-infrastructure";
     pub const ALARM_TOPIC: &str = "alarm-topic";
     pub const DASHBOARD: &str = "dashboard";
+    /// The ACM certificate infra requests for `load_balancer.domain`.
+    pub const CERTIFICATE: &str = "certificate";
+
+    /// The CNAME that proves to ACM that the environment holds `name`.
+    pub fn validation_record(name: &str) -> String {
+        format!("dns-record.validation.{name}")
+    }
+    /// The alias record that points `name` at the load balancer.
+    pub fn dns_record(name: &str) -> String {
+        format!("dns-record.{name}")
+    }
 
     /// `public` or `private` subnet of a zone.
     pub fn subnet(tier: &str, zone: &str) -> String {

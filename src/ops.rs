@@ -704,7 +704,7 @@ pub async fn make_plan(
         .copied()
         .filter(|k| !crate::aws::kinds::adapter(*k).reads_state())
         .collect();
-    let ((base, backend_exists, state, late), early, images, network) = futures::try_join!(
+    let ((base, backend_exists, state, late), early, images, network, zone) = futures::try_join!(
         async {
             let stored = read_state(session, &env.name).await?;
             // Stored state proves the storage exists; only without it is there more to ask.
@@ -754,8 +754,32 @@ pub async fn make_plan(
                     .with_context(|| format!("reading the existing network {}", net.vpc_id)),
                 _ => Ok(Default::default()),
             }
+        },
+        async {
+            // The domain's records live in its public hosted zone, found by name.
+            let domain = env.load_balancer.as_ref().and_then(|lb| lb.domain.as_ref());
+            match (operation, domain) {
+                (Operation::Apply, Some(d)) => {
+                    aws::kinds::dns_record::hosted_zone(&session.aws, &d.zone)
+                        .await
+                        .map(Some)
+                        .with_context(|| format!("looking up the hosted zone {}", d.zone))
+                }
+                _ => Ok(None),
+            }
         }
     )?;
+    let mut network = network;
+    match zone {
+        Some(Ok(id)) => network.facts.hosted_zone_id = Some(id),
+        Some(Err(problem)) => {
+            return Err(hinted(
+                problem,
+                "load_balancer.domain.zone names a public Route 53 hosted zone of this account",
+            ));
+        }
+        None => {}
+    }
     // What the early reads missed of what state recorded is read by id now (usually nothing).
     let mut live = late;
     live.extend(
@@ -780,7 +804,13 @@ pub async fn make_plan(
                 .iter()
                 .filter_map(|(k, v)| Some((k.clone(), v.as_ref().ok()?.clone())))
                 .collect();
-            desired::expand_with(env, &pinned, &network.facts)
+            let mut facts = network.facts.clone();
+            facts.validation = desired::Facts::validation_of(
+                live.iter()
+                    .filter(|l| l.kind == Kind::Certificate)
+                    .map(|l| &l.attrs),
+            );
+            desired::expand_with(env, &pinned, &facts)
         }
         Operation::Destroy => Desired::default(),
     };
@@ -810,8 +840,14 @@ pub async fn make_plan(
             .filter(|c| c.action == plan::Action::Create)
             .filter_map(|c| {
                 let after = c.after.as_ref()?;
-                let resolved =
-                    crate::model::resolve(after, &|id| state.physical_id(id).map(str::to_string));
+                let resolved = crate::model::resolve_with(
+                    after,
+                    &|id| state.physical_id(id).map(str::to_string),
+                    &|id, pointer| {
+                        let r = state.resources.get(id)?;
+                        crate::model::output_of(&r.attributes, pointer)
+                    },
+                );
                 Some((c.kind, c.id.clone(), resolved))
             })
             .collect();
@@ -1500,11 +1536,25 @@ pub async fn plan_deploy(
     }
     // A network someone else owns is not read either: its CIDR is what the load balancer's
     // group was last given.
-    let facts = desired::NetworkFacts {
+    let facts = desired::Facts {
         vpc_cidr: state
             .resources
             .get(crate::naming::id::ALB_SECURITY_GROUP)
             .and_then(|r| r.attributes["egress"][0]["cidr_ipv4"].as_str())
+            .map(str::to_string),
+        validation: desired::Facts::validation_of(
+            state
+                .resources
+                .values()
+                .filter(|r| r.kind == Kind::Certificate)
+                .map(|r| &r.attributes),
+        ),
+        // Nor is the domain's zone: its records name it.
+        hosted_zone_id: state
+            .resources
+            .values()
+            .find(|r| r.kind == Kind::DnsRecord)
+            .and_then(|r| r.attributes["zone_id"].as_str())
             .map(str::to_string),
     };
     let desired = desired::expand_with(env, &pinned, &facts);
@@ -1545,7 +1595,7 @@ pub async fn status(session: &Session, env: &Environment) -> Result<crate::aws::
     let Some((state, _)) = read_state(session, &env.name).await? else {
         bail!("`{}` has no state yet: nothing was applied", env.name);
     };
-    let outputs = crate::outputs::outputs(&state);
+    let outputs = crate::outputs::outputs(&state, None);
     let deployed = outputs
         .get("services")
         .and_then(|v| v.as_array())

@@ -8,8 +8,9 @@ use crate::model::Kind;
 use crate::naming::id;
 use crate::state::StateDoc;
 
-/// Every output, by name.
-pub fn outputs(state: &StateDoc) -> BTreeMap<&'static str, Value> {
+/// Every output, by name. `domain`: the name the file gives the load balancer; once its record
+/// is applied, the environment's `url` is `https://` that name.
+pub fn outputs(state: &StateDoc, domain: Option<&str>) -> BTreeMap<&'static str, Value> {
     let mut out = BTreeMap::new();
     let ids = |kind: Kind, prefix: &str| -> Vec<Value> {
         state
@@ -62,6 +63,16 @@ pub fn outputs(state: &StateDoc) -> BTreeMap<&'static str, Value> {
                 .unwrap_or_default();
             out.insert("url", json!(format!("http://{dns}{port}")));
         }
+    }
+    if let Some(name) = domain.filter(|n| state.resources.contains_key(&id::dns_record(n))) {
+        let port = state
+            .resources
+            .get(id::LISTENER_HTTPS)
+            .and_then(|l| l.attributes["port"].as_u64())
+            .filter(|p| *p != 443)
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        out.insert("url", json!(format!("https://{name}{port}")));
     }
     // Each service with what it runs: its task definition revision, the image it pins, and the
     // tag it was deployed with (`infra:image`) and that image's digest.
@@ -168,7 +179,7 @@ mod tests {
                 },
             );
         }
-        let o = outputs(&doc);
+        let o = outputs(&doc, None);
         assert_eq!(o["vpc_id"], "vpc-1");
         assert_eq!(o["public_subnet_ids"], json!(["subnet-a"]));
         assert_eq!(o["private_subnet_ids"], json!(["subnet-b"]));
@@ -179,6 +190,26 @@ mod tests {
         );
         assert_eq!(o["cluster"], "stage");
         assert_eq!(o["url"], "http://stage-1.us-east-1.elb.amazonaws.com:8080");
+        // A domain the file names is the address once its record is applied, not before.
+        assert_eq!(
+            outputs(&doc, Some("app.example.com"))["url"],
+            "http://stage-1.us-east-1.elb.amazonaws.com:8080"
+        );
+        let mut with_domain = doc.clone();
+        with_domain.resources.insert(
+            "dns-record.app.example.com".into(),
+            StateResource {
+                kind: Kind::DnsRecord,
+                physical_id: "Z1/app.example.com./A".into(),
+                attributes: json!({"type": "A"}),
+                depends_on: vec![],
+                protected: false,
+            },
+        );
+        assert_eq!(
+            outputs(&with_domain, Some("app.example.com"))["url"],
+            "https://app.example.com"
+        );
         assert_eq!(
             o["services"],
             json!([{

@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::RouteTable;
 use super::ec2::filter;
 use super::{Aws, sdk_error};
 use crate::config::ExistingNetwork;
-use crate::desired::NetworkFacts;
+use crate::desired::Facts;
 use crate::error::AwsError;
 
 /// What AWS says about the named VPC and subnets.
@@ -51,7 +51,7 @@ pub struct RouteTableFact {
 /// The plan's use of what was observed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Verdict {
-    pub facts: NetworkFacts,
+    pub facts: Facts,
     /// Each stops the plan.
     pub problems: Vec<String>,
     pub warnings: Vec<String>,

@@ -90,6 +90,8 @@ struct LazyClients {
     autoscaling: std::sync::OnceLock<aws_sdk_applicationautoscaling::Client>,
     cloudwatch: std::sync::OnceLock<aws_sdk_cloudwatch::Client>,
     sns: std::sync::OnceLock<aws_sdk_sns::Client>,
+    acm: std::sync::OnceLock<aws_sdk_acm::Client>,
+    route53: std::sync::OnceLock<aws_sdk_route53::Client>,
 }
 
 impl Aws {
@@ -112,6 +114,20 @@ impl Aws {
         let l = &self.lazy;
         l.sns
             .get_or_init(|| fenced_client!(aws_sdk_sns, &l.sdk, &l.fenced))
+    }
+
+    /// The certificate of a domain.
+    pub fn acm(&self) -> &aws_sdk_acm::Client {
+        let l = &self.lazy;
+        l.acm
+            .get_or_init(|| fenced_client!(aws_sdk_acm, &l.sdk, &l.fenced))
+    }
+
+    /// The records of a domain in its hosted zone.
+    pub fn route53(&self) -> &aws_sdk_route53::Client {
+        let l = &self.lazy;
+        l.route53
+            .get_or_init(|| fenced_client!(aws_sdk_route53, &l.sdk, &l.fenced))
     }
 
     /// Whether a live resource carries this environment's tag. Every describe already filters by
@@ -294,6 +310,8 @@ async fn build(
             autoscaling: Default::default(),
             cloudwatch: Default::default(),
             sns: Default::default(),
+            acm: Default::default(),
+            route53: Default::default(),
         }),
         // The state bucket's client is the one left outside the fence: the lock itself is
         // renewed and released through it.

@@ -30,6 +30,8 @@ pub enum TagApi {
     CloudWatch,
     /// SNS TagResource / UntagResource by ARN.
     Sns,
+    /// ACM AddTagsToCertificate / RemoveTagsFromCertificate by ARN.
+    Acm,
     /// Not taggable here: the kind is identified by its name, and its identity tags are derived
     /// from it (Application Auto Scaling's targets and policies).
     None,
@@ -50,6 +52,10 @@ impl TagApi {
             TagApi::Iam => (&["iam:TagRole"], &["iam:UntagRole"]),
             TagApi::CloudWatch => (&["cloudwatch:TagResource"], &["cloudwatch:UntagResource"]),
             TagApi::Sns => (&["sns:TagResource"], &["sns:UntagResource"]),
+            TagApi::Acm => (
+                &["acm:AddTagsToCertificate"],
+                &["acm:RemoveTagsFromCertificate"],
+            ),
             TagApi::None => (&[], &[]),
         }
     }
@@ -235,6 +241,19 @@ pub async fn sync(
                     .await
                     .map_err(sdk_error("sns", "TagResource"))?;
             }
+            TagApi::Acm => {
+                let tags = set
+                    .iter()
+                    .map(|(k, v)| aws_sdk_acm::types::Tag::builder().key(k).value(v).build())
+                    .collect::<Result<Vec<_>, _>>();
+                aws.acm()
+                    .add_tags_to_certificate()
+                    .certificate_arn(target)
+                    .set_tags(Some(built(tags, "AddTagsToCertificate")?))
+                    .send()
+                    .await
+                    .map_err(sdk_error("acm", "AddTagsToCertificate"))?;
+            }
             TagApi::None => {}
         }
     }
@@ -315,6 +334,19 @@ pub async fn sync(
                     .send()
                     .await
                     .map_err(sdk_error("sns", "UntagResource"))?;
+            }
+            TagApi::Acm => {
+                let tags = remove
+                    .iter()
+                    .map(|k| aws_sdk_acm::types::Tag::builder().key(k).build())
+                    .collect::<Result<Vec<_>, _>>();
+                aws.acm()
+                    .remove_tags_from_certificate()
+                    .certificate_arn(target)
+                    .set_tags(Some(built(tags, "RemoveTagsFromCertificate")?))
+                    .send()
+                    .await
+                    .map_err(sdk_error("acm", "RemoveTagsFromCertificate"))?;
             }
             TagApi::None => {}
         }

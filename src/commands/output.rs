@@ -17,7 +17,12 @@ pub async fn run(globals: &Globals, args: OutputArgs) -> Result<ExitStatus> {
             format!("run `infra apply {}` first", env.name),
         ));
     };
-    let all = outputs(&doc);
+    let domain = env
+        .load_balancer
+        .as_ref()
+        .and_then(|lb| lb.domain.as_ref())
+        .map(|d| d.name.as_str());
+    let all = outputs(&doc, domain);
     let text = match &args.name {
         Some(name) => {
             let Some(v) = all.get(name.as_str()) else {

@@ -170,7 +170,9 @@ impl Network {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadBalancer {
     pub http_port: u16,
+    /// Set when the file says `https`, or implied (port 443) by `domain`.
     pub https: Option<Https>,
+    pub domain: Option<Domain>,
     pub ingress_cidrs: Vec<IpNet>,
     pub idle_timeout_seconds: u32,
     pub deletion_protection: bool,
@@ -179,7 +181,24 @@ pub struct LoadBalancer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Https {
     pub port: u16,
-    pub certificate_arn: String,
+    /// The file's certificate; `None` with a `domain`: infra requests and validates one.
+    pub certificate_arn: Option<String>,
+}
+
+/// A name for the load balancer in a Route 53 hosted zone (names lower-case, without the
+/// trailing dot).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Domain {
+    pub name: String,
+    pub zone: String,
+    pub aliases: Vec<String>,
+}
+
+impl Domain {
+    /// The name, then the aliases: every name the certificate covers and a record points.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.name).chain(&self.aliases)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -139,7 +139,29 @@ pub const HTTPS: &[Field] = &[
         Ty::Int(1, 65535),
         "HTTPS listener port (default 443)",
     ),
-    req("certificate_arn", Ty::Str, "ACM certificate ARN"),
+    opt(
+        "certificate_arn",
+        Ty::Str,
+        "ACM certificate ARN (required without `domain`; with it, infra requests and validates one)",
+    ),
+];
+
+pub const DOMAIN: &[Field] = &[
+    req(
+        "name",
+        Ty::Str,
+        "the address the load balancer answers on (app.example.com)",
+    ),
+    req(
+        "zone",
+        Ty::Str,
+        "an existing public Route 53 hosted zone that holds the name (example.com)",
+    ),
+    opt(
+        "aliases",
+        Ty::List(&Ty::Str),
+        "more names in the same zone, on the same certificate and load balancer",
+    ),
 ];
 
 pub const LOAD_BALANCER: &[Field] = &[
@@ -149,6 +171,11 @@ pub const LOAD_BALANCER: &[Field] = &[
         "HTTP listener port (default 80); redirects to HTTPS when `https` is set",
     ),
     opt("https", Ty::Obj(HTTPS), "an HTTPS listener"),
+    opt(
+        "domain",
+        Ty::Obj(DOMAIN),
+        "a name in Route 53 for the load balancer, with an ACM certificate validated by DNS and HTTPS",
+    ),
     opt(
         "ingress_cidrs",
         Ty::List(&Ty::Str),

@@ -24,7 +24,7 @@ use crate::aws::Aws;
 use crate::aws::kinds::Adapter;
 use crate::error::AwsError;
 use crate::model::LiveResource;
-use crate::model::{Kind, has_unknown, resolve};
+use crate::model::{Kind, has_unknown};
 use crate::plan::graph::{Op, steps};
 use crate::plan::{Action, Change, Plan};
 use crate::state::lock::LockGuard;
@@ -134,15 +134,19 @@ async fn run_step(
     a: &'static dyn Adapter,
     change: Change,
     op: Op,
-    lookup: Vec<(String, String)>,
+    lookup: Vec<(String, String, serde_json::Value)>,
 ) -> Result<Effect, AwsError> {
     let resolved = || {
         let attrs = change
             .after
             .as_ref()
             .expect("create/update carries attributes");
-        let lookup = |id: &str| lookup.iter().find(|(k, _)| k == id).map(|(_, v)| v.clone());
-        let value = resolve(attrs, &lookup);
+        let find = |id: &str| lookup.iter().find(|(k, _, _)| k == id);
+        let value = crate::model::resolve_with(
+            attrs,
+            &|id| find(id).map(|(_, p, _)| p.clone()),
+            &|id, pointer| find(id).and_then(|(_, _, a)| crate::model::output_of(a, pointer)),
+        );
         if has_unknown(&value) {
             return Err(AwsError::local(
                 "infra",
@@ -338,10 +342,18 @@ impl<'p> Run<'p> {
             };
             let (change, op) = self.label(i);
             options.progress.started(change, op);
-            let lookup: Vec<(String, String)> = doc
-                .resources
-                .iter()
-                .map(|(k, r)| (k.clone(), r.physical_id.clone()))
+            // What the step's references resolve to: the physical ids and recorded attributes
+            // (outputs among them) of the resources it refers to.
+            let lookup: Vec<(String, String, serde_json::Value)> = change
+                .after
+                .as_ref()
+                .map(crate::model::refs)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|id| {
+                    let r = doc.resources.get(&id)?;
+                    Some((id, r.physical_id.clone(), r.attributes.clone()))
+                })
                 .collect();
             let (aws, adapter) = (aws.clone(), (options.adapters)(change.kind));
             let change = change.clone();

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::config::StateConfig;
 use crate::desired::Desired;
 pub use crate::model::LiveResource;
-use crate::model::{Kind, Names, has_unknown, normalize, resolve};
+use crate::model::{Kind, Names, has_unknown, normalize};
 use crate::state::StateDoc;
 
 /// The saved-plan file format this build writes and accepts (2: typed warnings and the names
@@ -365,7 +365,19 @@ fn desired_changes(
                 _ => matched.get(dep).map(|(l, _)| l.physical_id.clone()),
             }
         };
-        let after = normalize(want.kind, &resolve(&want.attrs, &lookup));
+        let output = |dep: &str, pointer: &str| -> Option<serde_json::Value> {
+            match changes.get(dep).map(|c| c.action) {
+                Some(Action::Create | Action::Replace) => None,
+                _ => matched
+                    .get(dep)
+                    .and_then(|(l, _)| crate::model::output_of(&l.attrs, pointer)),
+            }
+        };
+        let after = normalize(
+            want.kind,
+            &crate::model::resolve_with(&want.attrs, &lookup, &output),
+        );
+        let stored = crate::model::fill_outputs(&want.attrs, &output);
         let mut notes = Vec::new();
         let change = match found {
             None => {
@@ -430,7 +442,7 @@ fn desired_changes(
                     action,
                     notes,
                     physical_id,
-                    after: Some(want.attrs.clone()),
+                    after: Some(stored),
                     before,
                     diffs,
                     depends_on: want.deps().into_iter().collect(),

@@ -26,7 +26,7 @@ fn converged(d: &Desired) -> (StateDoc, Vec<LiveResource>) {
     let lookup = |id: &str| Some(phys(id));
     let mut live = Vec::new();
     for (id, r) in &d.resources {
-        let attrs = resolve(&r.attrs, &lookup);
+        let attrs = crate::model::resolve(&r.attrs, &lookup);
         state.resources.insert(
             id.clone(),
             StateResource {

@@ -37,6 +37,8 @@ fn moto() -> &'static Moto {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto_server.py");
         let mut child = Command::new(python())
             .arg(script)
+            // ACM issues a DNS-validated certificate this long after it was requested.
+            .env("MOTO_ACM_VALIDATION_WAIT", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

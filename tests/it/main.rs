@@ -3,6 +3,7 @@
 mod alarms;
 mod crash;
 mod deployments;
+mod domain;
 mod examples;
 mod existing;
 mod faults;

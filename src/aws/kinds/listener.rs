@@ -21,9 +21,9 @@ pub struct Attrs<R = Id> {
     pub load_balancer_arn: R,
     pub port: u16,
     pub protocol: String,
-    /// HTTPS only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub certificate_arn: Option<String>,
+    /// HTTPS only: the file's certificate, or the one infra requests for the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_arn: Option<R>,
     pub default_action: ListenerAction<R>,
 }
 
@@ -101,9 +101,11 @@ impl ResourceKind for Listener {
     const SCHEMA: Schema = Schema::replace_on(&["load_balancer_arn"]);
     const TAGS: TagApi = TagApi::Elbv2;
     const IAM: Iam = Iam {
+        // A new certificate is described until it is issued (before a create or change).
         read: &[
             "elasticloadbalancing:DescribeListeners",
             "elasticloadbalancing:DescribeTags",
+            "acm:DescribeCertificate",
         ],
         create: &["elasticloadbalancing:CreateListener"],
         change: &["elasticloadbalancing:ModifyListener"],
@@ -132,8 +134,13 @@ impl ResourceKind for Listener {
         }
     }
 
+    /// A certificate still being validated is waited for: the load balancer takes only an
+    /// issued one.
     async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
         let a = &want.attrs;
+        if let Some(cert) = &a.certificate_arn {
+            super::certificate::issued(aws, cert).await?;
+        }
         let out = aws
             .elbv2
             .create_listener()
@@ -166,6 +173,13 @@ impl ResourceKind for Listener {
             || h.certificate_arn != w.certificate_arn
             || h.default_action != w.default_action
         {
+            if let Some(cert) = w
+                .certificate_arn
+                .as_ref()
+                .filter(|c| h.certificate_arn.as_ref() != Some(*c))
+            {
+                super::certificate::issued(aws, cert).await?;
+            }
             aws.elbv2
                 .modify_listener()
                 .listener_arn(&have.physical_id)

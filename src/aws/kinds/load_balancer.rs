@@ -34,6 +34,9 @@ pub struct Attrs<R = Id> {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Outputs {
     pub dns_name: Option<String>,
+    /// The Route 53 zone of its DNS name, for alias records that point at it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canonical_hosted_zone_id: Option<String>,
 }
 
 pub struct LoadBalancer;
@@ -128,6 +131,7 @@ fn live(lb: &Alb, attributes: &[LoadBalancerAttribute], tags: Tags) -> Live<Attr
         },
         outputs: Outputs {
             dns_name: lb.dns_name().map(str::to_string),
+            canonical_hosted_zone_id: lb.canonical_hosted_zone_id().map(str::to_string),
         },
         tags,
     }

@@ -13,8 +13,10 @@
 
 pub(crate) mod alarm;
 mod alarm_topic;
+pub(crate) mod certificate;
 mod cluster;
 mod dashboard;
+pub(crate) mod dns_record;
 mod elastic_ip;
 mod internet_gateway;
 mod listener;
@@ -40,8 +42,10 @@ pub mod attrs {
         Attrs as Alarm, Dimension, DimensionValue, MetricQuery, Query as AlarmQuery,
     };
     pub use super::alarm_topic::Attrs as AlarmTopic;
+    pub use super::certificate::Attrs as Certificate;
     pub use super::cluster::Attrs as Cluster;
     pub use super::dashboard::{Attrs as Dashboard, Line as DashboardLine, Widget};
+    pub use super::dns_record::{Alias as DnsAlias, Attrs as DnsRecord};
     pub use super::elastic_ip::Attrs as ElasticIp;
     pub use super::internet_gateway::Attrs as InternetGateway;
     pub use super::listener::Attrs as Listener;
@@ -158,6 +162,8 @@ registry! {
     AlarmTopic = "alarm-topic" => alarm_topic::AlarmTopic,
     Alarm = "alarm" => alarm::Alarm,
     Dashboard = "dashboard" => dashboard::Dashboard,
+    Certificate = "certificate" => certificate::Certificate,
+    DnsRecord = "dns-record" => dns_record::DnsRecord,
 }
 
 impl std::fmt::Display for Kind {
@@ -647,7 +653,8 @@ network:
   private_subnets: [10.0.10.0/24, 10.0.11.0/24]
   nat: per_az
 load_balancer:
-  https: {port: 443, certificate_arn: "arn:aws:acm:us-east-1:123456789012:certificate/x"}
+  https: {port: 443}
+  domain: {name: app.example.com, zone: example.com, aliases: [www.example.com]}
 repositories:
   web: {}
 cluster: {}

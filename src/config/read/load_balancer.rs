@@ -5,22 +5,49 @@ use super::*;
 pub(super) fn load_balancer(r: &mut Reader<'_>, n: &Node<'_>) -> Option<LoadBalancer> {
     let f = r.mapping(n, &keys(schema::LOAD_BALANCER))?;
     let http_port = f.get("http_port").map(|n| port(r, n)).unwrap_or(Some(80));
+    let domain = match f.get("domain") {
+        None => Some(None),
+        Some(d) => domain(r, d).map(Some),
+    };
+    let has_domain = f.get("domain").is_some();
     let https = match f.get("https") {
+        // A domain gets HTTPS on 443 with the certificate infra requests for it.
+        None if has_domain => Some(Some(Https {
+            port: 443,
+            certificate_arn: None,
+        }))
+        .filter(|_| http_port != Some(443))
+        .or_else(|| {
+            let at = f.get("http_port").map(|n| n.span).unwrap_or(f.span);
+            r.error(at, "HTTP port 443 is the HTTPS port a domain gets; choose another, or set `https.port`");
+            None
+        }),
         None => Some(None),
         Some(h) => (|| {
             let hf = r.mapping(h, &keys(schema::HTTPS))?;
             let port = hf.get("port").map(|n| port(r, n)).unwrap_or(Some(443));
-            let cert = r.require(&hf, "certificate_arn").and_then(|c| {
-                let arn = r.string(c)?;
-                if !(arn.starts_with("arn:") && arn.contains(":certificate/")) {
-                    r.error(
-                        c.span,
-                        format!("`{arn}` is not a certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)"),
+            let cert = match hf.get("certificate_arn") {
+                None if has_domain => Some(None),
+                None => {
+                    r.error_hint(
+                        hf.span,
+                        "`https` needs `certificate_arn`",
+                        "give the ARN of an issued ACM certificate, or set `load_balancer.domain` and infra requests and validates one",
                     );
-                    return None;
+                    None
                 }
-                Some(arn)
-            });
+                Some(c) => (|| {
+                    let arn = r.string(c)?;
+                    if !(arn.starts_with("arn:") && arn.contains(":certificate/")) {
+                        r.error(
+                            c.span,
+                            format!("`{arn}` is not a certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)"),
+                        );
+                        return None;
+                    }
+                    Some(Some(arn))
+                })(),
+            };
             if let (Some(p), Some(hp)) = (port, http_port)
                 && p == hp
             {
@@ -97,8 +124,87 @@ pub(super) fn load_balancer(r: &mut Reader<'_>, n: &Node<'_>) -> Option<LoadBala
     Some(LoadBalancer {
         http_port: http_port?,
         https: https?,
+        domain: domain?,
         ingress_cidrs: ingress_cidrs?,
         idle_timeout_seconds: idle?,
         deletion_protection: deletion_protection?,
     })
+}
+
+/// `load_balancer.domain`: every name a valid DNS name inside the zone, none twice.
+fn domain(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Domain> {
+    let f = r.mapping(n, &keys(schema::DOMAIN))?;
+    let zone = r.require(&f, "zone").and_then(|z| dns_name(r, z, false));
+    let mut names = Vec::new();
+    if let Some(node) = r.require(&f, "name") {
+        names.push(node);
+    }
+    let mut aliases_ok = true;
+    if let Some(list) = f.get("aliases") {
+        match r.sequence(list) {
+            Some(items) => names.extend(items.iter()),
+            None => aliases_ok = false,
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut ok = aliases_ok && f.get("name").is_some();
+    for node in names {
+        let Some(name) = dns_name(r, node, true) else {
+            ok = false;
+            continue;
+        };
+        if out.contains(&name) {
+            r.error(node.span, format!("{name} is listed twice"));
+            ok = false;
+            continue;
+        }
+        if let Some(zone) = &zone
+            && !(name == *zone || name.ends_with(&format!(".{zone}")))
+        {
+            r.error_hint(
+                node.span,
+                format!("{name} is not inside the zone {zone}"),
+                "every name must be the zone itself or end with `.ZONE`; use a zone that holds it",
+            );
+            ok = false;
+            continue;
+        }
+        out.push(name);
+    }
+    if !ok {
+        return None;
+    }
+    let mut names = out.into_iter();
+    Some(Domain {
+        name: names.next()?,
+        zone: zone?,
+        aliases: names.collect(),
+    })
+}
+
+/// A DNS name as infra keeps it: lower case, no trailing dot; labels of letters, digits and
+/// hyphens (1–63 characters, no hyphen at either end), 253 characters at most, two labels at
+/// least. `wildcard`: a leading `*.` label is allowed.
+fn dns_name(r: &mut Reader<'_>, n: &Node<'_>, wildcard: bool) -> Option<String> {
+    let text = r.string(n)?;
+    let name = text.trim_end_matches('.').to_ascii_lowercase();
+    let body = match name.strip_prefix("*.") {
+        Some(rest) if wildcard => rest,
+        _ => &name,
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if name.len() > 253 || body.split('.').count() < 2 || !body.split('.').all(label_ok) {
+        r.error(
+            n.span,
+            format!("`{text}` is not a DNS name (labels of letters, digits and hyphens, like app.example.com)"),
+        );
+        return None;
+    }
+    Some(name)
 }
