@@ -820,6 +820,22 @@ pub async fn make_plan(
     };
     let (mut changes, mut warnings) = plan::diff(&desired, &state, &live, &options)?;
     warnings.extend(warnings_kept);
+    // Where the environment's certificate stands, whatever the plan does with it.
+    if operation == Operation::Apply {
+        for c in live.iter().filter(|l| l.kind == Kind::Certificate) {
+            let status = c.attrs["status"].as_str().unwrap_or("UNKNOWN");
+            let expiry = c.attrs["not_after"]
+                .as_str()
+                .map(|t| format!(", expires {t}"))
+                .unwrap_or_default();
+            warnings.push(plan::Warning::Certificate {
+                message: format!(
+                    "certificate {}: {status}{expiry}",
+                    c.attrs["domain_name"].as_str().unwrap_or_default()
+                ),
+            });
+        }
+    }
     warnings.extend(
         network
             .warnings

@@ -36,6 +36,8 @@ pub enum Warning {
     },
     /// Something about a network someone else owns that would keep the environment from working.
     Network { message: String },
+    /// Where the environment's certificate stands: its status and when it expires.
+    Certificate { message: String },
     /// An image the plan pins that its scan could not judge (not scanned, still scanning), or
     /// that the gate let through (`--allow-vulnerable`).
     Image { message: String },

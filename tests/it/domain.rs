@@ -254,6 +254,16 @@ fn a_domain_gets_its_certificate_https_and_records_and_leaves_the_zone_as_it_fou
     assert_eq!(validation.len(), 2, "{found:?}");
     ctx.assert_converged();
 
+    // The plan says where the certificate stands.
+    let plan = ctx.infra(&["plan", "{env}"]);
+    let note = format!("certificate app.{zone}: ISSUED, expires ");
+    assert!(
+        plan.stdout.contains(&note) || plan.stderr.contains(&note),
+        "{}{}",
+        plan.stdout,
+        plan.stderr
+    );
+
     let url = ctx.infra(&["output", "{env}", "url"]);
     url.success();
     assert_eq!(url.stdout.trim(), format!("https://app.{zone}"));
