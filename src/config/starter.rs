@@ -50,6 +50,7 @@ network:
 load_balancer:
   http_port: 80
   # https: {{port: 443, certificate_arn: "arn:aws:acm:{region}:ACCOUNT:certificate/ID"}}
+  # domain: {{name: app.example.com, zone: example.com}}   # a name in a public Route 53 zone: infra requests its certificate and serves HTTPS
   ingress_cidrs: [0.0.0.0/0]
 
 # repositories:                 # ECR repositories, keyed by name (images `web:TAG` use them)
