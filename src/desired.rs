@@ -130,10 +130,92 @@ pub fn expand_with(env: &Environment, images: &BTreeMap<String, Pinned>, facts: 
     domain(env, facts, &mut d);
     services(env, images, &mut d);
     autoscaling(env, &mut d);
+    databases(env, &mut d);
     if let Some(alarms) = &env.alarms {
         watching(env, alarms, &mut d);
     }
     d
+}
+
+/// The database subnets of the environment: the ones infra builds, or those of a network
+/// someone else owns.
+fn database_subnets(env: &Environment) -> Vec<Ref> {
+    match &env.network {
+        crate::config::Network::Managed(m) => m
+            .availability_zones
+            .iter()
+            .take(m.database_subnets.len())
+            .map(|z| Ref::to(id::subnet("database", z)))
+            .collect(),
+        crate::config::Network::Existing(e) => e
+            .database_subnet_ids
+            .iter()
+            .map(|s| Ref::existing(s.clone()))
+            .collect(),
+    }
+}
+
+/// The port every database listens on.
+pub const DATABASE_PORT: u16 = 5432;
+
+/// `databases`: the subnet group over the database subnets, and per database its security
+/// group (PostgreSQL's port from the services that use it, nothing else) and the RDS instance.
+fn databases(env: &Environment, d: &mut Desired) {
+    if env.databases.is_empty() {
+        return;
+    }
+    d.add(
+        env,
+        id::DB_SUBNET_GROUP,
+        a::DbSubnetGroup {
+            name: naming::db_subnet_group(&env.name),
+            description: format!("infra {}: databases", env.name),
+            subnet_ids: database_subnets(env),
+        },
+    );
+    for (name, db) in &env.databases {
+        let ingress = env
+            .services
+            .iter()
+            .filter(|(_, s)| s.uses.contains(name))
+            .map(|(svc, _)| Rule {
+                source_security_group_id: Some(Ref::to(id::service_security_group(svc))),
+                ..Rule::tcp(DATABASE_PORT)
+            })
+            .collect();
+        d.add(
+            env,
+            id::database_security_group(name),
+            a::SecurityGroup {
+                name: naming::database_security_group(&env.name, name),
+                description: format!("infra {}: database {name}", env.name),
+                vpc_id: vpc(env),
+                ingress,
+                egress: Vec::new(),
+            },
+        );
+        d.add(
+            env,
+            id::database(name),
+            a::Database {
+                identifier: naming::database(&env.name, name),
+                engine: "postgres".into(),
+                engine_version: db.version.clone(),
+                instance_class: db.instance_class.clone(),
+                allocated_storage: db.storage_gb,
+                multi_az: db.multi_az,
+                backup_retention_days: db.backup_retention_days,
+                db_name: name.clone(),
+                master_username: "app".into(),
+                subnet_group: Ref::to(id::DB_SUBNET_GROUP),
+                security_groups: vec![Ref::to(id::database_security_group(name))],
+                storage_encrypted: true,
+                publicly_accessible: false,
+                deletion_protection: env.protect,
+                managed_password: true,
+            },
+        );
+    }
 }
 
 /// How many days service logs are kept.
@@ -588,8 +670,76 @@ fn load_balancer(env: &Environment, d: &mut Desired) {
     }
 }
 
+/// The prefix of the variables of the `i`-th database a service uses: `DB_` for the first,
+/// `DB_<NAME>_` for any other.
+fn db_prefix(i: usize, db: &str) -> String {
+    if i == 0 {
+        "DB_".into()
+    } else {
+        format!("DB_{}_", db.to_ascii_uppercase())
+    }
+}
+
+/// A service's environment variables, with those of the databases it uses (`DB_HOST`, `DB_PORT`,
+/// `DB_NAME` for the first in file order, `DB_<NAME>_HOST`… for others), sorted by name.
+fn environment_of(s: &crate::config::Service) -> Vec<a::NameValue<Ref>> {
+    let mut out: Vec<a::NameValue<Ref>> = s
+        .environment
+        .iter()
+        .map(|(k, v)| a::NameValue {
+            name: k.clone(),
+            value: Ref::existing(v.clone()),
+        })
+        .collect();
+    for (i, db) in s.uses.iter().enumerate() {
+        let prefix = db_prefix(i, db);
+        for (name, value) in [
+            ("HOST", Ref::output(id::database(db), "/address")),
+            ("PORT", Ref::existing(DATABASE_PORT.to_string())),
+            ("NAME", Ref::existing(db.clone())),
+        ] {
+            out.push(a::NameValue {
+                name: format!("{prefix}{name}"),
+                value,
+            });
+        }
+    }
+    out.sort_by(|x, y| x.name.cmp(&y.name));
+    out
+}
+
+/// A service's secrets, with the user and password of the database it uses: keys of the
+/// secret RDS keeps (its ARN in the task definition, never the password), sorted by name.
+fn secrets_of(s: &crate::config::Service) -> Vec<a::SecretRef<Ref>> {
+    let mut out: Vec<a::SecretRef<Ref>> = s
+        .secrets
+        .iter()
+        .map(|(k, v)| {
+            let (value_from, json_key) = crate::aws::kinds::task_definition::split_secret(v);
+            a::SecretRef {
+                name: k.clone(),
+                value_from: Ref::existing(value_from),
+                json_key,
+            }
+        })
+        .collect();
+    for (i, db) in s.uses.iter().enumerate() {
+        let prefix = db_prefix(i, db);
+        for (name, key) in [("USER", "username"), ("PASSWORD", "password")] {
+            out.push(a::SecretRef {
+                name: format!("{prefix}{name}"),
+                value_from: Ref::output(id::database(db), "/secret_arn"),
+                json_key: Some(key.into()),
+            });
+        }
+    }
+    out.sort_by(|x, y| x.name.cmp(&y.name));
+    out
+}
+
 /// Only what Fargate needs to start this environment's tasks: pull from its repositories, write
-/// to its log groups, read the secrets its services reference.
+/// to its log groups, read the secrets its services reference (those of the databases they
+/// use among them).
 fn execution_policy(env: &Environment) -> serde_json::Value {
     let region = &env.region;
     let mut statements = vec![json!({
@@ -626,8 +776,22 @@ fn execution_policy(env: &Environment) -> serde_json::Value {
     ] {
         list.sort_unstable();
         list.dedup();
-        if !list.is_empty() {
-            statements.push(json!({ "Effect": "Allow", "Action": action, "Resource": list }));
+        let mut resources: Vec<serde_json::Value> = list
+            .iter()
+            .map(|arn| json!(crate::aws::kinds::task_definition::split_secret(arn).0))
+            .collect();
+        // Exactly the secret of each database a service uses.
+        if action == "secretsmanager:GetSecretValue" {
+            let mut used: Vec<&String> = env.services.values().flat_map(|s| &s.uses).collect();
+            used.sort_unstable();
+            used.dedup();
+            resources.extend(used.into_iter().map(|db| {
+                serde_json::to_value(Ref::output(id::database(db), "/secret_arn"))
+                    .expect("a reference serialises")
+            }));
+        }
+        if !resources.is_empty() {
+            statements.push(json!({ "Effect": "Allow", "Action": action, "Resource": resources }));
         }
     }
     json!({ "Version": "2012-10-17", "Statement": statements })
@@ -717,22 +881,8 @@ fn services(env: &Environment, images: &BTreeMap<String, Pinned>, d: &mut Desire
                         })
                         .into_iter()
                         .collect(),
-                    environment: s
-                        .environment
-                        .iter()
-                        .map(|(k, v)| a::NameValue {
-                            name: k.clone(),
-                            value: v.clone(),
-                        })
-                        .collect(),
-                    secrets: s
-                        .secrets
-                        .iter()
-                        .map(|(k, v)| a::SecretRef {
-                            name: k.clone(),
-                            value_from: v.clone(),
-                        })
-                        .collect(),
+                    environment: environment_of(s),
+                    secrets: secrets_of(s),
                     log_group: Ref::to(id::log_group(name)),
                     log_region: env.region.clone(),
                     log_stream_prefix: name.clone(),
@@ -1325,6 +1475,7 @@ fn network(env: &Environment, net: &crate::config::ManagedNetwork, d: &mut Desir
     for (tier, cidrs, public) in [
         ("public", &net.public_subnets, true),
         ("private", &net.private_subnets, false),
+        ("database", &net.database_subnets, false),
     ] {
         for (zone, cidr) in net.availability_zones.iter().zip(cidrs) {
             d.add(
@@ -1378,6 +1529,24 @@ fn network(env: &Environment, net: &crate::config::ManagedNetwork, d: &mut Desir
                 .collect(),
         },
     );
+    // The database subnets reach nothing outside the VPC, nor does anything reach them from
+    // outside: their route table has the VPC's local route only.
+    if !net.database_subnets.is_empty() {
+        d.add(
+            env,
+            id::ROUTE_TABLE_DATABASE,
+            a::RouteTable {
+                vpc_id: vpc(env),
+                routes: Vec::new(),
+                subnet_ids: net
+                    .availability_zones
+                    .iter()
+                    .take(net.database_subnets.len())
+                    .map(|z| Ref::to(id::subnet("database", z)))
+                    .collect(),
+            },
+        );
+    }
     for zone in &net.availability_zones {
         // Each private subnet routes to the NAT of its own zone, or to the single one.
         let nat = match net.nat {

@@ -21,6 +21,15 @@ pub mod id {
     pub const INFRASTRUCTURE_ROLE: &str = "role.ecs-infrastructure";
     pub const ALARM_TOPIC: &str = "alarm-topic";
     pub const DASHBOARD: &str = "dashboard";
+    pub const DB_SUBNET_GROUP: &str = "db-subnet-group";
+    pub const ROUTE_TABLE_DATABASE: &str = "route-table.database";
+
+    pub fn database(name: &str) -> String {
+        format!("database.{name}")
+    }
+    pub fn database_security_group(name: &str) -> String {
+        format!("security-group.database.{name}")
+    }
     /// The ACM certificate infra requests for `load_balancer.domain`.
     pub const CERTIFICATE: &str = "certificate";
 
@@ -183,6 +192,20 @@ pub fn alarm_topic(env: &str) -> String {
 /// identity).
 pub fn dashboard(env: &str) -> String {
     format!("infra-{env}")
+}
+
+/// The DB subnet group of the environment's databases.
+pub fn db_subnet_group(env: &str) -> String {
+    format!("{env}-db")
+}
+
+/// The RDS instance identifier of `databases.<name>`.
+pub fn database(env: &str, name: &str) -> String {
+    format!("{env}-{name}")
+}
+
+pub fn database_security_group(env: &str, name: &str) -> String {
+    format!("{env}-database-{name}")
 }
 
 pub fn alb_security_group(env: &str) -> String {

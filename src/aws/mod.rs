@@ -92,6 +92,7 @@ struct LazyClients {
     sns: std::sync::OnceLock<aws_sdk_sns::Client>,
     acm: std::sync::OnceLock<aws_sdk_acm::Client>,
     route53: std::sync::OnceLock<aws_sdk_route53::Client>,
+    rds: std::sync::OnceLock<aws_sdk_rds::Client>,
 }
 
 impl Aws {
@@ -128,6 +129,13 @@ impl Aws {
         let l = &self.lazy;
         l.route53
             .get_or_init(|| fenced_client!(aws_sdk_route53, &l.sdk, &l.fenced))
+    }
+
+    /// The environment's databases and their subnet group.
+    pub fn rds(&self) -> &aws_sdk_rds::Client {
+        let l = &self.lazy;
+        l.rds
+            .get_or_init(|| fenced_client!(aws_sdk_rds, &l.sdk, &l.fenced))
     }
 
     /// Whether a live resource carries this environment's tag. Every describe already filters by
@@ -312,6 +320,7 @@ async fn build(
             sns: Default::default(),
             acm: Default::default(),
             route53: Default::default(),
+            rds: Default::default(),
         }),
         // The state bucket's client is the one left outside the fence: the lock itself is
         // renewed and released through it.

@@ -32,6 +32,8 @@ pub enum TagApi {
     Sns,
     /// ACM AddTagsToCertificate / RemoveTagsFromCertificate by ARN.
     Acm,
+    /// RDS AddTagsToResource / RemoveTagsFromResource by ARN.
+    Rds,
     /// Not taggable here: the kind is identified by its name, and its identity tags are derived
     /// from it (Application Auto Scaling's targets and policies).
     None,
@@ -56,6 +58,7 @@ impl TagApi {
                 &["acm:AddTagsToCertificate"],
                 &["acm:RemoveTagsFromCertificate"],
             ),
+            TagApi::Rds => (&["rds:AddTagsToResource"], &["rds:RemoveTagsFromResource"]),
             TagApi::None => (&[], &[]),
         }
     }
@@ -254,6 +257,19 @@ pub async fn sync(
                     .await
                     .map_err(sdk_error("acm", "AddTagsToCertificate"))?;
             }
+            TagApi::Rds => {
+                let tags = set
+                    .iter()
+                    .map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build())
+                    .collect();
+                aws.rds()
+                    .add_tags_to_resource()
+                    .resource_name(target)
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .map_err(sdk_error("rds", "AddTagsToResource"))?;
+            }
             TagApi::None => {}
         }
     }
@@ -347,6 +363,15 @@ pub async fn sync(
                     .send()
                     .await
                     .map_err(sdk_error("acm", "RemoveTagsFromCertificate"))?;
+            }
+            TagApi::Rds => {
+                aws.rds()
+                    .remove_tags_from_resource()
+                    .resource_name(target)
+                    .set_tag_keys(Some(remove))
+                    .send()
+                    .await
+                    .map_err(sdk_error("rds", "RemoveTagsFromResource"))?;
             }
             TagApi::None => {}
         }

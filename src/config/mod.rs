@@ -38,6 +38,8 @@ pub struct Environment {
     pub repositories: BTreeMap<String, Repository>,
     pub cluster: Option<Cluster>,
     pub services: BTreeMap<String, Service>,
+    /// RDS PostgreSQL instances by name (`databases:`).
+    pub databases: BTreeMap<String, Database>,
     /// Lint findings the file accepts, by rule id, with the reason it gives.
     pub lint_accept: BTreeMap<String, String>,
     /// Assumptions for the usage-priced lines of the cost estimate.
@@ -138,6 +140,8 @@ pub struct ManagedNetwork {
     pub availability_zones: Vec<String>,
     pub public_subnets: Vec<Ipv4Net>,
     pub private_subnets: Vec<Ipv4Net>,
+    /// One per zone, or none.
+    pub database_subnets: Vec<Ipv4Net>,
     pub nat: NatMode,
 }
 
@@ -201,6 +205,17 @@ impl Domain {
     }
 }
 
+/// An RDS PostgreSQL instance (`databases.<name>`), defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Database {
+    /// The major version (`16`).
+    pub version: String,
+    pub instance_class: String,
+    pub storage_gb: u32,
+    pub multi_az: bool,
+    pub backup_retention_days: u32,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Repository {
     pub scan_on_push: bool,
@@ -236,6 +251,8 @@ pub struct Service {
     pub path_patterns: Vec<String>,
     pub environment: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, String>,
+    /// Databases it reaches (names of `databases`).
+    pub uses: Vec<String>,
     pub deployment: Deployment,
     pub autoscaling: Option<Autoscaling>,
 }

@@ -122,6 +122,11 @@ pub const NETWORK: &[Field] = &[
         "one CIDR per zone, in zone order",
     ),
     opt(
+        "database_subnets",
+        Ty::List(&Ty::Str),
+        "one CIDR per zone, in zone order: where databases go (their route table has no default route)",
+    ),
+    opt(
         "nat",
         Ty::Enum(&["none", "single", "per_az"]),
         "NAT gateways for private egress: none, one, or one per zone (default single)",
@@ -319,6 +324,11 @@ pub const SERVICE: &[Field] = &[
     ),
     opt("environment", Ty::Map(&Ty::Str), "environment variables"),
     opt(
+        "uses",
+        Ty::List(&Ty::Str),
+        "databases it reaches: port 5432 opened to it, DB_HOST, DB_PORT, DB_NAME in its environment, DB_USER and DB_PASSWORD as secrets",
+    ),
+    opt(
         "secrets",
         Ty::Map(&Ty::Str),
         "environment variables from Secrets Manager or SSM parameter ARNs",
@@ -388,6 +398,34 @@ pub const LINT: &[Field] = &[opt(
     "lint findings this file accepts: rule id → the reason (shown with the finding)",
 )];
 
+pub const DATABASE: &[Field] = &[
+    opt(
+        "version",
+        Ty::Str,
+        "PostgreSQL major version (default \"16\")",
+    ),
+    opt(
+        "instance_class",
+        Ty::Str,
+        "RDS instance class (default db.t4g.micro)",
+    ),
+    opt(
+        "storage_gb",
+        Ty::Int(20, 65536),
+        "allocated storage in GiB (default 20)",
+    ),
+    opt(
+        "multi_az",
+        Ty::Bool,
+        "a standby in another zone (default: true when the environment is protected)",
+    ),
+    opt(
+        "backup_retention_days",
+        Ty::Int(1, 35),
+        "days of automated backups (default 7)",
+    ),
+];
+
 pub const TOP: &[Field] = &[
     req(
         "environment",
@@ -429,6 +467,11 @@ pub const TOP: &[Field] = &[
         "cluster",
         Ty::Obj(CLUSTER),
         "the ECS cluster (implied by services)",
+    ),
+    opt(
+        "databases",
+        Ty::Map(&Ty::Obj(DATABASE)),
+        "RDS PostgreSQL instances in the database subnets, by name; the master password is managed by RDS in Secrets Manager",
     ),
     opt(
         "services",

@@ -2,6 +2,7 @@
 
 mod alarms;
 mod crash;
+mod databases;
 mod deployments;
 mod domain;
 mod examples;

@@ -16,6 +16,8 @@ mod alarm_topic;
 pub(crate) mod certificate;
 mod cluster;
 mod dashboard;
+mod database;
+mod db_subnet_group;
 pub(crate) mod dns_record;
 mod elastic_ip;
 mod internet_gateway;
@@ -45,6 +47,8 @@ pub mod attrs {
     pub use super::certificate::Attrs as Certificate;
     pub use super::cluster::Attrs as Cluster;
     pub use super::dashboard::{Attrs as Dashboard, Line as DashboardLine, Widget};
+    pub use super::database::Attrs as Database;
+    pub use super::db_subnet_group::Attrs as DbSubnetGroup;
     pub use super::dns_record::{Alias as DnsAlias, Attrs as DnsRecord};
     pub use super::elastic_ip::Attrs as ElasticIp;
     pub use super::internet_gateway::Attrs as InternetGateway;
@@ -164,6 +168,8 @@ registry! {
     Dashboard = "dashboard" => dashboard::Dashboard,
     Certificate = "certificate" => certificate::Certificate,
     DnsRecord = "dns-record" => dns_record::DnsRecord,
+    DbSubnetGroup = "db-subnet-group" => db_subnet_group::DbSubnetGroup,
+    Database = "database" => database::Database,
 }
 
 impl std::fmt::Display for Kind {
@@ -651,6 +657,7 @@ network:
   availability_zones: [us-east-1a, us-east-1b]
   public_subnets: [10.0.0.0/24, 10.0.1.0/24]
   private_subnets: [10.0.10.0/24, 10.0.11.0/24]
+  database_subnets: [10.0.20.0/24, 10.0.21.0/24]
   nat: per_az
 load_balancer:
   https: {port: 443}
@@ -674,6 +681,9 @@ services:
     port: 4000
     path_patterns: ["/api/*"]
     autoscaling: {min: 1, max: 4, cpu_percent: 50, memory_percent: 60, requests_per_target: 500}
+    uses: [main]
+databases:
+  main: {}
 alarms: {notify: [ops@example.com]}
 "#;
         crate::config::parse(std::path::Path::new("stage.yaml"), text, &|_| None).unwrap()

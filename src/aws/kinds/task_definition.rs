@@ -142,9 +142,9 @@ pub struct Container<R = Id> {
     pub essential: bool,
     pub port_mappings: Vec<PortMapping>,
     /// Sorted by name.
-    pub environment: Vec<NameValue>,
+    pub environment: Vec<NameValue<R>>,
     /// Sorted by name; values are references (ARNs), never resolved secrets.
-    pub secrets: Vec<SecretRef>,
+    pub secrets: Vec<SecretRef<R>>,
     pub log_group: R,
     pub log_region: String,
     pub log_stream_prefix: String,
@@ -159,16 +159,34 @@ pub struct PortMapping {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NameValue {
+pub struct NameValue<R = Id> {
     pub name: String,
-    pub value: String,
+    pub value: R,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SecretRef {
+pub struct SecretRef<R = Id> {
     pub name: String,
-    pub value_from: String,
+    /// The secret's (or parameter's) ARN.
+    pub value_from: R,
+    /// One key of a JSON secret (`ARN:KEY::` on the wire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_key: Option<String>,
+}
+
+/// A secret reference as ECS takes it (`ARN` or `ARN:KEY::`) split into the secret's ARN and
+/// the key of its JSON it names, if it names one (and nothing else: no version).
+pub fn split_secret(value_from: &str) -> (String, Option<String>) {
+    let parts: Vec<&str> = value_from.split(':').collect();
+    match parts.as_slice() {
+        [base @ .., key, "", ""]
+            if base.len() == 7 && base[2] == "secretsmanager" && !key.is_empty() =>
+        {
+            (base.join(":"), Some(key.to_string()))
+        }
+        _ => (value_from.to_string(), None),
+    }
 }
 
 pub struct TaskDefinition;
@@ -196,9 +214,13 @@ fn container_of(c: &ContainerDefinition) -> Container {
     let mut secrets: Vec<SecretRef> = c
         .secrets()
         .iter()
-        .map(|s| SecretRef {
-            name: s.name().to_string(),
-            value_from: s.value_from().to_string(),
+        .map(|s| {
+            let (value_from, json_key) = split_secret(s.value_from());
+            SecretRef {
+                name: s.name().to_string(),
+                value_from,
+                json_key,
+            }
         })
         .collect();
     secrets.sort_by(|a, b| a.name.cmp(&b.name));
@@ -302,7 +324,10 @@ fn container(c: &Container) -> Result<ContainerDefinition, AwsError> {
         b = b.secrets(
             Secret::builder()
                 .name(&s.name)
-                .value_from(&s.value_from)
+                .value_from(match &s.json_key {
+                    Some(key) => format!("{}:{key}::", s.value_from),
+                    None => s.value_from.clone(),
+                })
                 .build()
                 .map_err(invalid)?,
         );

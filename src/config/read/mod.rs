@@ -12,6 +12,7 @@ use super::schema::{self, keys};
 use super::yaml::{Node, Reader};
 use super::*;
 
+mod databases;
 mod load_balancer;
 mod network;
 mod platform;
@@ -89,6 +90,22 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
         })
         .unwrap_or_else(|| Some(BTreeMap::new()));
 
+    let databases = match top.get("databases") {
+        Some(n) => {
+            let dbs = databases::databases(r, n, protect.unwrap_or(false));
+            if let (Some(d), Some(net)) = (&dbs, &network)
+                && !d.is_empty()
+            {
+                databases::check_subnets(r, n.span, net);
+            }
+            dbs
+        }
+        None => Some(BTreeMap::new()),
+    };
+    if let (Some(dbs), Some(sn)) = (&databases, top.get("services")) {
+        databases::check_uses(r, sn, dbs);
+    }
+
     let services = services?;
     let cluster = match cluster {
         Some(c) => Some(c?),
@@ -115,6 +132,7 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
         },
         cluster,
         services,
+        databases: databases?,
         lint_accept: lint_accept?,
         usage: usage?,
         alarms: match alarms {

@@ -5,11 +5,12 @@ use super::*;
 use crate::config::yaml::Fields;
 
 /// What a network infra builds is made of; none of it goes with `existing`.
-const MANAGED: [&str; 5] = [
+const MANAGED: [&str; 6] = [
     "cidr",
     "availability_zones",
     "public_subnets",
     "private_subnets",
+    "database_subnets",
     "nat",
 ];
 
@@ -166,7 +167,11 @@ fn managed(r: &mut Reader<'_>, f: &Fields<'_>, region: Option<&str>) -> Option<M
 
     let mut seen: Vec<(Ipv4Net, &'static str)> = Vec::new();
     let mut subnets = |r: &mut Reader<'_>, key: &'static str| -> Option<Vec<Ipv4Net>> {
-        let node = r.require(f, key)?;
+        let node = match f.get(key) {
+            // Database subnets are for databases: none, unless the file has some.
+            None if key == "database_subnets" => return Some(Vec::new()),
+            _ => r.require(f, key)?,
+        };
         let items = r.sequence(node)?;
         if zones_ok && items.len() != zones.len() {
             r.error(
@@ -218,20 +223,14 @@ fn managed(r: &mut Reader<'_>, f: &Fields<'_>, region: Option<&str>) -> Option<M
                 ok = false;
                 continue;
             }
-            seen.push((
-                net,
-                if key == "public_subnets" {
-                    "public"
-                } else {
-                    "private"
-                },
-            ));
+            seen.push((net, key.trim_end_matches("_subnets")));
             out.push(net);
         }
         (ok && (!zones_ok || items.len() == zones.len())).then_some(out)
     };
     let public_subnets = subnets(r, "public_subnets");
     let private_subnets = subnets(r, "private_subnets");
+    let database_subnets = subnets(r, "database_subnets");
 
     let nat = match f.get("nat") {
         Some(n) => r.choice(
@@ -249,6 +248,7 @@ fn managed(r: &mut Reader<'_>, f: &Fields<'_>, region: Option<&str>) -> Option<M
         availability_zones: zones_ok.then_some(zones)?,
         public_subnets: public_subnets?,
         private_subnets: private_subnets?,
+        database_subnets: database_subnets?,
         nat: nat?,
     })
 }

@@ -18,6 +18,10 @@ pub fn fargate_memory_ok(cpu: u32, memory: u32) -> bool {
     }
 }
 
+/// What `uses` gives a service: the database's address, port and name, and the user and
+/// password of its managed secret.
+pub const DB_VARIABLES: &[&str] = &["DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD"];
+
 pub(super) fn services(
     r: &mut Reader<'_>,
     n: &Node<'_>,
@@ -257,6 +261,35 @@ fn service(
             format!("`{dup}` is both an environment variable and a secret"),
         );
     }
+    // Which databases it reaches (that they exist is checked with `databases`); their variables
+    // are the service's own.
+    let uses = match f.get("uses") {
+        None => Some(Vec::new()),
+        Some(list) => r.sequence(list).map(|items| {
+            let mut out: Vec<String> = Vec::new();
+            for item in items {
+                let Some(db) = r.string(item) else { continue };
+                if out.contains(&db) {
+                    r.error(item.span, format!("database `{db}` is listed twice"));
+                    continue;
+                }
+                out.push(db);
+            }
+            out
+        }),
+    };
+    if let (Some(u), Some(list)) = (&uses, f.get("uses"))
+        && !u.is_empty()
+    {
+        for var in DB_VARIABLES {
+            if environment.contains_key(*var) || secrets.contains_key(*var) {
+                r.error(
+                    list.span,
+                    format!("`{var}` is set by `uses` and also by the service's own environment or secrets"),
+                );
+            }
+        }
+    }
     let deployment = match f.get("deployment") {
         Some(n) => deployment(r, n, alarms_given),
         None => Some(Deployment {
@@ -314,6 +347,7 @@ fn service(
         path_patterns: path_patterns?,
         environment,
         secrets,
+        uses: uses?,
         deployment: deployment?,
         autoscaling: autoscaling?,
     })

@@ -1,0 +1,271 @@
+//! `databases` and `uses`: database subnets whose route table has no default route, the subnet
+//! group over them, an RDS PostgreSQL instance as the file says (private, encrypted, the
+//! password RDS's own), its security group admitting exactly the services that use it, those
+//! services' task definitions carrying the address and the secret's keys, the execution role
+//! reading exactly that secret, and destroy leaving nothing.
+
+use serde_json::Value;
+
+use crate::harness::Ctx;
+
+const DATABASES: &str = "environment: {env}
+region: us-east-1
+state: {s3: {bucket: {bucket}}}
+network:
+  cidr: 10.70.0.0/16
+  availability_zones: [us-east-1a, us-east-1b]
+  public_subnets: [10.70.0.0/24, 10.70.1.0/24]
+  private_subnets: [10.70.10.0/24, 10.70.11.0/24]
+  database_subnets: [10.70.20.0/24, 10.70.21.0/24]
+  nat: none
+cluster: {}
+databases:
+  main: {storage_gb: 30, backup_retention_days: 3}
+services:
+  web:
+    image: docker.io/library/nginx:1.27
+    cpu: 256
+    memory: 512
+    uses: [main]
+  worker:
+    image: docker.io/library/nginx:1.27
+    cpu: 256
+    memory: 512
+";
+
+fn state(ctx: &Ctx) -> Value {
+    serde_json::from_slice(&ctx.state_bytes()).unwrap()
+}
+
+fn physical<'a>(state: &'a Value, id: &str) -> &'a str {
+    state["resources"][id]["physical_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{id} is not in state"))
+}
+
+#[test]
+fn a_database_is_private_encrypted_reached_only_by_its_users_and_its_password_never_seen() {
+    let ctx = Ctx::new("db");
+    ctx.write_env(DATABASES);
+    let plan = ctx.infra(&["plan", "{env}"]);
+    plan.success();
+    for id in [
+        "subnet.database.us-east-1a",
+        "route-table.database",
+        "db-subnet-group",
+        "security-group.database.main",
+        "database.main",
+    ] {
+        assert!(plan.stdout.contains(id), "{id} missing:\n{}", plan.stdout);
+    }
+    ctx.apply();
+    let st = state(&ctx);
+
+    // The database subnets' route table: the VPC's local route and nothing else.
+    let rt = physical(&st, "route-table.database").to_string();
+    let db_subnets = [
+        physical(&st, "subnet.database.us-east-1a").to_string(),
+        physical(&st, "subnet.database.us-east-1b").to_string(),
+    ];
+    let table = ctx.rt.block_on(async {
+        ctx.ec2
+            .describe_route_tables()
+            .route_table_ids(&rt)
+            .send()
+            .await
+            .unwrap()
+            .route_tables()[0]
+            .clone()
+    });
+    let destinations: Vec<&str> = table
+        .routes()
+        .iter()
+        .filter_map(|r| r.destination_cidr_block())
+        .collect();
+    assert_eq!(destinations, ["10.70.0.0/16"], "{:?}", table.routes());
+    let mut associated: Vec<String> = table
+        .associations()
+        .iter()
+        .filter_map(|a| a.subnet_id().map(str::to_string))
+        .collect();
+    associated.sort();
+    let mut expected = db_subnets.to_vec();
+    expected.sort();
+    assert_eq!(associated, expected);
+
+    // The instance as the file says, in the subnet group over the database subnets.
+    let db = ctx.rt.block_on(async {
+        ctx.aws
+            .rds()
+            .describe_db_instances()
+            .db_instance_identifier(format!("{}-main", ctx.env))
+            .send()
+            .await
+            .unwrap()
+            .db_instances()[0]
+            .clone()
+    });
+    assert_eq!(db.engine(), Some("postgres"));
+    assert_eq!(db.allocated_storage(), Some(30));
+    assert_eq!(db.backup_retention_period(), Some(3));
+    assert_eq!(db.db_name(), Some("main"));
+    assert_eq!(db.publicly_accessible(), Some(false));
+    assert_eq!(db.storage_encrypted(), Some(true));
+    assert_eq!(db.multi_az(), Some(false), "not protected: single zone");
+    assert_eq!(db.deletion_protection(), Some(false));
+    let secret = db
+        .master_user_secret()
+        .and_then(|s| s.secret_arn())
+        .expect("RDS manages the password")
+        .to_string();
+    let group = db.db_subnet_group().unwrap();
+    let mut group_subnets: Vec<String> = group
+        .subnets()
+        .iter()
+        .filter_map(|s| s.subnet_identifier().map(str::to_string))
+        .collect();
+    group_subnets.sort();
+    assert_eq!(group_subnets, expected);
+
+    // Its group admits PostgreSQL from the service that uses it, and nothing else.
+    let db_group = physical(&st, "security-group.database.main").to_string();
+    let web_group = physical(&st, "security-group.service.web").to_string();
+    let sg = ctx.rt.block_on(async {
+        ctx.ec2
+            .describe_security_groups()
+            .group_ids(&db_group)
+            .send()
+            .await
+            .unwrap()
+            .security_groups()[0]
+            .clone()
+    });
+    let rules: Vec<(Option<i32>, Vec<String>, usize)> = sg
+        .ip_permissions()
+        .iter()
+        .map(|p| {
+            (
+                p.from_port(),
+                p.user_id_group_pairs()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(str::to_string))
+                    .collect(),
+                p.ip_ranges().len(),
+            )
+        })
+        .collect();
+    assert_eq!(rules, [(Some(5432), vec![web_group], 0)]);
+
+    // The service that uses it gets its address and the secret's keys; the other one nothing.
+    let task = |family: &str| {
+        let arn = physical(&st, &format!("task-definition.{family}")).to_string();
+        ctx.rt.block_on(async {
+            ctx.ecs()
+                .describe_task_definition()
+                .task_definition(arn)
+                .send()
+                .await
+                .unwrap()
+                .task_definition
+                .unwrap()
+                .container_definitions()[0]
+                .clone()
+        })
+    };
+    let web = task("web");
+    let env: Vec<(String, String)> = web
+        .environment()
+        .iter()
+        .map(|kv| {
+            (
+                kv.name().unwrap().to_string(),
+                kv.value().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let address = db.endpoint().and_then(|e| e.address()).unwrap().to_string();
+    assert_eq!(
+        env,
+        [
+            ("DB_HOST".to_string(), address),
+            ("DB_NAME".to_string(), "main".to_string()),
+            ("DB_PORT".to_string(), "5432".to_string()),
+        ]
+    );
+    let secrets: Vec<(String, String)> = web
+        .secrets()
+        .iter()
+        .map(|s| (s.name().to_string(), s.value_from().to_string()))
+        .collect();
+    assert_eq!(
+        secrets,
+        [
+            ("DB_PASSWORD".to_string(), format!("{secret}:password::")),
+            ("DB_USER".to_string(), format!("{secret}:username::")),
+        ]
+    );
+    let worker = task("worker");
+    assert!(worker.environment().is_empty() && worker.secrets().is_empty());
+
+    // The execution role may read exactly that secret.
+    let policy: Value = serde_json::from_str(&percent_decode(
+        ctx.rt
+            .block_on(async {
+                ctx.aws
+                    .iam
+                    .get_role_policy()
+                    .role_name(
+                        physical(&st, "role.task-execution")
+                            .rsplit('/')
+                            .next()
+                            .unwrap(),
+                    )
+                    .policy_name("infra-task-execution")
+                    .send()
+                    .await
+            })
+            .map(|o| o.policy_document().to_string())
+            .unwrap_or_default(),
+    ))
+    .unwrap_or(Value::Null);
+    let reads: Vec<&Value> = policy["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["Action"] == "secretsmanager:GetSecretValue")
+        .collect();
+    assert_eq!(reads.len(), 1, "{policy}");
+    assert_eq!(reads[0]["Resource"], serde_json::json!([secret]));
+
+    // No password anywhere infra writes: state and plan hold the secret's ARN, nothing else.
+    let text = String::from_utf8(ctx.state_bytes()).unwrap();
+    assert!(!text.to_ascii_lowercase().contains("masteruserpassword"));
+    ctx.assert_converged();
+
+    ctx.infra(&["destroy", "{env}", "--auto-approve"]).success();
+    let left = ctx.rt.block_on(async {
+        ctx.aws
+            .rds()
+            .describe_db_instances()
+            .db_instance_identifier(format!("{}-main", ctx.env))
+            .send()
+            .await
+    });
+    assert!(left.is_err(), "the instance is gone");
+    let groups = ctx.rt.block_on(async {
+        ctx.aws
+            .rds()
+            .describe_db_subnet_groups()
+            .db_subnet_group_name(format!("{}-db", ctx.env))
+            .send()
+            .await
+    });
+    assert!(groups.is_err(), "the subnet group is gone");
+}
+
+/// IAM returns policy documents URL-encoded.
+fn percent_decode(s: String) -> String {
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
