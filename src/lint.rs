@@ -62,6 +62,12 @@ pub const RULES: &[Rule] = &[
         fix: "run at least 2 tasks (`desired_count: 2`, or `autoscaling.min: 2`)",
     },
     Rule {
+        id: "db-single-az",
+        severity: Severity::Warning,
+        why: "a database without a standby in a protected environment: its zone's loss takes the data offline until it is restored",
+        fix: "set `multi_az: true` (a synchronous standby in another zone)",
+    },
+    Rule {
         id: "ecr-mutable-tags",
         severity: Severity::Warning,
         why: "a pushed tag can be moved to another image: what a plan pinned is no longer what the tag names",
@@ -305,6 +311,21 @@ pub fn lint_graph(env: &Environment, desired: &crate::desired::Desired) -> Vec<F
                 );
             }
         }
+        for (name, db) in &env.databases {
+            if !db.multi_az {
+                let at = vec!["databases", name.as_str(), "multi_az"];
+                let path = if lines.has(&at) {
+                    at
+                } else {
+                    vec!["databases", name.as_str()]
+                };
+                add(
+                    "db-single-az",
+                    &path,
+                    format!("database `{name}` has no standby in another zone"),
+                );
+            }
+        }
     }
     for (key, repo) in &env.repositories {
         if !repo.immutable_tags {
@@ -483,16 +504,17 @@ mod corpus {
         assert_eq!(
             got,
             [
-                ("nat-single", 11),
-                ("lb-no-https", 12),
-                ("lb-no-deletion-protection", 13),
-                ("ecr-mutable-tags", 15),
-                ("ecr-no-scan", 15),
-                ("service-single-task", 22),
-                ("secret-in-environment", 25),
+                ("nat-single", 12),
+                ("lb-no-https", 13),
+                ("lb-no-deletion-protection", 14),
+                ("ecr-mutable-tags", 16),
+                ("ecr-no-scan", 16),
+                ("service-single-task", 23),
                 ("secret-in-environment", 26),
-                ("circuit-breaker-off", 27),
-                ("service-single-task", 32),
+                ("secret-in-environment", 27),
+                ("circuit-breaker-off", 28),
+                ("service-single-task", 33),
+                ("db-single-az", 35),
             ]
         );
         let text = anstream::adapter::strip_str(&crate::render::lint_text(&insecure)).to_string();

@@ -68,6 +68,9 @@ fn note_text(n: &Note) -> String {
         Note::FoundByTag => "found by tag, adopted".into(),
         Note::RemovedFromFile => "removed from the file".into(),
         Note::UntrackedByTag => "tagged for this environment but in neither state nor file".into(),
+        Note::DataLoss => {
+            "ITS DATA IS LOST (a final snapshot is kept only when it was protected)".into()
+        }
         Note::RolledBack { to, at } => format!(
             "rolled back by `infra rollback` at {at} to {}: apply returns it to the file's revision; to stay, make the file describe that revision (its image tag, cpu, memory…)",
             to.rsplit('/').next().unwrap_or(to)

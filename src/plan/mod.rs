@@ -90,6 +90,8 @@ pub enum Note {
         to: String,
         at: String,
     },
+    /// A database deleted or replaced: its data goes with it.
+    DataLoss,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -241,6 +243,11 @@ pub fn diff(
     desired_changes(desired, state, &matched, &mut changes);
     removals(desired, state, &ids, &matched, &mut changes);
     let mut changes: Vec<Change> = changes.into_values().collect();
+    for c in &mut changes {
+        if c.kind == Kind::Database && matches!(c.action, Action::Delete | Action::Replace) {
+            c.notes.push(Note::DataLoss);
+        }
+    }
     if !options.targets.is_empty() {
         changes = select_targets(desired, state, changes, &options.targets)?;
     }

@@ -194,7 +194,7 @@ fn lint_exits_on_what_it_denies_and_plans_show_findings() {
     assert_eq!(insecure.status.code(), Some(1));
     let text = String::from_utf8_lossy(&insecure.stdout);
     assert!(
-        text.contains("error[secret-in-environment] environments/insecure.yaml:25:"),
+        text.contains("error[secret-in-environment] environments/insecure.yaml:26:"),
         "{text}"
     );
     assert!(!text.contains("hunter2"), "{text}");
@@ -212,11 +212,11 @@ fn lint_exits_on_what_it_denies_and_plans_show_findings() {
     );
     let sarif = offline(&["lint", "insecure", "--format", "sarif"]);
     let sarif: serde_json::Value = serde_json::from_slice(&sarif.stdout).unwrap();
-    assert_eq!(sarif["runs"][0]["results"].as_array().unwrap().len(), 10);
+    assert_eq!(sarif["runs"][0]["results"].as_array().unwrap().len(), 11);
     let json = offline(&["lint", "--format", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(json["format_version"], 1);
-    assert_eq!(json["findings"].as_array().unwrap().len(), 11);
+    assert_eq!(json["findings"].as_array().unwrap().len(), 12);
     match trap.accept() {
         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
         other => panic!("lint connected to AWS: {other:?}"),
