@@ -75,7 +75,16 @@ pub struct Facts {
     /// a new certificate for names already proven needs no new record: known now, not after
     /// apply (a record that turns out different is corrected by the next plan).
     pub validation: BTreeMap<String, (String, String)>,
+    /// The bastion's AMI: the one it was created with while it exists, else the latest Amazon
+    /// Linux 2023 (read from AWS's public parameter when the plan is made).
+    pub bastion_ami: Option<String>,
 }
+
+/// The AMI a bastion is written with when it was not looked up (offline commands).
+pub const UNRESOLVED_AMI: &str = "(latest Amazon Linux 2023, looked up at plan time)";
+
+/// The AWS managed policy that lets an instance use Session Manager.
+pub const SSM_POLICY: &str = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore";
 
 impl Facts {
     /// `validation` from certificates as read or recorded (their `validation` output): a
@@ -131,10 +140,96 @@ pub fn expand_with(env: &Environment, images: &BTreeMap<String, Pinned>, facts: 
     services(env, images, &mut d);
     autoscaling(env, &mut d);
     databases(env, &mut d);
+    if let Some(b) = &env.bastion {
+        bastion(env, b, facts, &mut d);
+    }
     if let Some(alarms) = &env.alarms {
         watching(env, alarms, &mut d);
     }
     d
+}
+
+/// The bastion: its role (Session Manager's managed policy), instance profile, security group
+/// (port 22 from `ssh_cidrs` with `access: ssh`, nothing in otherwise; out to anywhere, which
+/// Session Manager needs) and the instance in the first public subnet.
+fn bastion(env: &Environment, b: &crate::config::Bastion, facts: &Facts, d: &mut Desired) {
+    use crate::config::BastionAccess;
+    let name = naming::bastion(&env.name, &env.region);
+    d.add(
+        env,
+        id::BASTION_ROLE,
+        a::Role {
+            name: name.clone(),
+            assume_role_policy: json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": { "Service": "ec2.amazonaws.com" },
+                    "Action": "sts:AssumeRole"
+                }]
+            }),
+            policy: None,
+            managed_policies: vec![SSM_POLICY.to_string()],
+        },
+    );
+    d.add(
+        env,
+        id::BASTION_PROFILE,
+        a::InstanceProfile {
+            name,
+            role: Ref::to(id::BASTION_ROLE),
+        },
+    );
+    let (ingress, key_name) = match &b.access {
+        BastionAccess::Ssm => (Vec::new(), None),
+        BastionAccess::Ssh { cidrs, key_name } => (
+            cidrs
+                .iter()
+                .map(|c| {
+                    let mut rule = Rule::tcp(22);
+                    if c.addr().is_ipv4() {
+                        rule.cidr_ipv4 = Some(c.to_string());
+                    } else {
+                        rule.cidr_ipv6 = Some(c.to_string());
+                    }
+                    rule
+                })
+                .collect(),
+            Some(key_name.clone()),
+        ),
+    };
+    d.add(
+        env,
+        id::BASTION_SECURITY_GROUP,
+        a::SecurityGroup {
+            name: format!("{}-bastion", env.name),
+            description: format!("infra {}: bastion", env.name),
+            vpc_id: vpc(env),
+            ingress,
+            egress: vec![Rule {
+                cidr_ipv4: Some("0.0.0.0/0".into()),
+                ..Rule::all()
+            }],
+        },
+    );
+    let Some(subnet) = subnets(env, "public").into_iter().next() else {
+        return;
+    };
+    d.add(
+        env,
+        id::BASTION,
+        a::Instance {
+            image_id: facts
+                .bastion_ami
+                .clone()
+                .unwrap_or_else(|| UNRESOLVED_AMI.to_string()),
+            instance_type: b.instance_type.clone(),
+            subnet_id: subnet,
+            security_groups: vec![Ref::to(id::BASTION_SECURITY_GROUP)],
+            instance_profile: Ref::to(id::BASTION_PROFILE),
+            key_name,
+        },
+    );
 }
 
 /// The database subnets of the environment: the ones infra builds, or those of a network
@@ -174,7 +269,7 @@ fn databases(env: &Environment, d: &mut Desired) {
         },
     );
     for (name, db) in &env.databases {
-        let ingress = env
+        let mut ingress: Vec<Rule<Ref>> = env
             .services
             .iter()
             .filter(|(_, s)| s.uses.contains(name))
@@ -183,6 +278,13 @@ fn databases(env: &Environment, d: &mut Desired) {
                 ..Rule::tcp(DATABASE_PORT)
             })
             .collect();
+        // Operators, through the bastion.
+        if env.bastion.is_some() {
+            ingress.push(Rule {
+                source_security_group_id: Some(Ref::to(id::BASTION_SECURITY_GROUP)),
+                ..Rule::tcp(DATABASE_PORT)
+            });
+        }
         d.add(
             env,
             id::database_security_group(name),

@@ -151,6 +151,9 @@ pub struct Names {
     /// service): only then is that role looked up by name.
     #[serde(default)]
     pub infrastructure_role: bool,
+    /// Whether the file has a bastion: only then are its role and instance profile looked up.
+    #[serde(default)]
+    pub bastion: bool,
 }
 
 /// A resource as read from AWS, its attributes in the shape the desired side writes.

@@ -22,6 +22,10 @@ pub mod id {
     pub const ALARM_TOPIC: &str = "alarm-topic";
     pub const DASHBOARD: &str = "dashboard";
     pub const DB_SUBNET_GROUP: &str = "db-subnet-group";
+    pub const BASTION: &str = "bastion";
+    pub const BASTION_ROLE: &str = "role.bastion";
+    pub const BASTION_PROFILE: &str = "instance-profile.bastion";
+    pub const BASTION_SECURITY_GROUP: &str = "security-group.bastion";
     pub const ROUTE_TABLE_DATABASE: &str = "route-table.database";
 
     pub fn database(name: &str) -> String {
@@ -192,6 +196,11 @@ pub fn alarm_topic(env: &str) -> String {
 /// identity).
 pub fn dashboard(env: &str) -> String {
     format!("infra-{env}")
+}
+
+/// The bastion's role and instance profile (IAM is global: the name carries the region).
+pub fn bastion(env: &str, region: &str) -> String {
+    format!("infra-{env}-{region}-bastion")
 }
 
 /// The DB subnet group of the environment's databases.

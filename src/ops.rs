@@ -67,6 +67,7 @@ pub fn names(env: &Environment) -> aws::Names {
             .map(|(n, _)| n.clone())
             .collect(),
         infrastructure_role: env.services.values().any(|s| s.deployment.shifts_traffic()),
+        bastion: env.bastion.is_some(),
     }
 }
 
@@ -704,7 +705,7 @@ pub async fn make_plan(
         .copied()
         .filter(|k| !crate::aws::kinds::adapter(*k).reads_state())
         .collect();
-    let ((base, backend_exists, state, late), early, images, network, zone) = futures::try_join!(
+    let ((base, backend_exists, state, late), early, images, network, zone, ami) = futures::try_join!(
         async {
             let stored = read_state(session, &env.name).await?;
             // Stored state proves the storage exists; only without it is there more to ask.
@@ -767,9 +768,37 @@ pub async fn make_plan(
                 }
                 _ => Ok(None),
             }
+        },
+        async {
+            // The latest Amazon Linux 2023 for the bastion's architecture.
+            match (operation, &env.bastion) {
+                (Operation::Apply, Some(b)) => aws::bastion_ami(&session.aws, &b.instance_type)
+                    .await
+                    .map(Some)
+                    .context("looking up the latest Amazon Linux 2023 AMI"),
+                _ => Ok(None),
+            }
         }
     )?;
     let mut network = network;
+    // A bastion keeps the AMI it was made with; a newer one is said, not applied.
+    let kept_ami = state
+        .resources
+        .get(crate::naming::id::BASTION)
+        .and_then(|r| r.attributes["image_id"].as_str())
+        .map(str::to_string);
+    let mut ami_note = None;
+    if let (Some(kept), Some(latest)) = (&kept_ami, &ami)
+        && kept != latest
+    {
+        ami_note = Some(plan::Warning::Image {
+            message: format!(
+                "bastion: it runs {kept}; a newer Amazon Linux 2023 AMI is out ({latest}): `infra apply {} --replace bastion` moves it",
+                env.name
+            ),
+        });
+    }
+    network.facts.bastion_ami = kept_ami.or(ami);
     match zone {
         Some(Ok(id)) => network.facts.hosted_zone_id = Some(id),
         Some(Err(problem)) => {
@@ -820,6 +849,7 @@ pub async fn make_plan(
     };
     let (mut changes, mut warnings) = plan::diff(&desired, &state, &live, &options)?;
     warnings.extend(warnings_kept);
+    warnings.extend(ami_note);
     // Where the environment's certificate stands, whatever the plan does with it.
     if operation == Operation::Apply {
         for c in live.iter().filter(|l| l.kind == Kind::Certificate) {
@@ -1565,6 +1595,11 @@ pub async fn plan_deploy(
                 .filter(|r| r.kind == Kind::Certificate)
                 .map(|r| &r.attributes),
         ),
+        bastion_ami: state
+            .resources
+            .get(crate::naming::id::BASTION)
+            .and_then(|r| r.attributes["image_id"].as_str())
+            .map(str::to_string),
         // Nor is the domain's zone: its records name it.
         hosted_zone_id: state
             .resources
@@ -1611,7 +1646,7 @@ pub async fn status(session: &Session, env: &Environment) -> Result<crate::aws::
     let Some((state, _)) = read_state(session, &env.name).await? else {
         bail!("`{}` has no state yet: nothing was applied", env.name);
     };
-    let outputs = crate::outputs::outputs(&state, None);
+    let outputs = crate::outputs::outputs(&state, None, &env.region);
     let deployed = outputs
         .get("services")
         .and_then(|v| v.as_array())

@@ -10,7 +10,11 @@ use crate::state::StateDoc;
 
 /// Every output, by name. `domain`: the name the file gives the load balancer; once its record
 /// is applied, the environment's `url` is `https://` that name.
-pub fn outputs(state: &StateDoc, domain: Option<&str>) -> BTreeMap<&'static str, Value> {
+pub fn outputs(
+    state: &StateDoc,
+    domain: Option<&str>,
+    region: &str,
+) -> BTreeMap<&'static str, Value> {
     let mut out = BTreeMap::new();
     let ids = |kind: Kind, prefix: &str| -> Vec<Value> {
         state
@@ -73,6 +77,57 @@ pub fn outputs(state: &StateDoc, domain: Option<&str>) -> BTreeMap<&'static str,
             .map(|p| format!(":{p}"))
             .unwrap_or_default();
         out.insert("url", json!(format!("https://{name}{port}")));
+    }
+    // The databases' addresses, the way to the bastion, and through it to each database.
+    let databases: Vec<(&str, &str)> = state
+        .resources
+        .iter()
+        .filter(|(_, r)| r.kind == Kind::Database)
+        .filter_map(|(id, r)| {
+            Some((
+                id.strip_prefix("database.")?,
+                r.attributes["address"].as_str()?,
+            ))
+        })
+        .collect();
+    if !databases.is_empty() {
+        out.insert(
+            "database_endpoints",
+            Value::Object(
+                databases
+                    .iter()
+                    .map(|(n, a)| (n.to_string(), json!(format!("{a}:5432"))))
+                    .collect(),
+            ),
+        );
+    }
+    if let Some(b) = state.resources.get(id::BASTION) {
+        let instance = &b.physical_id;
+        let ssh = b.attributes["key_name"]
+            .as_str()
+            .zip(b.attributes["public_ip"].as_str());
+        let connect = match ssh {
+            Some((key, ip)) => format!("ssh -i {key}.pem ec2-user@{ip}"),
+            None => format!("aws ssm start-session --region {region} --target {instance}"),
+        };
+        out.insert("bastion", json!(connect));
+        let tunnels: serde_json::Map<String, Value> = databases
+            .iter()
+            .map(|(n, address)| {
+                let command = match ssh {
+                    Some((key, ip)) => {
+                        format!("ssh -i {key}.pem -N -L 5432:{address}:5432 ec2-user@{ip}")
+                    }
+                    None => format!(
+                        "aws ssm start-session --region {region} --target {instance} --document-name AWS-StartPortForwardingSessionToRemoteHost --parameters host={address},portNumber=5432,localPortNumber=5432"
+                    ),
+                };
+                (n.to_string(), json!(command))
+            })
+            .collect();
+        if !tunnels.is_empty() {
+            out.insert("database_tunnels", Value::Object(tunnels));
+        }
     }
     // Each service with what it runs: its task definition revision, the image it pins, and the
     // tag it was deployed with (`infra:image`) and that image's digest.
@@ -179,7 +234,7 @@ mod tests {
                 },
             );
         }
-        let o = outputs(&doc, None);
+        let o = outputs(&doc, None, "us-east-1");
         assert_eq!(o["vpc_id"], "vpc-1");
         assert_eq!(o["public_subnet_ids"], json!(["subnet-a"]));
         assert_eq!(o["private_subnet_ids"], json!(["subnet-b"]));
@@ -192,7 +247,7 @@ mod tests {
         assert_eq!(o["url"], "http://stage-1.us-east-1.elb.amazonaws.com:8080");
         // A domain the file names is the address once its record is applied, not before.
         assert_eq!(
-            outputs(&doc, Some("app.example.com"))["url"],
+            outputs(&doc, Some("app.example.com"), "us-east-1")["url"],
             "http://stage-1.us-east-1.elb.amazonaws.com:8080"
         );
         let mut with_domain = doc.clone();
@@ -207,7 +262,7 @@ mod tests {
             },
         );
         assert_eq!(
-            outputs(&with_domain, Some("app.example.com"))["url"],
+            outputs(&with_domain, Some("app.example.com"), "us-east-1")["url"],
             "https://app.example.com"
         );
         assert_eq!(

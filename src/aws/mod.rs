@@ -93,6 +93,7 @@ struct LazyClients {
     acm: std::sync::OnceLock<aws_sdk_acm::Client>,
     route53: std::sync::OnceLock<aws_sdk_route53::Client>,
     rds: std::sync::OnceLock<aws_sdk_rds::Client>,
+    ssm: std::sync::OnceLock<aws_sdk_ssm::Client>,
 }
 
 impl Aws {
@@ -136,6 +137,13 @@ impl Aws {
         let l = &self.lazy;
         l.rds
             .get_or_init(|| fenced_client!(aws_sdk_rds, &l.sdk, &l.fenced))
+    }
+
+    /// The public parameter that names the latest Amazon Linux AMI.
+    pub fn ssm(&self) -> &aws_sdk_ssm::Client {
+        let l = &self.lazy;
+        l.ssm
+            .get_or_init(|| fenced_client!(aws_sdk_ssm, &l.sdk, &l.fenced))
     }
 
     /// Whether a live resource carries this environment's tag. Every describe already filters by
@@ -321,6 +329,7 @@ async fn build(
             acm: Default::default(),
             route53: Default::default(),
             rds: Default::default(),
+            ssm: Default::default(),
         }),
         // The state bucket's client is the one left outside the fence: the lock itself is
         // renewed and released through it.
@@ -373,6 +382,11 @@ where
 /// Reads of kinds that do not need the state (`Adapter::reads_state`), made while the state is
 /// still being fetched: each kind's environment read, owned resources only.
 pub type Early = std::collections::BTreeMap<crate::model::Kind, Vec<LiveResource>>;
+
+/// The latest Amazon Linux 2023 AMI for a bastion of `instance_type`.
+pub async fn bastion_ami(aws: &Aws, instance_type: &str) -> Result<String, AwsError> {
+    kinds::instance::latest_ami(aws, instance_type).await
+}
 
 /// The environment reads of those of `kinds` that do not need the state, all at once.
 pub async fn refresh_early(

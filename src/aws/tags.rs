@@ -34,6 +34,8 @@ pub enum TagApi {
     Acm,
     /// RDS AddTagsToResource / RemoveTagsFromResource by ARN.
     Rds,
+    /// TagInstanceProfile / UntagInstanceProfile by instance profile name.
+    IamInstanceProfile,
     /// Not taggable here: the kind is identified by its name, and its identity tags are derived
     /// from it (Application Auto Scaling's targets and policies).
     None,
@@ -59,6 +61,9 @@ impl TagApi {
                 &["acm:RemoveTagsFromCertificate"],
             ),
             TagApi::Rds => (&["rds:AddTagsToResource"], &["rds:RemoveTagsFromResource"]),
+            TagApi::IamInstanceProfile => {
+                (&["iam:TagInstanceProfile"], &["iam:UntagInstanceProfile"])
+            }
             TagApi::None => (&[], &[]),
         }
     }
@@ -213,6 +218,15 @@ pub async fn sync(
                     .await
                     .map_err(sdk_error("iam", "TagRole"))?;
             }
+            TagApi::IamInstanceProfile => {
+                aws.iam
+                    .tag_instance_profile()
+                    .instance_profile_name(target)
+                    .set_tags(Some(iam(&set)?))
+                    .send()
+                    .await
+                    .map_err(sdk_error("iam", "TagInstanceProfile"))?;
+            }
             TagApi::CloudWatch => {
                 let tags = set
                     .iter()
@@ -332,6 +346,15 @@ pub async fn sync(
                     .send()
                     .await
                     .map_err(sdk_error("iam", "UntagRole"))?;
+            }
+            TagApi::IamInstanceProfile => {
+                aws.iam
+                    .untag_instance_profile()
+                    .instance_profile_name(target)
+                    .set_tag_keys(Some(remove))
+                    .send()
+                    .await
+                    .map_err(sdk_error("iam", "UntagInstanceProfile"))?;
             }
             TagApi::CloudWatch => {
                 aws.cloudwatch()

@@ -22,7 +22,7 @@ pub async fn run(globals: &Globals, args: OutputArgs) -> Result<ExitStatus> {
         .as_ref()
         .and_then(|lb| lb.domain.as_ref())
         .map(|d| d.name.as_str());
-    let all = outputs(&doc, domain);
+    let all = outputs(&doc, domain, &env.region);
     let text = match &args.name {
         Some(name) => {
             let Some(v) = all.get(name.as_str()) else {

@@ -40,6 +40,8 @@ pub struct Environment {
     pub services: BTreeMap<String, Service>,
     /// RDS PostgreSQL instances by name (`databases:`).
     pub databases: BTreeMap<String, Database>,
+    /// A jump host into the private network (`bastion:`).
+    pub bastion: Option<Bastion>,
     /// Lint findings the file accepts, by rule id, with the reason it gives.
     pub lint_accept: BTreeMap<String, String>,
     /// Assumptions for the usage-priced lines of the cost estimate.
@@ -203,6 +205,22 @@ impl Domain {
     pub fn names(&self) -> impl Iterator<Item = &String> {
         std::iter::once(&self.name).chain(&self.aliases)
     }
+}
+
+/// The jump host (`bastion:`), defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bastion {
+    pub instance_type: String,
+    pub access: BastionAccess,
+}
+
+/// How operators reach the bastion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BastionAccess {
+    /// Session Manager: no inbound port at all.
+    Ssm,
+    /// SSH on port 22 from these blocks, with this key pair.
+    Ssh { cidrs: Vec<IpNet>, key_name: String },
 }
 
 /// An RDS PostgreSQL instance (`databases.<name>`), defaults filled in.

@@ -398,6 +398,29 @@ pub const LINT: &[Field] = &[opt(
     "lint findings this file accepts: rule id → the reason (shown with the finding)",
 )];
 
+pub const BASTION: &[Field] = &[
+    opt(
+        "instance_type",
+        Ty::Str,
+        "EC2 instance type (default t3.micro); the AMI is the latest Amazon Linux 2023, pinned when created",
+    ),
+    opt(
+        "access",
+        Ty::Enum(&["ssm", "ssh"]),
+        "ssm (default): Session Manager, no inbound port; ssh: port 22 from `ssh_cidrs` with `key_name`",
+    ),
+    opt(
+        "ssh_cidrs",
+        Ty::List(&Ty::Str),
+        "who may reach port 22 (required with access: ssh)",
+    ),
+    opt(
+        "key_name",
+        Ty::Str,
+        "the EC2 key pair to log in with (required with access: ssh)",
+    ),
+];
+
 pub const DATABASE: &[Field] = &[
     opt(
         "version",
@@ -467,6 +490,11 @@ pub const TOP: &[Field] = &[
         "cluster",
         Ty::Obj(CLUSTER),
         "the ECS cluster (implied by services)",
+    ),
+    opt(
+        "bastion",
+        Ty::Obj(BASTION),
+        "a jump host in a public subnet, the way into the private network and its databases",
     ),
     opt(
         "databases",

@@ -269,3 +269,182 @@ fn percent_decode(s: String) -> String {
         .decode_utf8_lossy()
         .into_owned()
 }
+
+const BASTION: &str = "environment: {env}
+region: us-east-1
+state: {s3: {bucket: {bucket}}}
+network:
+  cidr: 10.71.0.0/16
+  availability_zones: [us-east-1a, us-east-1b]
+  public_subnets: [10.71.0.0/24, 10.71.1.0/24]
+  private_subnets: [10.71.10.0/24, 10.71.11.0/24]
+  database_subnets: [10.71.20.0/24, 10.71.21.0/24]
+  nat: none
+databases:
+  main: {}
+bastion: ACCESS
+";
+
+/// The bastion's security group: (port, CIDRs, groups) of each inbound rule.
+fn inbound(ctx: &Ctx, group: &str) -> Vec<(Option<i32>, Vec<String>, Vec<String>)> {
+    ctx.rt.block_on(async {
+        ctx.ec2
+            .describe_security_groups()
+            .group_ids(group)
+            .send()
+            .await
+            .unwrap()
+            .security_groups()[0]
+            .ip_permissions()
+            .iter()
+            .map(|p| {
+                (
+                    p.from_port(),
+                    p.ip_ranges()
+                        .iter()
+                        .filter_map(|r| r.cidr_ip().map(str::to_string))
+                        .collect(),
+                    p.user_id_group_pairs()
+                        .iter()
+                        .filter_map(|g| g.group_id().map(str::to_string))
+                        .collect(),
+                )
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn a_bastion_opens_no_port_with_session_manager_and_only_ssh_from_the_file_with_ssh() {
+    let ctx = Ctx::new("bn");
+    ctx.write_env(&BASTION.replace("ACCESS", "{}"));
+    ctx.apply();
+    let st = state(&ctx);
+    let instance = physical(&st, "bastion").to_string();
+    let bastion_group = physical(&st, "security-group.bastion").to_string();
+    let public_a = physical(&st, "subnet.public.us-east-1a").to_string();
+
+    // In a public subnet, on the latest Amazon Linux 2023, with the Session Manager profile.
+    let ami = ctx.rt.block_on(async {
+        ctx.aws
+            .ssm()
+            .get_parameter()
+            .name("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
+            .send()
+            .await
+            .unwrap()
+            .parameter
+            .unwrap()
+            .value
+            .unwrap()
+    });
+    let found = ctx.rt.block_on(async {
+        ctx.ec2
+            .describe_instances()
+            .instance_ids(&instance)
+            .send()
+            .await
+            .unwrap()
+            .reservations()[0]
+            .instances()[0]
+            .clone()
+    });
+    assert_eq!(found.subnet_id(), Some(public_a.as_str()));
+    assert_eq!(found.image_id(), Some(ami.as_str()));
+    assert!(found.key_name().is_none());
+    let profile = found.iam_instance_profile().and_then(|p| p.arn()).unwrap();
+    assert!(profile.ends_with(&format!("infra-{}-us-east-1-bastion", ctx.env)));
+    let role = format!("infra-{}-us-east-1-bastion", ctx.env);
+    let attached = ctx.rt.block_on(async {
+        ctx.aws
+            .iam
+            .list_attached_role_policies()
+            .role_name(&role)
+            .send()
+            .await
+            .unwrap()
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_string))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        attached,
+        ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]
+    );
+    // Session Manager: no inbound port at all; the database admits the bastion.
+    assert!(inbound(&ctx, &bastion_group).is_empty());
+    let db_group = physical(&st, "security-group.database.main").to_string();
+    assert_eq!(
+        inbound(&ctx, &db_group),
+        [(Some(5432), vec![], vec![bastion_group.clone()])]
+    );
+    let out = ctx.infra(&["output", "{env}", "bastion"]);
+    out.success();
+    assert_eq!(
+        out.stdout.trim(),
+        format!("aws ssm start-session --region us-east-1 --target {instance}")
+    );
+    let tunnels = ctx.infra(&["output", "{env}", "database_tunnels", "--json"]);
+    tunnels.success();
+    assert!(
+        tunnels
+            .stdout
+            .contains("AWS-StartPortForwardingSessionToRemoteHost"),
+        "{}",
+        tunnels.stdout
+    );
+    ctx.assert_converged();
+
+    // SSH: port 22 from the file's block only, with the key pair; the instance is replaced.
+    ctx.rt.block_on(async {
+        ctx.ec2
+            .create_key_pair()
+            .key_name(&ctx.env)
+            .send()
+            .await
+            .unwrap();
+    });
+    ctx.write_env(&BASTION.replace(
+        "ACCESS",
+        &format!(
+            "{{access: ssh, ssh_cidrs: [203.0.113.0/24], key_name: {}}}",
+            ctx.env
+        ),
+    ));
+    ctx.apply();
+    assert_eq!(
+        inbound(&ctx, &bastion_group),
+        [(Some(22), vec!["203.0.113.0/24".to_string()], vec![])]
+    );
+    let st = state(&ctx);
+    let replaced = physical(&st, "bastion").to_string();
+    assert_ne!(replaced, instance);
+    let out = ctx.infra(&["output", "{env}", "bastion"]);
+    assert!(
+        out.stdout
+            .starts_with(&format!("ssh -i {}.pem ec2-user@", ctx.env)),
+        "{}",
+        out.stdout
+    );
+    ctx.assert_converged();
+
+    ctx.infra(&["destroy", "{env}", "--auto-approve"]).success();
+    let left = ctx.rt.block_on(async {
+        ctx.ec2
+            .describe_instances()
+            .instance_ids(&replaced)
+            .send()
+            .await
+            .unwrap()
+            .reservations()[0]
+            .instances()[0]
+            .state()
+            .and_then(|s| s.name())
+            .cloned()
+    });
+    assert_eq!(
+        left,
+        Some(aws_sdk_ec2::types::InstanceStateName::Terminated)
+    );
+}

@@ -20,6 +20,8 @@ mod database;
 mod db_subnet_group;
 pub(crate) mod dns_record;
 mod elastic_ip;
+pub(crate) mod instance;
+mod instance_profile;
 mod internet_gateway;
 mod listener;
 mod listener_rule;
@@ -51,6 +53,8 @@ pub mod attrs {
     pub use super::db_subnet_group::Attrs as DbSubnetGroup;
     pub use super::dns_record::{Alias as DnsAlias, Attrs as DnsRecord};
     pub use super::elastic_ip::Attrs as ElasticIp;
+    pub use super::instance::Attrs as Instance;
+    pub use super::instance_profile::Attrs as InstanceProfile;
     pub use super::internet_gateway::Attrs as InternetGateway;
     pub use super::listener::Attrs as Listener;
     pub use super::listener_rule::Attrs as ListenerRule;
@@ -170,6 +174,8 @@ registry! {
     DnsRecord = "dns-record" => dns_record::DnsRecord,
     DbSubnetGroup = "db-subnet-group" => db_subnet_group::DbSubnetGroup,
     Database = "database" => database::Database,
+    InstanceProfile = "instance-profile" => instance_profile::InstanceProfile,
+    Instance = "instance" => instance::Instance,
 }
 
 impl std::fmt::Display for Kind {
@@ -684,6 +690,7 @@ services:
     uses: [main]
 databases:
   main: {}
+bastion: {}
 alarms: {notify: [ops@example.com]}
 "#;
         crate::config::parse(std::path::Path::new("stage.yaml"), text, &|_| None).unwrap()

@@ -212,6 +212,9 @@ impl ResourceKind for Role {
                 if aws.names.infrastructure_role {
                     names.push(naming::infrastructure_role(&aws.environment, &aws.region));
                 }
+                if aws.names.bastion {
+                    names.push(naming::bastion(&aws.environment, &aws.region));
+                }
                 names
             }
             Scope::Ids(ids) => ids.iter().map(|id| name_of(id).to_string()).collect(),
@@ -226,9 +229,12 @@ impl ResourceKind for Role {
             .iam
             .create_role()
             .role_name(&a.name)
-            .description(match a.managed_policies.is_empty() {
-                true => "infra: lets ECS start this environment's tasks",
-                false => "infra: lets ECS shift this environment's load balancer traffic",
+            .description(if a.name.ends_with("-bastion") {
+                "infra: lets this environment's bastion use Session Manager"
+            } else if a.managed_policies.is_empty() {
+                "infra: lets ECS start this environment's tasks"
+            } else {
+                "infra: lets ECS shift this environment's load balancer traffic"
             })
             .assume_role_policy_document(a.assume_role_policy.to_string())
             .set_tags(Some(tags::iam(&want.tags)?))

@@ -150,3 +150,81 @@ pub(super) fn check_uses(
         }
     }
 }
+
+/// `bastion: {instance_type, access, ssh_cidrs, key_name}`.
+pub(super) fn bastion(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Bastion> {
+    let f = r.mapping(n, &keys(schema::BASTION))?;
+    let instance_type = match f.get("instance_type") {
+        None => Some("t3.micro".to_string()),
+        Some(v) => r.string(v).and_then(|t| {
+            let ok = t.split_once('.').is_some_and(|(family, size)| {
+                !family.is_empty()
+                    && !size.is_empty()
+                    && t.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'
+                    })
+            });
+            if ok {
+                Some(t)
+            } else {
+                r.error(
+                    v.span,
+                    format!("`{t}` is not an EC2 instance type (they look like t3.micro)"),
+                );
+                None
+            }
+        }),
+    };
+    let ssh = match f.get("access") {
+        None => Some(false),
+        Some(v) => r.choice(v, &[("ssm", false), ("ssh", true)]),
+    };
+    let access = match ssh? {
+        false => {
+            for key in ["ssh_cidrs", "key_name"] {
+                if let Some(v) = f.get(key) {
+                    r.error(
+                        v.span,
+                        format!("`{key}` is for `access: ssh`; Session Manager opens no port and needs no key"),
+                    );
+                    return None;
+                }
+            }
+            Some(BastionAccess::Ssm)
+        }
+        true => {
+            let cidrs = r.require(&f, "ssh_cidrs").and_then(|list| {
+                let items = r.sequence(list)?;
+                if items.is_empty() {
+                    r.error(
+                        list.span,
+                        "`ssh_cidrs` is empty: nobody could reach the bastion",
+                    );
+                    return None;
+                }
+                let mut out = Vec::new();
+                let mut ok = true;
+                for item in items {
+                    match r.string(item).map(|t| (t.parse::<IpNet>(), t)) {
+                        Some((Ok(net), _)) => out.push(net),
+                        Some((Err(_), t)) => {
+                            r.error(item.span, format!("`{t}` is not a CIDR block"));
+                            ok = false;
+                        }
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(out)
+            });
+            let key_name = r.require(&f, "key_name").and_then(|k| r.string(k));
+            Some(BastionAccess::Ssh {
+                cidrs: cidrs?,
+                key_name: key_name?,
+            })
+        }
+    };
+    Some(Bastion {
+        instance_type: instance_type?,
+        access: access?,
+    })
+}

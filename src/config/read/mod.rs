@@ -106,6 +106,11 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
         databases::check_uses(r, sn, dbs);
     }
 
+    let bastion = match top.get("bastion") {
+        Some(n) => databases::bastion(r, n).map(Some),
+        None => Some(None),
+    };
+
     let services = services?;
     let cluster = match cluster {
         Some(c) => Some(c?),
@@ -133,6 +138,7 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
         cluster,
         services,
         databases: databases?,
+        bastion: bastion?,
         lint_accept: lint_accept?,
         usage: usage?,
         alarms: match alarms {
