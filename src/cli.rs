@@ -241,6 +241,10 @@ pub struct PlanArgs {
     /// Allow the plan to delete or replace protected resources.
     #[arg(long)]
     pub allow_destroy_protected: bool,
+    /// Replace this logical id although nothing about it differs (a bastion onto a newer AMI).
+    /// Repeatable.
+    #[arg(long = "replace", value_name = "ID")]
+    pub replace: Vec<String>,
     /// Pin images even when their scan has findings at or above `--block-severity`.
     #[arg(long)]
     pub allow_vulnerable: bool,
@@ -271,6 +275,10 @@ pub struct ApplyArgs {
     /// Allow deleting or replacing protected resources.
     #[arg(long, conflicts_with = "plan")]
     pub allow_destroy_protected: bool,
+    /// Replace this logical id although nothing about it differs (a bastion onto a newer AMI).
+    /// Repeatable.
+    #[arg(long = "replace", value_name = "ID", conflicts_with = "plan")]
+    pub replace: Vec<String>,
     /// Pin images even when their scan has findings at or above `--block-severity`.
     #[arg(long, conflicts_with = "plan")]
     pub allow_vulnerable: bool,

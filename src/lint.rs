@@ -68,6 +68,12 @@ pub const RULES: &[Rule] = &[
         fix: "set `multi_az: true` (a synchronous standby in another zone)",
     },
     Rule {
+        id: "ingress-admin-open",
+        severity: Severity::Error,
+        why: "SSH to the bastion is open to the whole internet: every scanner may try its key",
+        fix: "list only the blocks operators connect from in `ssh_cidrs`, or use `access: ssm` (no port at all)",
+    },
+    Rule {
         id: "ecr-mutable-tags",
         severity: Severity::Warning,
         why: "a pushed tag can be moved to another image: what a plan pinned is no longer what the tag names",
@@ -327,6 +333,18 @@ pub fn lint_graph(env: &Environment, desired: &crate::desired::Desired) -> Vec<F
             }
         }
     }
+    if let Some(crate::config::Bastion {
+        access: crate::config::BastionAccess::Ssh { cidrs, .. },
+        ..
+    }) = &env.bastion
+        && cidrs.iter().any(|c| c.prefix_len() == 0)
+    {
+        add(
+            "ingress-admin-open",
+            &["bastion", "ssh_cidrs"],
+            "the bastion admits SSH from anywhere (a /0 block in `ssh_cidrs`)".into(),
+        );
+    }
     for (key, repo) in &env.repositories {
         if !repo.immutable_tags {
             add(
@@ -375,6 +393,8 @@ pub fn lint_graph(env: &Environment, desired: &crate::desired::Desired) -> Vec<F
         .collect();
     for r in desired.resources.values() {
         match r.kind {
+            // The bastion's SSH is `ingress-admin-open`'s, at its own line.
+            Kind::SecurityGroup if r.id == crate::naming::id::BASTION_SECURITY_GROUP => {}
             Kind::SecurityGroup => {
                 for rule in r.attrs["ingress"].as_array().into_iter().flatten() {
                     let world = rule["cidr_ipv4"] == json!("0.0.0.0/0")
@@ -490,6 +510,33 @@ mod corpus {
         let path = std::path::PathBuf::from(format!("environments/{name}.yaml"));
         let env = crate::config::parse(&path, text, &|_| None).expect("a valid file");
         lint(&env)
+    }
+
+    #[test]
+    fn ssh_open_to_the_internet_is_an_error_at_its_line() {
+        let text = "environment: open
+region: us-east-1
+state: {local: s.json}
+network:
+  cidr: 10.0.0.0/16
+  availability_zones: [us-east-1a]
+  public_subnets: [10.0.0.0/24]
+  private_subnets: [10.0.10.0/24]
+bastion:
+  access: ssh
+  ssh_cidrs: [0.0.0.0/0]
+  key_name: ops
+";
+        let got: Vec<(String, usize, Severity)> = findings("open", text)
+            .into_iter()
+            .map(|f| (f.rule, f.line, f.severity))
+            .collect();
+        assert_eq!(
+            got,
+            [("ingress-admin-open".to_string(), 11, Severity::Error)]
+        );
+        let narrow = text.replace("0.0.0.0/0", "203.0.113.0/24");
+        assert!(findings("open", &narrow).is_empty());
     }
 
     /// Each insecure line gets its rule, at its line; the fixed file lints clean; an accepted

@@ -514,6 +514,8 @@ pub struct Allow {
     pub block_severity: String,
     /// `--image KEY=TAG`: the tag this run gives each repository key the file leaves untagged.
     pub images: BTreeMap<String, String>,
+    /// `--replace ID`: resources to replace although nothing about them differs.
+    pub replace: Vec<String>,
 }
 
 impl Default for Allow {
@@ -523,6 +525,7 @@ impl Default for Allow {
             vulnerable: false,
             block_severity: "CRITICAL".into(),
             images: BTreeMap::new(),
+            replace: Vec::new(),
         }
     }
 }
@@ -846,6 +849,7 @@ pub async fn make_plan(
     let options = plan::Options {
         targets: targets.to_vec(),
         allow_destroy_protected,
+        replace: allow.replace.clone(),
     };
     let (mut changes, mut warnings) = plan::diff(&desired, &state, &live, &options)?;
     warnings.extend(warnings_kept);
@@ -1612,6 +1616,7 @@ pub async fn plan_deploy(
     let options = plan::Options {
         targets: Vec::new(),
         allow_destroy_protected: false,
+        replace: Vec::new(),
     };
     let (changes, warnings) = plan::diff(&desired, &state, &live, &options)?;
     let (changes, others): (Vec<_>, Vec<_>) =

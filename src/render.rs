@@ -68,6 +68,7 @@ fn note_text(n: &Note) -> String {
         Note::FoundByTag => "found by tag, adopted".into(),
         Note::RemovedFromFile => "removed from the file".into(),
         Note::UntrackedByTag => "tagged for this environment but in neither state nor file".into(),
+        Note::ReplaceAsked => "replaced as --replace asks".into(),
         Note::DataLoss => {
             "ITS DATA IS LOST (a final snapshot is kept only when it was protected)".into()
         }

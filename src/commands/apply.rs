@@ -41,6 +41,7 @@ pub async fn apply(globals: &Globals, args: ApplyArgs) -> Result<ExitStatus> {
             vulnerable: args.allow_vulnerable,
             block_severity: args.block_severity.ecr().to_string(),
             images: ops::image_tags(&args.images)?,
+            replace: args.replace.clone(),
         },
     };
     interactive_run(globals, &env, run).await

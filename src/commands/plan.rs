@@ -22,6 +22,7 @@ pub async fn run(globals: &Globals, args: PlanArgs) -> Result<ExitStatus> {
             vulnerable: args.allow_vulnerable,
             block_severity: args.block_severity.ecr().to_string(),
             images: ops::image_tags(&args.images)?,
+            replace: args.replace.clone(),
         },
     )
     .await?;

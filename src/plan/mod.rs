@@ -92,6 +92,8 @@ pub enum Note {
     },
     /// A database deleted or replaced: its data goes with it.
     DataLoss,
+    /// `--replace` asked for it.
+    ReplaceAsked,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,6 +211,8 @@ pub enum PlanError {
     },
     #[error("no resource matches --target `{0}`")]
     UnknownTarget(String),
+    #[error("--replace `{0}`: the file has no such resource, or it does not exist yet")]
+    UnknownReplace(String),
     #[error("refusing to delete protected resources: {}; pass --allow-destroy-protected to delete them", .0.join(", "))]
     Protected(Vec<String>),
 }
@@ -220,6 +224,8 @@ pub struct Options {
     pub targets: Vec<String>,
     /// Protected resources may be deleted (or replaced).
     pub allow_destroy_protected: bool,
+    /// `--replace`: these logical ids are replaced although nothing about them differs.
+    pub replace: Vec<String>,
 }
 
 /// Computes the changes that take live AWS to the desired graph: match, then what the file
@@ -240,7 +246,12 @@ pub fn diff(
     let live = live.as_slice();
     let (ids, matched) = match_live(desired, state, live, &mut warnings)?;
     let mut changes: BTreeMap<String, Change> = BTreeMap::new();
-    desired_changes(desired, state, &matched, &mut changes);
+    for id in &options.replace {
+        if !desired.resources.contains_key(id) || !matched.contains_key(id.as_str()) {
+            return Err(PlanError::UnknownReplace(id.clone()));
+        }
+    }
+    desired_changes(desired, state, &matched, &options.replace, &mut changes);
     removals(desired, state, &ids, &matched, &mut changes);
     let mut changes: Vec<Change> = changes.into_values().collect();
     for c in &mut changes {
@@ -362,6 +373,7 @@ fn desired_changes(
     desired: &Desired,
     state: &StateDoc,
     matched: &Matched<'_>,
+    replace: &[String],
     changes: &mut BTreeMap<String, Change>,
 ) {
     for id in topo_order(desired) {
@@ -430,7 +442,11 @@ fn desired_changes(
                     }
                 }
                 let diffs = field_diffs(want.kind, &before, &after);
-                let action = if diffs.iter().any(|d| d.forces_replacement) {
+                let asked = replace.iter().any(|r| r == id);
+                if asked {
+                    notes.push(Note::ReplaceAsked);
+                }
+                let action = if diffs.iter().any(|d| d.forces_replacement) || asked {
                     Some(Action::Replace)
                 } else if !diffs.is_empty() {
                     Some(Action::Update)

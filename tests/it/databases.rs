@@ -428,6 +428,22 @@ fn a_bastion_opens_no_port_with_session_manager_and_only_ssh_from_the_file_with_
         out.stdout
     );
     ctx.assert_converged();
+    // A bastion moves to a newer image only when asked.
+    let asked = ctx.infra(&[
+        "plan",
+        "{env}",
+        "--replace",
+        "bastion",
+        "--detailed-exitcode",
+    ]);
+    asked.code(2);
+    assert!(
+        asked.stdout.contains("replaced as --replace asks"),
+        "{}",
+        asked.stdout
+    );
+    ctx.infra(&["plan", "{env}", "--replace", "nothing-of-that-name"])
+        .code(1);
 
     ctx.infra(&["destroy", "{env}", "--auto-approve"]).success();
     let left = ctx.rt.block_on(async {

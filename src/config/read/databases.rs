@@ -152,7 +152,7 @@ pub(super) fn check_uses(
 }
 
 /// `bastion: {instance_type, access, ssh_cidrs, key_name}`.
-pub(super) fn bastion(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Bastion> {
+pub(super) fn bastion(r: &mut Reader<'_>, n: &Node<'_>, protect: bool) -> Option<Bastion> {
     let f = r.mapping(n, &keys(schema::BASTION))?;
     let instance_type = match f.get("instance_type") {
         None => Some("t3.micro".to_string()),
@@ -206,6 +206,14 @@ pub(super) fn bastion(r: &mut Reader<'_>, n: &Node<'_>) -> Option<Bastion> {
                 let mut ok = true;
                 for item in items {
                     match r.string(item).map(|t| (t.parse::<IpNet>(), t)) {
+                        Some((Ok(net), _)) if protect && net.prefix_len() == 0 => {
+                            r.error_hint(
+                                item.span,
+                                format!("{net} opens SSH to the whole internet, in a protected environment"),
+                                "list the blocks operators connect from, or use `access: ssm`",
+                            );
+                            ok = false;
+                        }
                         Some((Ok(net), _)) => out.push(net),
                         Some((Err(_), t)) => {
                             r.error(item.span, format!("`{t}` is not a CIDR block"));

@@ -107,7 +107,19 @@ pub(super) fn environment(r: &mut Reader<'_>, doc: &Node<'_>, stem: &str) -> Opt
     }
 
     let bastion = match top.get("bastion") {
-        Some(n) => databases::bastion(r, n).map(Some),
+        Some(n) => {
+            let b = databases::bastion(r, n, protect.unwrap_or(false)).map(Some);
+            if let Some(Network::Existing(e)) = &network
+                && e.public_subnet_ids.is_empty()
+            {
+                r.error_hint(
+                    n.span,
+                    "a bastion goes in a public subnet, and `network.existing` names none",
+                    "add `public_subnet_ids`, or remove `bastion`",
+                );
+            }
+            b
+        }
         None => Some(None),
     };
 
