@@ -464,3 +464,84 @@ fn a_bastion_opens_no_port_with_session_manager_and_only_ssh_from_the_file_with_
         Some(aws_sdk_ec2::types::InstanceStateName::Terminated)
     );
 }
+
+#[test]
+fn a_protected_database_changes_in_place_refuses_to_go_and_leaves_a_final_snapshot() {
+    let ctx = Ctx::new("dp");
+    let text = DATABASES
+        .replace("region: us-east-1\n", "region: us-east-1\nprotect: true\n")
+        .replace("10.70.", "10.72.");
+    ctx.write_env(&text);
+    ctx.apply();
+    let identifier = format!("{}-main", ctx.env);
+    let db = |ctx: &Ctx| {
+        ctx.rt.block_on(async {
+            ctx.aws
+                .rds()
+                .describe_db_instances()
+                .db_instance_identifier(&identifier)
+                .send()
+                .await
+                .unwrap()
+                .db_instances()[0]
+                .clone()
+        })
+    };
+    let first = db(&ctx);
+    assert_eq!(
+        first.multi_az(),
+        Some(true),
+        "protected: a standby by default"
+    );
+    assert_eq!(first.deletion_protection(), Some(true));
+
+    // More storage is a change RDS makes in place: an update, the same instance.
+    ctx.write_env(&text.replace("storage_gb: 30", "storage_gb: 40"));
+    let plan = ctx.infra(&["plan", "{env}"]);
+    plan.success();
+    assert!(
+        plan.stdout.contains("~ database.main") && !plan.stdout.contains("-/+ database.main"),
+        "{}",
+        plan.stdout
+    );
+    ctx.apply();
+    let second = db(&ctx);
+    assert_eq!(second.allocated_storage(), Some(40));
+    assert_eq!(second.db_instance_arn(), first.db_instance_arn());
+    ctx.assert_converged();
+
+    // Destroy refuses without the flag, and leaves a final snapshot with it.
+    let refused = ctx.infra(&["destroy", "{env}", "--auto-approve"]);
+    refused.code(1);
+    assert!(
+        refused.stderr.contains("database.main"),
+        "{}",
+        refused.stderr
+    );
+    ctx.infra(&[
+        "destroy",
+        "{env}",
+        "--auto-approve",
+        "--allow-destroy-protected",
+    ])
+    .success();
+    let snapshots = ctx.rt.block_on(async {
+        ctx.aws
+            .rds()
+            .describe_db_snapshots()
+            .db_instance_identifier(&identifier)
+            .send()
+            .await
+            .unwrap()
+            .db_snapshots()
+            .iter()
+            .filter_map(|s| s.db_snapshot_identifier().map(str::to_string))
+            .collect::<Vec<_>>()
+    });
+    assert!(
+        snapshots
+            .iter()
+            .any(|s| s.starts_with(&format!("{identifier}-final-"))),
+        "{snapshots:?}"
+    );
+}
