@@ -33,6 +33,22 @@ services:
     memory: 512
 ";
 
+/// The RDS instance of that identifier, if there is one.
+fn db_instance(ctx: &Ctx, identifier: &str) -> Option<aws_sdk_rds::types::DbInstance> {
+    ctx.rt.block_on(async {
+        ctx.aws
+            .rds()
+            .describe_db_instances()
+            .db_instance_identifier(identifier)
+            .send()
+            .await
+            .ok()?
+            .db_instances()
+            .first()
+            .cloned()
+    })
+}
+
 fn state(ctx: &Ctx) -> Value {
     serde_json::from_slice(&ctx.state_bytes()).unwrap()
 }
@@ -94,17 +110,7 @@ fn a_database_is_private_encrypted_reached_only_by_its_users_and_its_password_ne
     assert_eq!(associated, expected);
 
     // The instance as the file says, in the subnet group over the database subnets.
-    let db = ctx.rt.block_on(async {
-        ctx.aws
-            .rds()
-            .describe_db_instances()
-            .db_instance_identifier(format!("{}-main", ctx.env))
-            .send()
-            .await
-            .unwrap()
-            .db_instances()[0]
-            .clone()
-    });
+    let db = db_instance(&ctx, &format!("{}-main", ctx.env)).expect("the instance exists");
     assert_eq!(db.engine(), Some("postgres"));
     assert_eq!(db.allocated_storage(), Some(30));
     assert_eq!(db.backup_retention_period(), Some(3));
@@ -243,15 +249,10 @@ fn a_database_is_private_encrypted_reached_only_by_its_users_and_its_password_ne
     ctx.assert_converged();
 
     ctx.infra(&["destroy", "{env}", "--auto-approve"]).success();
-    let left = ctx.rt.block_on(async {
-        ctx.aws
-            .rds()
-            .describe_db_instances()
-            .db_instance_identifier(format!("{}-main", ctx.env))
-            .send()
-            .await
-    });
-    assert!(left.is_err(), "the instance is gone");
+    assert!(
+        db_instance(&ctx, &format!("{}-main", ctx.env)).is_none(),
+        "the instance is gone"
+    );
     let groups = ctx.rt.block_on(async {
         ctx.aws
             .rds()
@@ -474,19 +475,7 @@ fn a_protected_database_changes_in_place_refuses_to_go_and_leaves_a_final_snapsh
     ctx.write_env(&text);
     ctx.apply();
     let identifier = format!("{}-main", ctx.env);
-    let db = |ctx: &Ctx| {
-        ctx.rt.block_on(async {
-            ctx.aws
-                .rds()
-                .describe_db_instances()
-                .db_instance_identifier(&identifier)
-                .send()
-                .await
-                .unwrap()
-                .db_instances()[0]
-                .clone()
-        })
-    };
+    let db = |ctx: &Ctx| db_instance(ctx, &identifier).expect("the instance exists");
     let first = db(&ctx);
     assert_eq!(
         first.multi_az(),

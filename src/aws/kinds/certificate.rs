@@ -11,7 +11,7 @@ use aws_sdk_acm::types::{CertificateDetail, CertificateStatus, Tag, ValidationMe
 use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
-use super::{Iam, IamScope, Live, ResourceKind, Scope, Tags, Want, gone_ok};
+use super::{Iam, IamScope, Live, ResourceKind, Scope, Tags, Want, absent_ok, gone_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error, wait};
 use crate::error::AwsError;
@@ -107,18 +107,15 @@ fn live(c: &CertificateDetail, tags: Tags) -> Option<Live<Attrs, Outputs>> {
 }
 
 async fn describe(aws: &Aws, arn: &str) -> Result<Option<CertificateDetail>, AwsError> {
-    match aws
-        .acm()
-        .describe_certificate()
-        .certificate_arn(arn)
-        .send()
-        .await
-        .map_err(sdk_error("acm", "DescribeCertificate"))
-    {
-        Ok(out) => Ok(out.certificate),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
+    absent_ok(
+        aws.acm()
+            .describe_certificate()
+            .certificate_arn(arn)
+            .send()
+            .await
+            .map(|out| out.certificate)
+            .map_err(sdk_error("acm", "DescribeCertificate")),
+    )
 }
 
 async fn tags_of(aws: &Aws, arn: &str) -> Result<Tags, AwsError> {

@@ -14,7 +14,7 @@ use aws_sdk_rds::types::DbInstance;
 use serde::{Deserialize, Serialize};
 
 use super::db_subnet_group::rds_tags;
-use super::{Iam, IamScope, Id, Live, ResourceKind, Scope, Want};
+use super::{Iam, IamScope, Id, Live, ResourceKind, Scope, Want, absent_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error, wait};
 use crate::error::AwsError;
@@ -117,18 +117,15 @@ fn live(db: &DbInstance) -> Option<Live<Attrs, Outputs>> {
 }
 
 async fn describe(aws: &Aws, identifier: &str) -> Result<Option<DbInstance>, AwsError> {
-    match aws
-        .rds()
-        .describe_db_instances()
-        .db_instance_identifier(identifier)
-        .send()
-        .await
-        .map_err(sdk_error("rds", "DescribeDBInstances"))
-    {
-        Ok(out) => Ok(out.db_instances.unwrap_or_default().into_iter().next()),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
+    absent_ok(
+        aws.rds()
+            .describe_db_instances()
+            .db_instance_identifier(identifier)
+            .send()
+            .await
+            .map(|out| out.db_instances.unwrap_or_default().into_iter().next())
+            .map_err(sdk_error("rds", "DescribeDBInstances")),
+    )
 }
 
 /// Waits for the instance to be available again (after a create or a change).

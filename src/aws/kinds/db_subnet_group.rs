@@ -4,7 +4,7 @@
 use aws_sdk_rds::types::{DbSubnetGroup as RdsGroup, Tag};
 use serde::{Deserialize, Serialize};
 
-use super::{Iam, IamScope, Id, Live, ResourceKind, Scope, Taken, Want, gone_ok};
+use super::{Iam, IamScope, Id, Live, ResourceKind, Scope, Taken, Want, absent_ok, gone_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -52,18 +52,15 @@ pub(crate) async fn tags_of(aws: &Aws, arn: &str) -> Result<super::Tags, AwsErro
 }
 
 async fn describe(aws: &Aws, name: &str) -> Result<Option<RdsGroup>, AwsError> {
-    match aws
-        .rds()
-        .describe_db_subnet_groups()
-        .db_subnet_group_name(name)
-        .send()
-        .await
-        .map_err(sdk_error("rds", "DescribeDBSubnetGroups"))
-    {
-        Ok(out) => Ok(out.db_subnet_groups.unwrap_or_default().into_iter().next()),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
+    absent_ok(
+        aws.rds()
+            .describe_db_subnet_groups()
+            .db_subnet_group_name(name)
+            .send()
+            .await
+            .map(|out| out.db_subnet_groups.unwrap_or_default().into_iter().next())
+            .map_err(sdk_error("rds", "DescribeDBSubnetGroups")),
+    )
 }
 
 async fn read_one(aws: &Aws, name: &str) -> Result<Option<Live<Attrs, Outputs>>, AwsError> {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Iam, IamScope, Id, Live, NoOutputs, ResourceKind, Scope, Want, gone_ok};
+use super::{Iam, IamScope, Id, Live, NoOutputs, ResourceKind, Scope, Want, absent_ok, gone_ok};
 use crate::aws::tags::{self, TagApi};
 use crate::aws::{Aws, sdk_error};
 use crate::error::AwsError;
@@ -28,18 +28,15 @@ fn name_of(physical: &str) -> &str {
 }
 
 async fn read_one(aws: &Aws, name: &str) -> Result<Option<Live<Attrs>>, AwsError> {
-    let got = aws
-        .iam
-        .get_instance_profile()
-        .instance_profile_name(name)
-        .send()
-        .await
-        .map_err(sdk_error("iam", "GetInstanceProfile"));
-    let profile = match got {
-        Ok(out) => out.instance_profile,
-        Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(e),
-    };
+    let profile = absent_ok(
+        aws.iam
+            .get_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .map(|out| out.instance_profile)
+            .map_err(sdk_error("iam", "GetInstanceProfile")),
+    )?;
     Ok(profile.map(|p| Live {
         physical_id: p.arn().to_string(),
         attrs: Attrs {
