@@ -144,6 +144,17 @@ pub(crate) fn iam_action(req: &Request) -> Option<String> {
         t.rsplit('.').next()?.to_string()
     } else if let Some(op) = target.split("/operation/").nth(1) {
         op.to_string()
+    } else if prefix == "route53" {
+        // Route 53's REST paths: /2013-04-01/hostedzonesbyname, /hostedzone/ID/rrset[/].
+        let path = target.split('?').next().unwrap_or(target).trim_end_matches('/');
+        match (method, path) {
+            ("GET", p) if p.ends_with("/hostedzonesbyname") => "ListHostedZonesByName",
+            ("GET", p) if p.ends_with("/rrset") => "ListResourceRecordSets",
+            ("POST", p) if p.ends_with("/rrset") => "ChangeResourceRecordSets",
+            ("POST", p) if p.ends_with("/hostedzone") => "CreateHostedZone",
+            _ => return Some(format!("route53:{method} {target}")),
+        }
+        .to_string()
     } else if prefix == "s3" {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let object = path.trim_matches('/').contains('/');

@@ -19,11 +19,15 @@ network:
   availability_zones: [us-east-1a, us-east-1b]
   public_subnets: [10.60.0.0/24, 10.60.1.0/24]
   private_subnets: [10.60.10.0/24, 10.60.11.0/24]
+  database_subnets: [10.60.20.0/24, 10.60.21.0/24]
   nat: single
-load_balancer: {}
+load_balancer:
+  domain: {name: app.{env}.example.com, zone: {env}.example.com}
 repositories: {web: {}}
 cluster: {}
 alarms: {notify: [ops@example.com]}
+databases: {main: {}}
+bastion: {}
 services:
   web:
     image: web
@@ -38,6 +42,7 @@ services:
     port: 8081
     path_patterns: [\"/api/*\"]
     autoscaling: {min: 1, max: 3, cpu_percent: 60, requests_per_target: 500}
+    uses: [main]
 ";
 
 /// Every action the policy `infra policy ENV --for WHAT --split` prints allows.
@@ -74,6 +79,18 @@ fn each_command_runs_with_exactly_the_policy_printed_for_it() {
         let denied = counts.denied.lock().unwrap();
         assert!(denied.is_empty(), "refused: {denied:?}");
     };
+
+    // The domain's zone exists before infra looks for it.
+    ctx.rt.block_on(async {
+        ctx.aws
+            .route53()
+            .create_hosted_zone()
+            .name(format!("{}.example.com", ctx.env))
+            .caller_reference(&ctx.env)
+            .send()
+            .await
+            .unwrap();
+    });
 
     // The first deploy's repository, with the apply policy; CI pushes the first image.
     let (apply_proxy, apply_counts) = behind(&ctx, "apply");
