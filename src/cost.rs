@@ -13,7 +13,7 @@ use crate::model::Kind;
 /// When the table was compiled, and from where. `table_is_fresh` fails once it is older than
 /// `MAX_AGE_DAYS`, so it gets checked against AWS's pages again.
 pub const PRICES_DATE: &str = "2026-12-03";
-pub const PRICES_SOURCE: &str = "AWS's published on-demand prices (aws.amazon.com/vpc/pricing, /elasticloadbalancing/pricing, /fargate/pricing, /cloudwatch/pricing, /ecr/pricing), Linux, per region";
+pub const PRICES_SOURCE: &str = "AWS's published on-demand prices (aws.amazon.com/vpc/pricing, /elasticloadbalancing/pricing, /fargate/pricing, /cloudwatch/pricing, /ecr/pricing, /rds/postgresql/pricing, /ec2/pricing), Linux, per region";
 pub const MAX_AGE_DAYS: i64 = 365;
 
 /// A month, as AWS prices it.
@@ -42,6 +42,17 @@ pub struct Prices {
     pub alarm_metric_month: f64,
     /// A dashboard (the first three of an account cost nothing; not counted here).
     pub dashboard_month: f64,
+    /// RDS PostgreSQL single-AZ on-demand, per instance class (Multi-AZ costs twice).
+    pub rds_hour: &'static [(&'static str, f64)],
+    /// RDS general-purpose storage, per GB-month (Multi-AZ: twice).
+    pub rds_storage_gb_month: f64,
+    /// EC2 Linux on-demand, per instance type (the bastion).
+    pub ec2_hour: &'static [(&'static str, f64)],
+}
+
+/// The price of `class` in `table`, if the table has it.
+fn priced(table: &[(&str, f64)], class: &str) -> Option<f64> {
+    table.iter().find(|(c, _)| *c == class).map(|(_, p)| *p)
 }
 
 const US: Prices = Prices {
@@ -59,6 +70,27 @@ const US: Prices = Prices {
     ecr_gb_month: 0.10,
     alarm_metric_month: 0.10,
     dashboard_month: 3.00,
+    rds_hour: &[
+        ("db.t4g.micro", 0.016),
+        ("db.t4g.small", 0.032),
+        ("db.t4g.medium", 0.065),
+        ("db.t4g.large", 0.129),
+        ("db.t3.micro", 0.018),
+        ("db.t3.small", 0.036),
+        ("db.t3.medium", 0.072),
+        ("db.m6g.large", 0.159),
+        ("db.m7g.large", 0.168),
+        ("db.r6g.large", 0.225),
+    ],
+    rds_storage_gb_month: 0.115,
+    ec2_hour: &[
+        ("t3.nano", 0.0052),
+        ("t3.micro", 0.0104),
+        ("t3.small", 0.0208),
+        ("t4g.nano", 0.0042),
+        ("t4g.micro", 0.0084),
+        ("t4g.small", 0.0168),
+    ],
 };
 
 const IRELAND: Prices = Prices {
@@ -67,6 +99,23 @@ const IRELAND: Prices = Prices {
     alb_hour: 0.0252,
     alb_lcu_hour: 0.008,
     logs_ingest_gb: 0.57,
+    rds_hour: &[
+        ("db.t4g.micro", 0.018),
+        ("db.t4g.small", 0.035),
+        ("db.t4g.medium", 0.071),
+        ("db.t3.micro", 0.019),
+        ("db.t3.small", 0.038),
+        ("db.t3.medium", 0.076),
+    ],
+    rds_storage_gb_month: 0.127,
+    ec2_hour: &[
+        ("t3.nano", 0.0057),
+        ("t3.micro", 0.0114),
+        ("t3.small", 0.0228),
+        ("t4g.nano", 0.0046),
+        ("t4g.micro", 0.0092),
+        ("t4g.small", 0.0184),
+    ],
     ..US
 };
 
@@ -90,6 +139,7 @@ pub enum Group {
     Compute,
     StorageAndLogs,
     Monitoring,
+    Databases,
 }
 
 impl Group {
@@ -100,6 +150,7 @@ impl Group {
             Group::Compute => "compute",
             Group::StorageAndLogs => "storage/logs",
             Group::Monitoring => "monitoring",
+            Group::Databases => "databases",
         }
     }
 }
@@ -257,6 +308,53 @@ pub fn estimate(resources: &[Priced<'_>], prices: &Prices, usage: &Usage) -> Est
             }
             Kind::Dashboard => {
                 lines.push(Line::new(Group::Monitoring, r.id, prices.dashboard_month))
+            }
+            Kind::Database => {
+                let class = r.attrs["instance_class"].as_str().unwrap_or_default();
+                let copies = if r.attrs["multi_az"] == Value::Bool(true) {
+                    2.0
+                } else {
+                    1.0
+                };
+                let storage = r.attrs["allocated_storage"].as_f64().unwrap_or(0.0);
+                let az = if copies > 1.0 {
+                    "Multi-AZ"
+                } else {
+                    "single-AZ"
+                };
+                lines.push(match priced(prices.rds_hour, class) {
+                    Some(hour) => Line {
+                        usage: Some(format!("{class}, {az}")),
+                        ..Line::new(Group::Databases, r.id, copies * hour * month)
+                    },
+                    None => Line {
+                        usage: Some(format!("{class}: not in the price table, not counted")),
+                        ..Line::new(Group::Databases, r.id, 0.0)
+                    },
+                });
+                lines.push(Line {
+                    usage: Some(format!("{storage} GB, {az}")),
+                    ..Line::new(
+                        Group::Databases,
+                        format!("{} storage", r.id),
+                        copies * storage * prices.rds_storage_gb_month,
+                    )
+                });
+            }
+            Kind::Instance => {
+                let t = r.attrs["instance_type"].as_str().unwrap_or_default();
+                lines.push(match priced(prices.ec2_hour, t) {
+                    Some(hour) => Line {
+                        usage: Some(format!("{t} and its public IPv4 address")),
+                        ..Line::new(Group::Compute, r.id, (hour + prices.ipv4_hour) * month)
+                    },
+                    None => Line {
+                        usage: Some(format!(
+                            "{t}: not in the price table, its IPv4 address only"
+                        )),
+                        ..Line::new(Group::Compute, r.id, prices.ipv4_hour * month)
+                    },
+                });
             }
             Kind::Repository => lines.push(Line {
                 usage: Some(format!("{ECR_GB_PER_REPOSITORY} GB stored")),
@@ -427,6 +525,38 @@ mod tests {
     }
 
     /// The stage example, each line computed by hand from the us-east-1 prices.
+    #[test]
+    fn databases_and_the_bastion_are_priced() {
+        let env = file(
+            "environment: stage
+region: us-east-1
+state: {local: s.json}
+protect: true
+network:
+  cidr: 10.0.0.0/16
+  availability_zones: [us-east-1a, us-east-1b]
+  public_subnets: [10.0.0.0/24, 10.0.1.0/24]
+  private_subnets: [10.0.10.0/24, 10.0.11.0/24]
+  database_subnets: [10.0.20.0/24, 10.0.21.0/24]
+  nat: none
+databases:
+  main: {storage_gb: 50}
+  reports: {instance_class: db.x9.huge, multi_az: false}
+bastion: {}
+",
+        );
+        let e = of_file(&env).unwrap();
+        let line = |r: &str| e.lines.iter().find(|l| l.resource == r).unwrap().clone();
+        // Protected: Multi-AZ by default, so the instance and its storage count twice.
+        assert!((line("database.main").monthly - 2.0 * 0.016 * 730.0).abs() < 1e-9);
+        assert!((line("database.main storage").monthly - 2.0 * 50.0 * 0.115).abs() < 1e-9);
+        // A class the table lacks is said, not guessed.
+        let unknown = line("database.reports");
+        assert_eq!(unknown.monthly, 0.0);
+        assert!(unknown.usage.unwrap().contains("not in the price table"));
+        assert!((line("bastion").monthly - (0.0104 + 0.005) * 730.0).abs() < 1e-9);
+    }
+
     #[test]
     fn stage_matches_a_hand_computation() {
         let env = file(include_str!("../environments/stage.yaml"));

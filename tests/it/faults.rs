@@ -146,7 +146,11 @@ pub(crate) fn iam_action(req: &Request) -> Option<String> {
         op.to_string()
     } else if prefix == "route53" {
         // Route 53's REST paths: /2013-04-01/hostedzonesbyname, /hostedzone/ID/rrset[/].
-        let path = target.split('?').next().unwrap_or(target).trim_end_matches('/');
+        let path = target
+            .split('?')
+            .next()
+            .unwrap_or(target)
+            .trim_end_matches('/');
         match (method, path) {
             ("GET", p) if p.ends_with("/hostedzonesbyname") => "ListHostedZonesByName",
             ("GET", p) if p.ends_with("/rrset") => "ListResourceRecordSets",
