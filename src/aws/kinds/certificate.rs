@@ -268,6 +268,8 @@ impl ResourceKind for Certificate {
         let arn = aws
             .acm()
             .request_certificate()
+            // A retried request whose answer was lost gets the same certificate, not a twin.
+            .idempotency_token(uuid::Uuid::new_v4().simple().to_string())
             .domain_name(&a.domain_name)
             .set_subject_alternative_names(Some(names.clone()))
             .validation_method(ValidationMethod::from(a.validation_method.as_str()))

@@ -332,7 +332,13 @@ impl ResourceKind for DnsRecord {
             Found::Foreign(have) => return Err(foreign_error(a, &have)),
             Found::Same => {}
             Found::Nothing => {
-                write(aws, &a.zone_id, ChangeAction::Create, record_set(a)?).await?;
+                let written = write(aws, &a.zone_id, ChangeAction::Create, record_set(a)?).await;
+                // A retried CREATE whose first answer was lost finds its own record there.
+                if let Err(e) = written
+                    && !matches!(found(aws, a).await?, Found::Same)
+                {
+                    return Err(e);
+                }
             }
         }
         Ok(physical_id(&a.zone_id, &a.name, &a.record_type))

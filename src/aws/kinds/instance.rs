@@ -197,10 +197,14 @@ impl ResourceKind for Instance {
     /// instance profile visible to EC2, and waits until it runs.
     async fn create(&self, aws: &Aws, want: &Want<Attrs>) -> Result<String, AwsError> {
         let a = &want.attrs;
+        // One token for every attempt: a retried request whose answer was lost gets the
+        // instance the first one started, never a second bastion.
+        let token = uuid::Uuid::new_v4().to_string();
         let run = || async {
             let r = aws
                 .ec2
                 .run_instances()
+                .client_token(&token)
                 .image_id(&a.image_id)
                 .instance_type(InstanceType::from(a.instance_type.as_str()))
                 .min_count(1)
@@ -220,6 +224,11 @@ impl ResourceKind for Instance {
                 )
                 .tag_specifications(tags::ec2_spec(ResourceType::Instance, &want.tags))
                 .tag_specifications(tags::ec2_spec(ResourceType::Volume, &want.tags))
+                // Not retried blindly by the SDK: an answer lost after the instance started is
+                // settled by looking for it by tag (AWS also honours the token; not every
+                // implementation of the API does).
+                .customize()
+                .config_override(crate::aws::ec2::not_idempotent())
                 .send()
                 .await
                 .map_err(sdk_error("ec2", "RunInstances"));
