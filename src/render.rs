@@ -16,7 +16,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
 use crate::exec::{Progress, Report};
-use crate::model::{UNKNOWN, as_ref};
+use crate::model::UNKNOWN;
 use crate::plan::graph::Op;
 use crate::plan::{Action, Change, Note, Plan, Warning};
 use serde::Serialize;
@@ -31,10 +31,20 @@ fn paint(style: Style, text: &str) -> String {
     format!("{style}{text}{style:#}")
 }
 
-/// A value as shown in a plan: JSON, with references written `ref(id)`.
+/// A value as shown in a plan: JSON, with references written `ref(id)`, and references to what
+/// AWS computes for a resource `ref(id).field` (`ref(load-balancer).dns_name`).
 pub fn show(v: &Value) -> String {
-    if let Some(id) = as_ref(v) {
-        return format!("ref({id})");
+    match crate::model::as_reference(v) {
+        Some((id, None)) => return format!("ref({id})"),
+        Some((id, Some(pointer))) => {
+            let path: Vec<String> = pointer
+                .split('/')
+                .skip(1)
+                .map(|s| s.replace("~1", "/").replace("~0", "~"))
+                .collect();
+            return format!("ref({id}).{}", path.join("."));
+        }
+        None => {}
     }
     match v {
         Value::Array(items) => {

@@ -397,3 +397,86 @@ fn protection_recorded_in_state_survives_the_file() {
             .all(|c| c.action == Action::Delete && c.protected)
     );
 }
+
+/// An environment with a domain, a database a service uses, and a bastion.
+fn platform(database: &str) -> crate::config::Environment {
+    let text = format!(
+        "environment: stage
+region: us-east-1
+state: {{s3: {{bucket: acme-infra-state}}}}
+network:
+  cidr: 10.0.0.0/16
+  availability_zones: [us-east-1a, us-east-1b]
+  public_subnets: [10.0.0.0/24, 10.0.1.0/24]
+  private_subnets: [10.0.10.0/24, 10.0.11.0/24]
+  database_subnets: [10.0.20.0/24, 10.0.21.0/24]
+  nat: single
+load_balancer:
+  domain: {{name: app.example.com, zone: example.com, aliases: [www.example.com]}}
+cluster: {{}}
+databases:
+  {database}: {{}}
+bastion: {{}}
+services:
+  web:
+    image: docker.io/library/nginx:1.27
+    cpu: 256
+    memory: 512
+    port: 8080
+    uses: [{database}]
+"
+    );
+    config::parse(Path::new("stage.yaml"), &text, &|_| None).unwrap()
+}
+
+/// What users read when a domain, a database and a bastion are first created: the values only
+/// AWS will know (the certificate's records, the database's address and secret, the zone and
+/// image looked up at plan time) are said to be so.
+#[test]
+fn a_domain_a_database_and_a_bastion_are_planned_with_what_is_known_after_apply() {
+    let d = expand(&platform("main"));
+    let (changes, _) = diff(&d, &StateDoc::new("stage"), &[], &Options::default()).unwrap();
+    assert!(changes.iter().all(|c| c.action == Action::Create));
+    let text = strip(crate::render::plan_text(
+        &plan_of(changes, vec![]),
+        "s3://acme-infra-state/stage.json",
+    ));
+    for expected in [
+        "+ certificate",
+        "+ dns-record.validation.app.example.com",
+        "+ dns-record.www.example.com",
+        "+ database.main",
+        "+ bastion",
+    ] {
+        assert!(text.contains(expected), "{expected} missing:\n{text}");
+    }
+    assert!(!text.to_ascii_lowercase().contains("password\":"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+/// A database the file no longer has is deleted, and the plan says its data goes with it.
+#[test]
+fn a_database_going_away_is_marked_as_losing_its_data() {
+    let (state, live) = converged(&expand(&platform("main")));
+    let (changes, _) = diff(
+        &expand(&platform("primary")),
+        &state,
+        &live,
+        &Options::default(),
+    )
+    .unwrap();
+    let gone = changes.iter().find(|c| c.id == "database.main").unwrap();
+    assert_eq!(gone.action, Action::Delete);
+    assert!(gone.notes.contains(&Note::DataLoss), "{:?}", gone.notes);
+    let new = changes.iter().find(|c| c.id == "database.primary").unwrap();
+    assert_eq!(new.action, Action::Create);
+    assert!(!new.notes.contains(&Note::DataLoss));
+    let text = strip(crate::render::plan_text(
+        &plan_of(changes, vec![]),
+        "s3://acme-infra-state/stage.json",
+    ));
+    assert!(
+        text.contains("- database.main") && text.contains("ITS DATA IS LOST"),
+        "{text}"
+    );
+}
