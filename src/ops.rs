@@ -355,16 +355,18 @@ pub async fn restore(session: &Session, env: &str, r: &Restore) -> Result<()> {
 }
 
 /// Refuses to write over a current document older than the one before it in the same lineage:
-/// someone put an old copy back by hand, and writing on would build on forgotten resources. Read
-/// only from the object's history (one listing, one read); a backend without history skips it.
-async fn check_not_backwards(session: &Session, current: &StateDoc) -> Result<()> {
-    let Ok(newest) = session.backend.newest(2).await else {
-        return Ok(());
-    };
-    let previous = newest
-        .iter()
-        .filter(|v| !v.latest)
-        .find_map(|v| StateDoc::decode(&v.bytes).ok().map(|d| (v, d)));
+/// someone put an old copy back by hand, and writing on would build on forgotten resources.
+/// `previous` is the version before the current one, read from the object's history (one
+/// listing, one read, made beside the read of the current one); a backend without history has
+/// none, and the check passes.
+fn check_not_backwards(
+    session: &Session,
+    current: &StateDoc,
+    previous: Option<crate::state::StoredVersion>,
+) -> Result<()> {
+    let previous = previous
+        .as_ref()
+        .and_then(|v| StateDoc::decode(&v.bytes).ok().map(|d| (v, d)));
     if let Some((v, prev)) = previous
         && prev.lineage == current.lineage
         && prev.serial > current.serial
@@ -1162,7 +1164,12 @@ async fn run_locked(
     globals: &Globals,
     wait: bool,
 ) -> Result<Report> {
-    let stored = read_state(session, &plan.environment).await?;
+    // The current document and the one before it, together.
+    let (stored, previous) = futures::join!(
+        read_state(session, &plan.environment),
+        session.backend.previous()
+    );
+    let stored = stored?;
     let base = stored.as_ref().map(|(d, _)| Base {
         lineage: d.lineage.clone(),
         serial: d.serial,
@@ -1182,7 +1189,7 @@ async fn run_locked(
         ));
     }
     if let Some((doc, _)) = &stored {
-        check_not_backwards(session, doc).await?;
+        check_not_backwards(session, doc, previous.ok().flatten())?;
     }
     let (doc, version) = match stored {
         Some((d, v)) => (d, Some(v)),

@@ -143,6 +143,83 @@ fn decode_lock(bytes: &[u8]) -> Result<LockInfo, StateError> {
         .map_err(|e| StateError::Io(format!("the lock object is not valid: {e}")))
 }
 
+/// A listed version: its id, when it was written, whether it is the current one.
+type Listed = (String, Option<jiff::Timestamp>, bool);
+
+impl S3Backend {
+    /// The newest `n` versions of the document, newest first: ListObjectVersions, paged.
+    async fn listed(&self, n: usize) -> Result<Vec<Listed>, StateError> {
+        let mut listed = Vec::new();
+        let mut key_marker = None;
+        let mut version_marker = None;
+        loop {
+            let out = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(&self.key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(sdk_error("s3", "ListObjectVersions"))?;
+            listed.extend(
+                out.versions()
+                    .iter()
+                    .filter(|v| v.key() == Some(self.key.as_str()))
+                    .filter_map(|v| {
+                        Some((
+                            v.version_id()?.to_string(),
+                            v.last_modified()
+                                .and_then(|t| jiff::Timestamp::from_second(t.secs()).ok()),
+                            v.is_latest() == Some(true),
+                        ))
+                    }),
+            );
+            if out.is_truncated() != Some(true) || listed.len() >= n {
+                break;
+            }
+            key_marker = out.next_key_marker().map(str::to_string);
+            version_marker = out.next_version_id_marker().map(str::to_string);
+        }
+        listed.truncate(n);
+        Ok(listed)
+    }
+
+    /// The bodies of listed versions, ten reads at a time, in the listing's order.
+    async fn bodies(&self, listed: Vec<Listed>) -> Result<Vec<StoredVersion>, StateError> {
+        let bodies = futures::stream::iter(listed.into_iter().map(|(id, at, latest)| async move {
+            let out = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .version_id(&id)
+                .send()
+                .await
+                .map_err(sdk_error("s3", "GetObject"))?;
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| AwsError::local("s3", "GetObject", format!("reading the body: {e}")))?
+                .into_bytes()
+                .to_vec();
+            Ok::<_, AwsError>(StoredVersion {
+                id,
+                last_modified: at,
+                latest,
+                bytes,
+            })
+        }));
+        use futures::StreamExt;
+        let got: Vec<Result<StoredVersion, AwsError>> = bodies.buffered(10).collect().await;
+        got.into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StateError::from)
+    }
+}
+
 #[async_trait::async_trait]
 impl Backend for S3Backend {
     async fn weaknesses(&self) -> Result<Vec<String>, StateError> {
@@ -293,69 +370,20 @@ impl Backend for S3Backend {
     /// ListObjectVersions (newest first, the order S3 keeps; `LastModified` has one-second
     /// resolution), then each version's body, ten at a time.
     async fn newest(&self, n: usize) -> Result<Vec<StoredVersion>, StateError> {
-        let mut listed = Vec::new();
-        let mut key_marker = None;
-        let mut version_marker = None;
-        loop {
-            let out = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(&self.key)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(sdk_error("s3", "ListObjectVersions"))?;
-            listed.extend(
-                out.versions()
-                    .iter()
-                    .filter(|v| v.key() == Some(self.key.as_str()))
-                    .filter_map(|v| {
-                        Some((
-                            v.version_id()?.to_string(),
-                            v.last_modified()
-                                .and_then(|t| jiff::Timestamp::from_second(t.secs()).ok()),
-                            v.is_latest() == Some(true),
-                        ))
-                    }),
-            );
-            if out.is_truncated() != Some(true) || listed.len() >= n {
-                break;
-            }
-            key_marker = out.next_key_marker().map(str::to_string);
-            version_marker = out.next_version_id_marker().map(str::to_string);
-        }
-        listed.truncate(n);
-        let bodies = futures::stream::iter(listed.into_iter().map(|(id, at, latest)| async move {
-            let out = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .version_id(&id)
-                .send()
-                .await
-                .map_err(sdk_error("s3", "GetObject"))?;
-            let bytes = out
-                .body
-                .collect()
-                .await
-                .map_err(|e| AwsError::local("s3", "GetObject", format!("reading the body: {e}")))?
-                .into_bytes()
-                .to_vec();
-            Ok::<_, AwsError>(StoredVersion {
-                id,
-                last_modified: at,
-                latest,
-                bytes,
-            })
-        }));
-        use futures::StreamExt;
-        let got: Vec<Result<StoredVersion, AwsError>> = bodies.buffered(10).collect().await;
-        got.into_iter()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(StateError::from)
+        let listed = self.listed(n).await?;
+        self.bodies(listed).await
+    }
+
+    /// The version before the current one: one listing, one read (the current one's body is
+    /// what the caller just read).
+    async fn previous(&self) -> Result<Option<StoredVersion>, StateError> {
+        let listed: Vec<Listed> = self
+            .listed(2)
+            .await?
+            .into_iter()
+            .filter(|(_, _, latest)| !latest)
+            .collect();
+        Ok(self.bodies(listed).await?.into_iter().next())
     }
 
     async fn write(&self, doc: &StateDoc, prev: Option<&Version>) -> Result<Version, StateError> {

@@ -232,6 +232,10 @@ pub trait Backend: Send + Sync {
     }
     /// The newest `n` stored versions, newest first (one listing, `n` reads).
     async fn newest(&self, n: usize) -> Result<Vec<StoredVersion>, StateError>;
+    /// The version before the current one, if the storage keeps history and there is one.
+    async fn previous(&self) -> Result<Option<StoredVersion>, StateError> {
+        Ok(self.newest(2).await?.into_iter().find(|v| !v.latest))
+    }
     /// Writes `doc` only if the stored version is still `prev` (`None`: only if nothing is stored).
     async fn write(&self, doc: &StateDoc, prev: Option<&Version>) -> Result<Version, StateError>;
     /// Takes the lock, or takes over one whose lease expired (returning the dead holder).
