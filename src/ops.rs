@@ -796,7 +796,7 @@ pub async fn make_plan(
     if let (Some(kept), Some(latest)) = (&kept_ami, &ami)
         && kept != latest
     {
-        ami_note = Some(plan::Warning::Image {
+        ami_note = Some(plan::Warning::Status {
             message: format!(
                 "bastion: it runs {kept}; a newer Amazon Linux 2023 AMI is out ({latest}): `infra apply {} --replace bastion` moves it",
                 env.name
@@ -864,7 +864,7 @@ pub async fn make_plan(
                 .as_str()
                 .map(|t| format!(", expires {t}"))
                 .unwrap_or_default();
-            warnings.push(plan::Warning::Certificate {
+            warnings.push(plan::Warning::Status {
                 message: format!(
                     "certificate {}: {status}{expiry}",
                     c.attrs["domain_name"].as_str().unwrap_or_default()

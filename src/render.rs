@@ -500,9 +500,9 @@ pub fn warning_text(w: &Warning) -> String {
             "{} also carry the id `{id}` but state records {recorded}; they are left alone",
             others.join(", ")
         ),
-        Warning::Network { message }
-        | Warning::Image { message }
-        | Warning::Certificate { message } => message.clone(),
+        Warning::Network { message } | Warning::Image { message } | Warning::Status { message } => {
+            message.clone()
+        }
         Warning::ImageKept {
             service,
             key,

@@ -36,8 +36,9 @@ pub enum Warning {
     },
     /// Something about a network someone else owns that would keep the environment from working.
     Network { message: String },
-    /// Where the environment's certificate stands: its status and when it expires.
-    Certificate { message: String },
+    /// Where a resource stands that the plan does not change: the certificate's status and
+    /// expiry, a newer image out for the bastion.
+    Status { message: String },
     /// An image the plan pins that its scan could not judge (not scanned, still scanning), or
     /// that the gate let through (`--allow-vulnerable`).
     Image { message: String },

@@ -33,27 +33,6 @@ services:
     port: 8080
 ";
 
-/// The zone of this test: its id and name.
-fn zone(ctx: &Ctx) -> (String, String) {
-    let name = format!("{}.example.com", ctx.env);
-    let id = ctx.rt.block_on(async {
-        ctx.aws
-            .route53()
-            .create_hosted_zone()
-            .name(&name)
-            .caller_reference(&ctx.env)
-            .send()
-            .await
-            .unwrap()
-            .hosted_zone
-            .unwrap()
-            .id
-            .trim_start_matches("/hostedzone/")
-            .to_string()
-    });
-    (id, name)
-}
-
 fn env_file(ctx: &Ctx, zone: &str, aliases: &[&str]) -> String {
     let aliases: Vec<String> = aliases.iter().map(|a| format!("{a}.{zone}")).collect();
     let text = DOMAIN
@@ -124,7 +103,7 @@ fn records(ctx: &Ctx, zone_id: &str) -> BTreeMap<String, String> {
 }
 
 /// This environment's certificates: ARN → (status, names).
-fn certificates(ctx: &Ctx) -> BTreeMap<String, (String, Vec<String>)> {
+pub(crate) fn certificates(ctx: &Ctx) -> BTreeMap<String, (String, Vec<String>)> {
     ctx.rt.block_on(async {
         let listed = ctx.aws.acm().list_certificates().send().await.unwrap();
         let mut out = BTreeMap::new();
@@ -210,7 +189,7 @@ fn listeners(ctx: &Ctx) -> (String, BTreeMap<i32, (String, Option<String>)>) {
 #[test]
 fn a_domain_gets_its_certificate_https_and_records_and_leaves_the_zone_as_it_found_it() {
     let ctx = Ctx::new("dn");
-    let (zone_id, zone) = zone(&ctx);
+    let (zone_id, zone) = ctx.hosted_zone();
     // Someone else's record in the same zone: never touched.
     upsert(&ctx, &zone_id, &format!("other.{zone}"), "192.0.2.7");
     env_file(&ctx, &zone, &["www"]);
@@ -341,7 +320,7 @@ fn a_domain_gets_its_certificate_https_and_records_and_leaves_the_zone_as_it_fou
 #[test]
 fn a_record_someone_else_owns_is_refused_and_left_alone() {
     let ctx = Ctx::new("df");
-    let (zone_id, zone) = zone(&ctx);
+    let (zone_id, zone) = ctx.hosted_zone();
     upsert(&ctx, &zone_id, &format!("app.{zone}"), "192.0.2.1");
     env_file(&ctx, &zone, &[]);
     let plan = ctx.infra(&["plan", "{env}"]);

@@ -233,6 +233,27 @@ impl Ctx {
         })
     }
 
+    /// A public hosted zone `<env>.example.com` for this test: its id and name.
+    pub fn hosted_zone(&self) -> (String, String) {
+        let name = format!("{}.example.com", self.env);
+        let id = self.rt.block_on(async {
+            self.aws
+                .route53()
+                .create_hosted_zone()
+                .name(&name)
+                .caller_reference(&self.env)
+                .send()
+                .await
+                .unwrap()
+                .hosted_zone
+                .unwrap()
+                .id
+                .trim_start_matches("/hostedzone/")
+                .to_string()
+        });
+        (id, name)
+    }
+
     /// The convergence check every feature test ends with.
     #[track_caller]
     pub fn assert_converged(&self) {

@@ -81,16 +81,7 @@ fn each_command_runs_with_exactly_the_policy_printed_for_it() {
     };
 
     // The domain's zone exists before infra looks for it.
-    ctx.rt.block_on(async {
-        ctx.aws
-            .route53()
-            .create_hosted_zone()
-            .name(format!("{}.example.com", ctx.env))
-            .caller_reference(&ctx.env)
-            .send()
-            .await
-            .unwrap();
-    });
+    ctx.hosted_zone();
 
     // The first deploy's repository, with the apply policy; CI pushes the first image.
     let (apply_proxy, apply_counts) = behind(&ctx, "apply");
