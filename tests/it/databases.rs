@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 
+use crate::faults::{Faults, start_proxy};
 use crate::harness::Ctx;
 
 const DATABASES: &str = "environment: {env}
@@ -74,7 +75,28 @@ fn a_database_is_private_encrypted_reached_only_by_its_users_and_its_password_ne
     ] {
         assert!(plan.stdout.contains(id), "{id} missing:\n{}", plan.stdout);
     }
-    ctx.apply();
+    // Applied through the recording proxy: infra itself never asks Secrets Manager for anything.
+    let (proxy, wire) = start_proxy(Faults::default());
+    let (code, text) = ctx.infra_with(
+        &[("AWS_ENDPOINT_URL", &proxy)],
+        &["apply", "{env}", "--auto-approve", "--no-wait"],
+    );
+    assert_eq!(code, 0, "{text}");
+    let asked: Vec<String> = wire
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(what, _)| what.to_ascii_lowercase())
+        .collect();
+    assert!(
+        asked.iter().any(|w| w.contains("createdbinstance")),
+        "{asked:?}"
+    );
+    assert!(
+        !asked.iter().any(|w| w.contains("secretsmanager")),
+        "{asked:?}"
+    );
     let st = state(&ctx);
 
     // The database subnets' route table: the VPC's local route and nothing else.
